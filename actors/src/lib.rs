@@ -1,0 +1,34 @@
+//! # herald-actors — the delivery engine
+//!
+//! Events come in through an [`EngineHandle`](engine::EngineHandle); the
+//! [router](router) matches each against the [subscription index](webhook::SubscriptionIndex)
+//! and hands it to one [endpoint actor](endpoint) per subscribed webhook. An endpoint actor
+//! owns its queue, its rate limiter, its cap on in-flight attempts and its backoff timers;
+//! it runs each attempt as a spawned task through the [`Transport`](ports::Transport) and
+//! reports every ended attempt to the [ledger writer](ledger_writer), which batches them
+//! into the [`Ledger`](ports::Ledger). Once every delivery of an event is durable, the
+//! router advances the feed checkpoint past it.
+//!
+//! ```text
+//!   feed ──► Router ──► Endpoint(wh_1) ──► Transport (HTTPS)
+//!     ▲        │   └──► Endpoint(wh_2) ──┐
+//!     │        ▼                         ▼
+//!  checkpoint ◄──── durable ◄──── LedgerWriter ──► Ledger (MongoDB)
+//! ```
+//!
+//! The engine talks to the world only through [`ports`], so it runs unchanged against
+//! MongoDB + hyper in the daemon and against in-memory fakes in tests and benchmarks.
+
+pub mod delivery;
+pub mod event;
+pub mod ports;
+pub mod retry;
+pub mod signing;
+pub mod webhook;
+
+pub use delivery::{AttemptResponse, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus};
+pub use event::{Event, Payload};
+pub use ports::{Ledger, LedgerError, OutboundRequest, Transport};
+pub use retry::{next_delay, RetryPolicy};
+pub use signing::{Signer, SigningKey};
+pub use webhook::{EventFilter, SubscriptionIndex, WebhookSpec};

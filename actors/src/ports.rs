@@ -1,0 +1,58 @@
+//! The engine's seams: how it reaches receivers and where it records deliveries.
+//!
+//! The daemon implements these with hyper (HTTPS) and MongoDB; unit tests and benchmarks
+//! implement them in memory.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
+
+/// One signed POST, ready to send. Everything is pre-built: the transport only dials.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// The webhook's URL, as configured.
+    pub url: std::sync::Arc<str>,
+    /// `webhook-id` (the event id).
+    pub msg_id: std::sync::Arc<str>,
+    /// `webhook-timestamp`: unix seconds of this attempt.
+    pub timestamp: i64,
+    /// `webhook-signature`: one or more space-separated `v1,<base64>`.
+    pub signature: String,
+    /// The webhook's own headers, sent verbatim (e.g. `X-Mixpeek-Secret`).
+    pub headers: std::sync::Arc<[(String, String)]>,
+    /// The JSON body, byte-identical across attempts and endpoints.
+    pub body: Bytes,
+}
+
+/// Sends one attempt. The engine applies the whole-attempt timeout around this future.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, request: OutboundRequest) -> BoxFuture<'static, AttemptResult>;
+}
+
+/// A fault of the ledger's store (connection lost, write refused). The engine retries.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("ledger: {0}")]
+pub struct LedgerError(pub String);
+
+/// Where deliveries and the feed checkpoint are made durable.
+pub trait Ledger: Send + Sync + 'static {
+    /// Durably records a batch of delivery states, in order. A delivery's first record
+    /// creates it; later ones update it. Must be idempotent under replay: after a crash the
+    /// same first record may be written again.
+    fn write(&self, batch: Vec<DeliveryRecord>) -> BoxFuture<'static, Result<(), LedgerError>>;
+
+    /// Stores the feed position below which every event's deliveries are durable.
+    fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>>;
+
+    /// Pending deliveries whose next attempt is due before `due_before`, oldest first,
+    /// after `after` (a delivery id, for paging).
+    fn due(
+        &self,
+        due_before: SystemTime,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<PendingDelivery>, LedgerError>>;
+}

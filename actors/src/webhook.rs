@@ -1,0 +1,158 @@
+//! A subscriber endpoint as the engine sees it, and the index that matches events to them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::signing::Signer;
+
+/// Which event types a webhook receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFilter {
+    /// `["*"]`: every event.
+    All,
+    /// Exactly these types.
+    Types(Vec<String>),
+}
+
+impl EventFilter {
+    /// From the stored `event_types` list; `"*"` anywhere means all.
+    pub fn from_list(types: &[String]) -> Self {
+        if types.iter().any(|t| t == "*") {
+            EventFilter::All
+        } else {
+            EventFilter::Types(types.to_vec())
+        }
+    }
+
+    pub fn matches(&self, event_type: &str) -> bool {
+        match self {
+            EventFilter::All => true,
+            EventFilter::Types(types) => types.iter().any(|t| t == event_type),
+        }
+    }
+}
+
+/// Everything the engine needs to deliver to one endpoint. Immutable: a change to the
+/// webhook replaces the whole spec.
+#[derive(Debug, Clone)]
+pub struct WebhookSpec {
+    /// `wh_<16 hex>`.
+    pub id: Arc<str>,
+    pub url: Arc<str>,
+    pub filter: EventFilter,
+    pub signer: Signer,
+    /// Sent verbatim with every attempt.
+    pub headers: Arc<[(String, String)]>,
+    pub enabled: bool,
+    /// Requests per second; `None`: unlimited.
+    pub rate_limit_per_second: Option<u32>,
+}
+
+/// Event type → subscribed webhook ids. Rebuilt incrementally as webhooks change, so a
+/// lookup is one hash probe plus the wildcard list, whatever the number of webhooks.
+#[derive(Debug, Default)]
+pub struct SubscriptionIndex {
+    by_type: HashMap<String, Vec<Arc<str>>>,
+    wildcard: Vec<Arc<str>>,
+}
+
+impl SubscriptionIndex {
+    /// Adds (or re-adds) a webhook under its filter. Disabled webhooks are not indexed.
+    pub fn insert(&mut self, spec: &WebhookSpec) {
+        self.remove(&spec.id, None);
+        if !spec.enabled {
+            return;
+        }
+        match &spec.filter {
+            EventFilter::All => self.wildcard.push(spec.id.clone()),
+            EventFilter::Types(types) => {
+                for t in types {
+                    let ids = self.by_type.entry(t.clone()).or_default();
+                    if !ids.contains(&spec.id) {
+                        ids.push(spec.id.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a webhook. `previous` (its old filter) makes this O(its types); without it
+    /// every list is scanned.
+    pub fn remove(&mut self, id: &str, previous: Option<&EventFilter>) {
+        self.wildcard.retain(|w| &**w != id);
+        match previous {
+            Some(EventFilter::Types(types)) => {
+                for t in types {
+                    if let Some(ids) = self.by_type.get_mut(t) {
+                        ids.retain(|w| &**w != id);
+                    }
+                }
+            }
+            Some(EventFilter::All) => {}
+            None => {
+                for ids in self.by_type.values_mut() {
+                    ids.retain(|w| &**w != id);
+                }
+            }
+        }
+        self.by_type.retain(|_, ids| !ids.is_empty());
+    }
+
+    /// Calls `f` for every webhook subscribed to `event_type`.
+    pub fn for_each_match(&self, event_type: &str, mut f: impl FnMut(&Arc<str>)) {
+        if let Some(ids) = self.by_type.get(event_type) {
+            ids.iter().for_each(&mut f);
+        }
+        self.wildcard.iter().for_each(f);
+    }
+
+    /// The subscribers of `event_type`, collected.
+    pub fn matches(&self, event_type: &str) -> Vec<Arc<str>> {
+        let mut out = Vec::new();
+        self.for_each_match(event_type, |id| out.push(id.clone()));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, types: &[&str], enabled: bool) -> WebhookSpec {
+        WebhookSpec {
+            id: id.into(),
+            url: "https://example.com/hook".into(),
+            filter: EventFilter::from_list(&types.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            signer: Signer::new(vec![]),
+            headers: Arc::new([]),
+            enabled,
+            rate_limit_per_second: None,
+        }
+    }
+
+    #[test]
+    fn matches_exact_types_and_wildcards_only() {
+        let mut index = SubscriptionIndex::default();
+        index.insert(&spec("a", &["object.created"], true));
+        index.insert(&spec("b", &["batch.completed", "object.created"], true));
+        index.insert(&spec("c", &["*"], true));
+        index.insert(&spec("d", &["object.created"], false));
+
+        let ids = |t: &str| index.matches(t).iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids("object.created"), ["a", "b", "c"]);
+        assert_eq!(ids("batch.completed"), ["b", "c"]);
+        assert_eq!(ids("cluster.completed"), ["c"]);
+    }
+
+    #[test]
+    fn reinserting_with_new_types_replaces_the_old_ones() {
+        let mut index = SubscriptionIndex::default();
+        index.insert(&spec("a", &["object.created"], true));
+        index.insert(&spec("a", &["batch.completed"], true));
+        assert!(index.matches("object.created").is_empty());
+        assert_eq!(index.matches("batch.completed").len(), 1);
+
+        index.insert(&spec("a", &["batch.completed"], false));
+        assert!(index.matches("batch.completed").is_empty());
+    }
+}
