@@ -19,12 +19,22 @@
 //! The engine talks to the world only through [`ports`], so it runs unchanged against
 //! MongoDB + hyper in the daemon and against in-memory fakes in tests and benchmarks.
 
+pub mod config;
 pub mod delivery;
+pub mod endpoint;
+pub mod engine;
 pub mod event;
+pub mod fakes;
+pub mod ledger_writer;
 pub mod ports;
 pub mod retry;
+pub mod router;
 pub mod signing;
+pub mod supervisor;
 pub mod webhook;
+
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineHandle, EngineStopped};
 
 pub use delivery::{AttemptResponse, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus};
 pub use event::{Event, Payload};

@@ -3,6 +3,7 @@
 //! The daemon implements these with hyper (HTTPS) and MongoDB; unit tests and benchmarks
 //! implement them in memory.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -14,15 +15,15 @@ use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
     /// The webhook's URL, as configured.
-    pub url: std::sync::Arc<str>,
+    pub url: Arc<str>,
     /// `webhook-id` (the event id).
-    pub msg_id: std::sync::Arc<str>,
+    pub msg_id: Arc<str>,
     /// `webhook-timestamp`: unix seconds of this attempt.
     pub timestamp: i64,
     /// `webhook-signature`: one or more space-separated `v1,<base64>`.
     pub signature: String,
     /// The webhook's own headers, sent verbatim (e.g. `X-Mixpeek-Secret`).
-    pub headers: std::sync::Arc<[(String, String)]>,
+    pub headers: Arc<[(String, String)]>,
     /// The JSON body, byte-identical across attempts and endpoints.
     pub body: Bytes,
 }
@@ -39,10 +40,12 @@ pub struct LedgerError(pub String);
 
 /// Where deliveries and the feed checkpoint are made durable.
 pub trait Ledger: Send + Sync + 'static {
-    /// Durably records a batch of delivery states, in order. A delivery's first record
+    /// Durably records a batch of delivery states, in order (shared so that a failed write
+    /// can be retried without copying). A delivery's first record
     /// creates it; later ones update it. Must be idempotent under replay: after a crash the
     /// same first record may be written again.
-    fn write(&self, batch: Vec<DeliveryRecord>) -> BoxFuture<'static, Result<(), LedgerError>>;
+    fn write(&self, batch: Arc<Vec<DeliveryRecord>>)
+        -> BoxFuture<'static, Result<(), LedgerError>>;
 
     /// Stores the feed position below which every event's deliveries are durable.
     fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>>;

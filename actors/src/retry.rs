@@ -113,16 +113,32 @@ mod tests {
     #[test]
     fn full_jitter_stays_under_the_doubling_ceiling() {
         let mut rng = StdRng::seed_from_u64(1);
-        let p = RetryPolicy { max_attempts: 100, ..policy() };
-        for (attempt, ceiling_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1_000), (40, 1_000)] {
+        let p = RetryPolicy {
+            max_attempts: 100,
+            ..policy()
+        };
+        for (attempt, ceiling_ms) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1_000),
+            (40, 1_000),
+        ] {
             let mut seen_max = 0;
             for _ in 0..2_000 {
                 let d = next_delay(&p, attempt, &status(500, None), &mut rng).unwrap();
-                assert!(d <= Duration::from_millis(ceiling_ms), "attempt {attempt}: {d:?}");
+                assert!(
+                    d <= Duration::from_millis(ceiling_ms),
+                    "attempt {attempt}: {d:?}"
+                );
                 seen_max = seen_max.max(d.as_millis() as u64);
             }
             // Jitter spreads over the whole range, not a sliver of it.
-            assert!(seen_max > ceiling_ms * 9 / 10, "attempt {attempt}: max {seen_max}");
+            assert!(
+                seen_max > ceiling_ms * 9 / 10,
+                "attempt {attempt}: max {seen_max}"
+            );
         }
     }
 
@@ -137,7 +153,10 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_on_429_and_503_and_clamped() {
         let mut rng = StdRng::seed_from_u64(5);
-        let p = RetryPolicy { max: Duration::from_secs(30), ..policy() };
+        let p = RetryPolicy {
+            max: Duration::from_secs(30),
+            ..policy()
+        };
         assert_eq!(
             next_delay(&p, 1, &status(429, Some(7)), &mut rng),
             Some(Duration::from_secs(7))
@@ -154,7 +173,10 @@ mod tests {
     #[test]
     fn huge_attempt_numbers_do_not_overflow() {
         let mut rng = StdRng::seed_from_u64(9);
-        let p = RetryPolicy { max_attempts: u32::MAX, ..policy() };
+        let p = RetryPolicy {
+            max_attempts: u32::MAX,
+            ..policy()
+        };
         let d = next_delay(&p, u32::MAX - 1, &status(500, None), &mut rng).unwrap();
         assert!(d <= p.max);
     }

@@ -90,7 +90,10 @@ impl SigningKey {
 
     /// `v1,<base64>` for one message.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let tag = self.mac_for(msg_id, timestamp, body).finalize().into_bytes();
+        let tag = self
+            .mac_for(msg_id, timestamp, body)
+            .finalize()
+            .into_bytes();
         let mut out = String::with_capacity(48);
         out.push_str("v1,");
         STANDARD.encode_string(tag, &mut out);
@@ -125,7 +128,13 @@ impl Signer {
 
     /// The `webhook-signature` header value: the signatures of every valid key,
     /// space-separated.
-    pub fn header_value(&self, msg_id: &str, timestamp: i64, body: &[u8], now: SystemTime) -> String {
+    pub fn header_value(
+        &self,
+        msg_id: &str,
+        timestamp: i64,
+        body: &[u8],
+        now: SystemTime,
+    ) -> String {
         let mut out = String::with_capacity(48 * self.keys.len());
         for key in self.keys.iter().filter(|k| k.is_valid_at(now)) {
             if !out.is_empty() {
@@ -139,7 +148,13 @@ impl Signer {
 
 /// Verifies a `webhook-signature` header (as a receiver would): true when any listed
 /// signature matches `key`.
-pub fn verify_header(key: &SigningKey, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+pub fn verify_header(
+    key: &SigningKey,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+) -> bool {
     header
         .split(' ')
         .any(|sig| key.verify(msg_id, timestamp, body, sig))
@@ -179,9 +194,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_secrets() {
-        assert_eq!(SigningKey::parse("MfKQ9r8G").unwrap_err(), SecretError::MissingPrefix);
-        assert_eq!(SigningKey::parse("whsec_!!!").unwrap_err(), SecretError::NotBase64);
-        assert_eq!(SigningKey::parse("whsec_AAAA").unwrap_err(), SecretError::BadLength(3));
+        assert_eq!(
+            SigningKey::parse("MfKQ9r8G").unwrap_err(),
+            SecretError::MissingPrefix
+        );
+        assert_eq!(
+            SigningKey::parse("whsec_!!!").unwrap_err(),
+            SecretError::NotBase64
+        );
+        assert_eq!(
+            SigningKey::parse("whsec_AAAA").unwrap_err(),
+            SecretError::BadLength(3)
+        );
     }
 
     #[test]
@@ -195,13 +219,37 @@ mod tests {
 
         let header = signer.header_value(MSG_ID, TIMESTAMP, BODY.as_bytes(), now);
         assert_eq!(header.split(' ').count(), 2);
-        assert!(verify_header(&old, MSG_ID, TIMESTAMP, BODY.as_bytes(), &header));
-        assert!(verify_header(&new, MSG_ID, TIMESTAMP, BODY.as_bytes(), &header));
+        assert!(verify_header(
+            &old,
+            MSG_ID,
+            TIMESTAMP,
+            BODY.as_bytes(),
+            &header
+        ));
+        assert!(verify_header(
+            &new,
+            MSG_ID,
+            TIMESTAMP,
+            BODY.as_bytes(),
+            &header
+        ));
 
         let later = now + std::time::Duration::from_secs(61);
         let header = signer.header_value(MSG_ID, TIMESTAMP, BODY.as_bytes(), later);
-        assert!(!verify_header(&old, MSG_ID, TIMESTAMP, BODY.as_bytes(), &header));
-        assert!(verify_header(&new, MSG_ID, TIMESTAMP, BODY.as_bytes(), &header));
+        assert!(!verify_header(
+            &old,
+            MSG_ID,
+            TIMESTAMP,
+            BODY.as_bytes(),
+            &header
+        ));
+        assert!(verify_header(
+            &new,
+            MSG_ID,
+            TIMESTAMP,
+            BODY.as_bytes(),
+            &header
+        ));
     }
 
     #[test]

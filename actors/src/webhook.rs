@@ -122,7 +122,9 @@ mod tests {
         WebhookSpec {
             id: id.into(),
             url: "https://example.com/hook".into(),
-            filter: EventFilter::from_list(&types.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            filter: EventFilter::from_list(
+                &types.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            ),
             signer: Signer::new(vec![]),
             headers: Arc::new([]),
             enabled,
@@ -138,7 +140,13 @@ mod tests {
         index.insert(&spec("c", &["*"], true));
         index.insert(&spec("d", &["object.created"], false));
 
-        let ids = |t: &str| index.matches(t).iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ids = |t: &str| {
+            index
+                .matches(t)
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids("object.created"), ["a", "b", "c"]);
         assert_eq!(ids("batch.completed"), ["b", "c"]);
         assert_eq!(ids("cluster.completed"), ["c"]);

@@ -1,0 +1,41 @@
+//! The engine's tunables, fixed at start.
+
+use std::time::Duration;
+
+use crate::retry::RetryPolicy;
+
+/// How the engine delivers. Built by the daemon from its validated configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The backoff schedule.
+    pub retry: RetryPolicy,
+    /// Whole-attempt timeout (connect + TLS + response headers).
+    pub attempt_timeout: Duration,
+    /// At most this many attempts in flight per endpoint, so one endpoint cannot take
+    /// every connection and a slow one holds only its own work.
+    pub max_in_flight_per_endpoint: usize,
+    /// Events accepted but not yet durable (every delivery recorded). When the window is
+    /// full, [`EngineHandle::submit`](crate::engine::EngineHandle::submit) waits: this is
+    /// the back-pressure on the change stream and the bound on memory.
+    pub max_events_in_flight: usize,
+    /// Delivery records written to the ledger in one batch, at most.
+    pub ledger_batch_max: usize,
+    /// How long a record may wait for companions before its batch is written.
+    pub ledger_flush_interval: Duration,
+    /// Endpoint actor restarts allowed per minute before the endpoint is given up on.
+    pub max_restarts_per_minute: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            attempt_timeout: Duration::from_secs(10),
+            max_in_flight_per_endpoint: 64,
+            max_events_in_flight: 20_000,
+            ledger_batch_max: 1_000,
+            ledger_flush_interval: Duration::from_millis(5),
+            max_restarts_per_minute: 10,
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! Starting, feeding and stopping the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::{Actor, ActorRef};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::EngineConfig;
+use crate::delivery::PendingDelivery;
+use crate::event::Event;
+use crate::ledger_writer::LedgerWriterMsg;
+use crate::ports::{Ledger, Transport};
+use crate::router::{RouterMsg, RouterStats};
+use crate::supervisor::{ServiceFactory, Supervisor, SupervisorMsg};
+use crate::webhook::WebhookSpec;
+
+/// The engine has stopped (shut down, or its router failed).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the delivery engine has stopped")]
+pub struct EngineStopped;
+
+/// A running engine: its handle plus what it takes to stop it.
+pub struct Engine {
+    handle: EngineHandle,
+    supervisor: ActorRef<SupervisorMsg>,
+    join: JoinHandle<()>,
+}
+
+/// Cheap to clone; what the feed, the webhook watcher and the API use.
+#[derive(Clone)]
+pub struct EngineHandle {
+    router: ActorRef<RouterMsg>,
+    supervisor: ActorRef<SupervisorMsg>,
+    window: Arc<Semaphore>,
+}
+
+impl Engine {
+    /// Spawns the actor tree.
+    pub async fn start(
+        config: EngineConfig,
+        transport: Arc<dyn Transport>,
+        ledger: Arc<dyn Ledger>,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let window = Arc::new(Semaphore::new(config.max_events_in_flight));
+        let (supervisor, join) = Actor::spawn(
+            None,
+            Supervisor {
+                config: Arc::new(config),
+                transport,
+                ledger,
+                window: window.clone(),
+            },
+            (),
+        )
+        .await?;
+        let router = supervisor
+            .call(SupervisorMsg::Router, Some(Duration::from_secs(5)))
+            .await
+            .map_err(|e| ractor::SpawnErr::StartupFailed(e.to_string().into()))?
+            .success_or(())
+            .map_err(|_| ractor::SpawnErr::StartupFailed("router did not answer".into()))?;
+        Ok(Self {
+            handle: EngineHandle {
+                router,
+                supervisor: supervisor.clone(),
+                window,
+            },
+            supervisor,
+            join,
+        })
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Resolves when the actor tree has stopped (after [`Engine::shutdown`], or on failure).
+    pub fn stopped(&mut self) -> &mut JoinHandle<()> {
+        &mut self.join
+    }
+
+    /// Stops taking events, lets in-flight attempts finish (at most `grace`), makes every
+    /// record durable, writes the checkpoint and stops the tree.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), String> {
+        let router = self.handle.router.clone();
+        let drained = router.call(RouterMsg::Drain, Some(grace)).await;
+        if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
+            warn!("in-flight attempts did not finish within the grace period; they will be retried after restart");
+        }
+        let writer = router
+            .call(RouterMsg::LedgerWriter, Some(Duration::from_secs(5)))
+            .await;
+        if let Ok(ractor::rpc::CallResult::Success(writer)) = writer {
+            let _ = writer
+                .call(LedgerWriterMsg::Sync, Some(Duration::from_secs(30)))
+                .await;
+        }
+        let result = match router
+            .call(RouterMsg::FinalCheckpoint, Some(Duration::from_secs(30)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.to_string()),
+            Ok(_) => Err("final checkpoint timed out".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.supervisor.stop(Some("shutdown".into()));
+        let _ = self.join.await;
+        info!("engine stopped");
+        result
+    }
+}
+
+impl EngineHandle {
+    /// Hands an event to the router. Waits while `max_events_in_flight` events are not yet
+    /// durable: the caller (the change stream) slows down instead of memory growing.
+    pub async fn submit(
+        &self,
+        event: Event,
+        checkpoint: Option<Bytes>,
+    ) -> Result<(), EngineStopped> {
+        let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
+        permit.forget();
+        self.router
+            .cast(RouterMsg::Event {
+                event: Arc::new(event),
+                checkpoint,
+            })
+            .map_err(|_| EngineStopped)
+    }
+
+    /// A webhook was created or changed (disabled ones stop their endpoint).
+    pub fn upsert_webhook(&self, spec: WebhookSpec) -> Result<(), EngineStopped> {
+        self.router
+            .cast(RouterMsg::Upsert(spec))
+            .map_err(|_| EngineStopped)
+    }
+
+    /// A webhook was deleted.
+    pub fn remove_webhook(&self, id: &str) -> Result<(), EngineStopped> {
+        self.router
+            .cast(RouterMsg::Remove(id.into()))
+            .map_err(|_| EngineStopped)
+    }
+
+    /// Re-queues a pending delivery loaded from the ledger (attempted at its due time).
+    pub fn resume(&self, pending: PendingDelivery) -> Result<(), EngineStopped> {
+        self.router
+            .cast(RouterMsg::Resume(pending))
+            .map_err(|_| EngineStopped)
+    }
+
+    /// The router's bookkeeping.
+    pub async fn stats(&self) -> Result<RouterStats, EngineStopped> {
+        match self
+            .router
+            .call(RouterMsg::Stats, Some(Duration::from_secs(5)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(stats)) => Ok(stats),
+            _ => Err(EngineStopped),
+        }
+    }
+
+    /// Spawns a service (e.g. the HTTP listener) under the root supervisor, restarted if it
+    /// fails.
+    pub async fn add_service(&self, name: &str, factory: ServiceFactory) -> Result<(), String> {
+        match self
+            .supervisor
+            .call(
+                |reply| SupervisorMsg::AddService {
+                    name: name.to_owned(),
+                    factory,
+                    reply,
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(_) => Err(format!("{name}: supervisor did not answer")),
+            Err(e) => Err(format!("{name}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::delivery::DeliveryStatus;
+    use crate::event::Payload;
+    use crate::fakes::{Answer, MemoryLedger, ScriptedTransport};
+    use crate::retry::RetryPolicy;
+    use crate::signing::{verify_header, Signer, SigningKey};
+    use crate::webhook::EventFilter;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn config() -> EngineConfig {
+        EngineConfig {
+            retry: RetryPolicy {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(40),
+                max_attempts: 3,
+            },
+            attempt_timeout: Duration::from_millis(200),
+            ..EngineConfig::default()
+        }
+    }
+
+    fn webhook(id: &str, types: &[&str]) -> WebhookSpec {
+        WebhookSpec {
+            id: id.into(),
+            url: format!("https://{id}.example/hook").into(),
+            filter: EventFilter::from_list(
+                &types.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            ),
+            signer: Signer::new(vec![SigningKey::parse(SECRET).unwrap()]),
+            headers: Arc::new([("X-Mixpeek-Secret".to_owned(), "shh".to_owned())]),
+            enabled: true,
+            rate_limit_per_second: None,
+        }
+    }
+
+    fn event(id: &str, event_type: &str) -> Event {
+        Event::from_payload(&Payload {
+            event_id: id.into(),
+            event_type: event_type.into(),
+            occurred_at: "2026-01-01T00:00:00Z".into(),
+            namespace_id: None,
+            task_id: None,
+            subject: None,
+            data: serde_json::json!({"n": id}),
+            cache_scope: None,
+        })
+    }
+
+    async fn start(config: EngineConfig) -> (Engine, ScriptedTransport, MemoryLedger) {
+        let transport = ScriptedTransport::default();
+        let ledger = MemoryLedger::default();
+        let engine = Engine::start(
+            config,
+            Arc::new(transport.clone()),
+            Arc::new(ledger.clone()),
+        )
+        .await
+        .unwrap();
+        (engine, transport, ledger)
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Webhook changes are asynchronous messages; a stats call is processed after them.
+    async fn settle_webhooks(handle: &EngineHandle) {
+        handle.stats().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn delivers_each_event_once_to_each_matching_enabled_webhook() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle
+            .upsert_webhook(webhook("a", &["object.created"]))
+            .unwrap();
+        handle
+            .upsert_webhook(webhook("b", &["batch.completed"]))
+            .unwrap();
+        handle.upsert_webhook(webhook("all", &["*"])).unwrap();
+        handle
+            .upsert_webhook(WebhookSpec {
+                enabled: false,
+                ..webhook("off", &["*"])
+            })
+            .unwrap();
+        settle_webhooks(&handle).await;
+
+        for i in 0..10 {
+            let token = Bytes::from(format!("t{i}"));
+            handle
+                .submit(event(&format!("evt_{i}"), "object.created"), Some(token))
+                .await
+                .unwrap();
+        }
+        until("20 deliveries", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 20
+        })
+        .await;
+        until("checkpoint at the last event", || {
+            ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t9".as_ref())
+        })
+        .await;
+
+        assert_eq!(transport.sent_to("https://a.example/hook"), 10);
+        assert_eq!(transport.sent_to("https://all.example/hook"), 10);
+        assert_eq!(transport.sent_to("https://b.example/hook"), 0);
+        assert_eq!(transport.sent_to("https://off.example/hook"), 0);
+
+        // Signed per Standard Webhooks, with the webhook's own headers and identical bytes.
+        let key = SigningKey::parse(SECRET).unwrap();
+        for request in transport.sent() {
+            assert!(verify_header(
+                &key,
+                &request.msg_id,
+                request.timestamp,
+                &request.body,
+                &request.signature
+            ));
+            assert_eq!(
+                &*request.headers,
+                &[("X-Mixpeek-Secret".to_owned(), "shh".to_owned())]
+            );
+        }
+        // Batched: far fewer ledger writes than deliveries.
+        assert!(ledger.writes() < 20, "{} writes", ledger.writes());
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn retries_until_2xx_and_keeps_the_attempt_log() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.script(
+            "https://a.example/hook",
+            vec![Answer::Status(500), Answer::Status(500)],
+        );
+
+        handle.submit(event("evt_1", "x"), None).await.unwrap();
+        until("success", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 1
+        })
+        .await;
+
+        let stored = ledger.delivery("evt_1:a").unwrap();
+        assert_eq!(stored.record.attempts, 3);
+        let codes: Vec<_> = stored.attempt_log.iter().map(|a| a.status_code).collect();
+        assert_eq!(codes, [Some(500), Some(500), Some(200)]);
+        // Every attempt sent the same bytes.
+        let bodies: Vec<_> = transport.sent().into_iter().map(|r| r.body).collect();
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn exhausted_retries_end_failed_with_payload_kept_for_replay() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.set_default("https://a.example/hook", Answer::Status(503));
+
+        handle.submit(event("evt_1", "x"), None).await.unwrap();
+        until("failure", || ledger.count_with(DeliveryStatus::Failed) == 1).await;
+        let stored = ledger.delivery("evt_1:a").unwrap();
+        assert_eq!(stored.record.attempts, 3);
+        assert_eq!(stored.attempt_log.len(), 3);
+        assert_eq!(stored.record.last_status_code, Some(503));
+        assert!(stored.payload.is_some());
+        assert_eq!(transport.sent_to("https://a.example/hook"), 3);
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_waited_for() {
+        let mut config = config();
+        config.retry.max = Duration::from_secs(10);
+        let (engine, transport, ledger) = start(config).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.script(
+            "https://a.example/hook",
+            vec![Answer::StatusRetryAfter(429, Duration::from_millis(400))],
+        );
+        let started = Instant::now();
+        handle.submit(event("evt_1", "x"), None).await.unwrap();
+        until("success", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 1
+        })
+        .await;
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn plaintext_urls_fail_without_being_dialled() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle
+            .upsert_webhook(WebhookSpec {
+                url: "http://a.example/hook".into(),
+                ..webhook("a", &["*"])
+            })
+            .unwrap();
+        settle_webhooks(&handle).await;
+        handle.submit(event("evt_1", "x"), None).await.unwrap();
+        until("failure", || ledger.count_with(DeliveryStatus::Failed) == 1).await;
+        let stored = ledger.delivery("evt_1:a").unwrap();
+        assert_eq!(stored.record.attempts, 1);
+        assert!(stored
+            .record
+            .last_error
+            .unwrap()
+            .contains("HTTPS is required"));
+        assert!(transport.sent().is_empty());
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hanging_endpoint_times_out_and_does_not_delay_others() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("slow", &["*"])).unwrap();
+        handle.upsert_webhook(webhook("fast", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.set_default("https://slow.example/hook", Answer::Hang);
+
+        let started = Instant::now();
+        for i in 0..50 {
+            handle
+                .submit(event(&format!("evt_{i}"), "x"), None)
+                .await
+                .unwrap();
+        }
+        until("fast endpoint done", || {
+            transport.sent_to("https://fast.example/hook") == 50
+        })
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+
+        until("slow endpoint exhausted", || {
+            ledger.count_with(DeliveryStatus::Failed) == 50
+        })
+        .await;
+        let stored = ledger.delivery("evt_0:slow").unwrap();
+        assert!(stored
+            .attempt_log
+            .iter()
+            .all(|a| a.error.as_deref() == Some("timed out after 200 ms")));
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn checkpoint_waits_for_every_earlier_delivery() {
+        let mut config = config();
+        config.attempt_timeout = Duration::from_millis(500);
+        config.retry.max_attempts = 1;
+        let (engine, transport, ledger) = start(config).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("slow", &["slow"])).unwrap();
+        handle.upsert_webhook(webhook("fast", &["fast"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.set_default("https://slow.example/hook", Answer::Hang);
+
+        handle
+            .submit(event("evt_1", "slow"), Some(Bytes::from_static(b"t1")))
+            .await
+            .unwrap();
+        handle
+            .submit(event("evt_2", "fast"), Some(Bytes::from_static(b"t2")))
+            .await
+            .unwrap();
+        until("fast delivered", || ledger.delivery("evt_2:fast").is_some()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            ledger.checkpoints().is_empty(),
+            "checkpoint passed an unrecorded delivery"
+        );
+
+        until("checkpoint after the slow one ends", || {
+            ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t2".as_ref())
+        })
+        .await;
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rate_limit_spaces_attempts() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle
+            .upsert_webhook(WebhookSpec {
+                rate_limit_per_second: Some(10),
+                ..webhook("a", &["*"])
+            })
+            .unwrap();
+        settle_webhooks(&handle).await;
+        let started = Instant::now();
+        for i in 0..25 {
+            handle
+                .submit(event(&format!("evt_{i}"), "x"), None)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A burst of 10, then one every 100 ms.
+        let early = transport.sent_to("https://a.example/hook");
+        assert!(
+            (10..=16).contains(&early),
+            "{early} sent in the first 500 ms"
+        );
+        until("all delivered", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 25
+        })
+        .await;
+        assert!(started.elapsed() >= Duration::from_millis(1_400));
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn removing_a_webhook_stops_it_and_frees_the_checkpoint() {
+        let mut config = config();
+        config.attempt_timeout = Duration::from_secs(30);
+        let (engine, transport, ledger) = start(config).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.set_default("https://a.example/hook", Answer::Hang);
+        handle
+            .submit(event("evt_1", "x"), Some(Bytes::from_static(b"t1")))
+            .await
+            .unwrap();
+        until("attempt started", || {
+            transport.sent_to("https://a.example/hook") == 1
+        })
+        .await;
+
+        handle.remove_webhook("a").unwrap();
+        until("checkpoint moves on", || !ledger.checkpoints().is_empty()).await;
+        handle.submit(event("evt_2", "x"), None).await.unwrap();
+        settle_webhooks(&handle).await;
+        assert_eq!(transport.sent_to("https://a.example/hook"), 1);
+        assert_eq!(handle.stats().await.unwrap().endpoints, 0);
+        engine.shutdown(Duration::from_millis(100)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn resumed_deliveries_are_attempted_at_their_due_time() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        let body = event("evt_9", "x").body;
+        handle
+            .resume(PendingDelivery {
+                event_id: "evt_9".into(),
+                webhook_id: "a".into(),
+                event_type: "x".into(),
+                task_id: None,
+                attempts: 2,
+                next_attempt_at: std::time::SystemTime::now() + Duration::from_millis(100),
+                created_at: std::time::SystemTime::now(),
+                payload: body.clone(),
+            })
+            .unwrap();
+        settle_webhooks(&handle).await;
+        assert!(transport.sent().is_empty());
+        until("resumed delivery succeeds", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 1
+        })
+        .await;
+        let stored = ledger.delivery("evt_9:a").unwrap();
+        assert_eq!(stored.record.attempts, 3);
+        assert!(!stored.record.first_write);
+        assert_eq!(transport.sent()[0].body, body);
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+}

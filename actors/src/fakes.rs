@@ -1,0 +1,234 @@
+//! In-memory implementations of the [ports](crate::ports), for unit tests and benchmarks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::delivery::{
+    AttemptResponse, AttemptResult, DeliveryRecord, DeliveryStatus, PendingDelivery,
+};
+use crate::ports::{Ledger, LedgerError, OutboundRequest, Transport};
+
+/// A transport whose answers are scripted per URL; every request is recorded.
+#[derive(Default, Clone)]
+pub struct ScriptedTransport {
+    inner: Arc<Mutex<ScriptedInner>>,
+}
+
+#[derive(Default)]
+struct ScriptedInner {
+    scripts: HashMap<String, Vec<Answer>>,
+    defaults: HashMap<String, Answer>,
+    sent: Vec<OutboundRequest>,
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Status(u16),
+    StatusRetryAfter(u16, Duration),
+    /// Never answers (the engine's timeout ends it).
+    Hang,
+    Fail(crate::delivery::DeliveryError),
+}
+
+impl ScriptedTransport {
+    /// Answers for `url`, in order; afterwards the default (200 unless set).
+    pub fn script(&self, url: &str, answers: Vec<Answer>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .scripts
+            .insert(url.to_owned(), answers);
+    }
+
+    pub fn set_default(&self, url: &str, answer: Answer) {
+        self.inner
+            .lock()
+            .unwrap()
+            .defaults
+            .insert(url.to_owned(), answer);
+    }
+
+    /// Every request sent so far.
+    pub fn sent(&self) -> Vec<OutboundRequest> {
+        self.inner.lock().unwrap().sent.clone()
+    }
+
+    pub fn sent_to(&self, url: &str) -> usize {
+        self.inner
+            .lock()
+            .unwrap()
+            .sent
+            .iter()
+            .filter(|r| &*r.url == url)
+            .count()
+    }
+}
+
+impl Transport for ScriptedTransport {
+    fn send(&self, request: OutboundRequest) -> BoxFuture<'static, AttemptResult> {
+        let answer = {
+            let mut inner = self.inner.lock().unwrap();
+            let url = request.url.to_string();
+            inner.sent.push(request);
+            match inner.scripts.get_mut(&url).filter(|s| !s.is_empty()) {
+                Some(script) => script.remove(0),
+                None => inner
+                    .defaults
+                    .get(&url)
+                    .cloned()
+                    .unwrap_or(Answer::Status(200)),
+            }
+        };
+        async move {
+            match answer {
+                Answer::Status(status) => Ok(AttemptResponse {
+                    status,
+                    retry_after: None,
+                }),
+                Answer::StatusRetryAfter(status, wait) => Ok(AttemptResponse {
+                    status,
+                    retry_after: Some(wait),
+                }),
+                Answer::Hang => futures::future::pending().await,
+                Answer::Fail(error) => Err(error),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// A transport that answers 200 at once without recording (for benchmarks).
+#[derive(Default, Clone, Copy)]
+pub struct NullTransport;
+
+impl Transport for NullTransport {
+    fn send(&self, _request: OutboundRequest) -> BoxFuture<'static, AttemptResult> {
+        futures::future::ready(Ok(AttemptResponse {
+            status: 200,
+            retry_after: None,
+        }))
+        .boxed()
+    }
+}
+
+/// A ledger in memory: the latest state of every delivery plus every checkpoint written.
+#[derive(Default, Clone)]
+pub struct MemoryLedger {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    deliveries: HashMap<String, StoredDelivery>,
+    checkpoints: Vec<Bytes>,
+    writes: usize,
+}
+
+/// A delivery as the memory ledger keeps it.
+#[derive(Debug, Clone)]
+pub struct StoredDelivery {
+    pub record: DeliveryRecord,
+    /// Every attempt, accumulated over records.
+    pub attempt_log: Vec<crate::delivery::AttemptLogEntry>,
+    pub payload: Option<Bytes>,
+}
+
+impl MemoryLedger {
+    pub fn delivery(&self, id: &str) -> Option<StoredDelivery> {
+        self.inner.lock().unwrap().deliveries.get(id).cloned()
+    }
+
+    pub fn deliveries(&self) -> Vec<StoredDelivery> {
+        self.inner
+            .lock()
+            .unwrap()
+            .deliveries
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn count_with(&self, status: DeliveryStatus) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .deliveries
+            .values()
+            .filter(|d| d.record.status == status)
+            .count()
+    }
+
+    pub fn checkpoints(&self) -> Vec<Bytes> {
+        self.inner.lock().unwrap().checkpoints.clone()
+    }
+
+    /// Batch writes so far.
+    pub fn writes(&self) -> usize {
+        self.inner.lock().unwrap().writes
+    }
+}
+
+impl Ledger for MemoryLedger {
+    fn write(
+        &self,
+        batch: Arc<Vec<DeliveryRecord>>,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.writes += 1;
+        for record in batch.iter() {
+            let entry = inner
+                .deliveries
+                .entry(record.delivery_id.clone())
+                .or_insert_with(|| StoredDelivery {
+                    record: record.clone(),
+                    attempt_log: Vec::new(),
+                    payload: None,
+                });
+            entry
+                .attempt_log
+                .extend(record.new_attempts.iter().cloned());
+            if record.payload.is_some() {
+                entry.payload = record.payload.clone();
+            }
+            entry.record = record.clone();
+        }
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {
+        self.inner.lock().unwrap().checkpoints.push(checkpoint);
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn due(
+        &self,
+        due_before: SystemTime,
+        _after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<PendingDelivery>, LedgerError>> {
+        let inner = self.inner.lock().unwrap();
+        let due = inner
+            .deliveries
+            .values()
+            .filter(|d| d.record.status == DeliveryStatus::Pending)
+            .filter(|d| d.record.next_attempt_at.is_some_and(|t| t <= due_before))
+            .take(limit)
+            .map(|d| PendingDelivery {
+                event_id: d.record.event_id.clone(),
+                webhook_id: d.record.webhook_id.clone(),
+                event_type: d.record.event_type.clone(),
+                task_id: d.record.task_id.clone(),
+                attempts: d.record.attempts,
+                next_attempt_at: d.record.next_attempt_at.unwrap_or(due_before),
+                created_at: d.record.created_at,
+                payload: d.payload.clone().unwrap_or_default(),
+            })
+            .collect();
+        futures::future::ready(Ok(due)).boxed()
+    }
+}

@@ -1,0 +1,174 @@
+//! The ledger writer batches delivery records into the [`Ledger`].
+//!
+//! Endpoint actors send every ended attempt here and move on. Records are written in
+//! batches of up to `ledger_batch_max`, one batch at a time so that a delivery's records
+//! reach the ledger in the order they were made; while a batch is being written the next
+//! one fills up, so batches grow with load and the store sees few, large writes. When a
+//! batch is durable the router is told which feed sequence numbers it retires.
+//!
+//! A failed write is retried with backoff, never dropped: until it succeeds the checkpoint
+//! cannot pass those events, and the feed window eventually stops taking new ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::warn;
+
+use crate::config::EngineConfig;
+use crate::delivery::DeliveryRecord;
+use crate::ports::{Ledger, LedgerError};
+use crate::router::RouterMsg;
+
+pub enum LedgerWriterMsg {
+    /// A delivery's new state; `retire` is the feed sequence number it settles, if any.
+    Write {
+        record: Box<DeliveryRecord>,
+        retire: Option<u64>,
+    },
+    /// The flush timer fired.
+    Flush,
+    /// A batch write ended.
+    Written(Result<(), LedgerError>),
+    /// Retry the failed batch.
+    RetryWrite,
+    /// Reply once every record received so far is durable.
+    Sync(RpcReplyPort<()>),
+}
+
+pub struct LedgerWriter {
+    pub config: Arc<EngineConfig>,
+    pub ledger: Arc<dyn Ledger>,
+}
+
+pub struct LedgerWriterArgs {
+    pub router: ActorRef<RouterMsg>,
+}
+
+/// A batch being written, kept until the ledger confirms it.
+struct InFlightBatch {
+    records: Arc<Vec<DeliveryRecord>>,
+    retire: Vec<u64>,
+}
+
+pub struct LedgerWriterState {
+    router: ActorRef<RouterMsg>,
+    buffer: Vec<DeliveryRecord>,
+    retire: Vec<u64>,
+    writing: Option<InFlightBatch>,
+    timer_armed: bool,
+    consecutive_failures: u32,
+    waiters: Vec<RpcReplyPort<()>>,
+}
+
+impl Actor for LedgerWriter {
+    type Msg = LedgerWriterMsg;
+    type State = LedgerWriterState;
+    type Arguments = LedgerWriterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: LedgerWriterArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(LedgerWriterState {
+            router: args.router,
+            buffer: Vec::new(),
+            retire: Vec::new(),
+            writing: None,
+            timer_armed: false,
+            consecutive_failures: 0,
+            waiters: Vec::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            LedgerWriterMsg::Write { record, retire } => {
+                state.buffer.push(*record);
+                state.retire.extend(retire);
+                if state.buffer.len() >= self.config.ledger_batch_max {
+                    self.start_write(&myself, state);
+                } else if !state.timer_armed && state.writing.is_none() {
+                    state.timer_armed = true;
+                    myself.send_after(self.config.ledger_flush_interval, || LedgerWriterMsg::Flush);
+                }
+            }
+            LedgerWriterMsg::Flush => {
+                state.timer_armed = false;
+                self.start_write(&myself, state);
+            }
+            LedgerWriterMsg::Written(Ok(())) => {
+                state.consecutive_failures = 0;
+                if let Some(batch) = state.writing.take() {
+                    if !batch.retire.is_empty() {
+                        let _ = state.router.cast(RouterMsg::Durable(batch.retire));
+                    }
+                }
+                // Whatever accumulated meanwhile goes next, without waiting for the timer.
+                self.start_write(&myself, state);
+            }
+            LedgerWriterMsg::Written(Err(error)) => {
+                state.consecutive_failures += 1;
+                let wait = backoff(state.consecutive_failures);
+                warn!(%error, retry_in_ms = wait.as_millis() as u64, "ledger write failed, retrying");
+                myself.send_after(wait, || LedgerWriterMsg::RetryWrite);
+            }
+            LedgerWriterMsg::RetryWrite => {
+                if let Some(batch) = &state.writing {
+                    self.spawn_write(&myself, batch.records.clone());
+                }
+            }
+            LedgerWriterMsg::Sync(reply) => {
+                state.waiters.push(reply);
+                self.start_write(&myself, state);
+            }
+        }
+        if state.writing.is_none() && state.buffer.is_empty() {
+            state.waiters.drain(..).for_each(|reply| {
+                let _ = reply.send(());
+            });
+        }
+        Ok(())
+    }
+}
+
+impl LedgerWriter {
+    /// Writes the buffered records, unless a write is already under way.
+    fn start_write(&self, myself: &ActorRef<LedgerWriterMsg>, state: &mut LedgerWriterState) {
+        if state.writing.is_some() || state.buffer.is_empty() {
+            return;
+        }
+        let take = state.buffer.len().min(self.config.ledger_batch_max);
+        let records: Vec<DeliveryRecord> = state.buffer.drain(..take).collect();
+        // Sequence numbers retire with the batch that carries their records; when a batch
+        // is cut short, the rest retire with the next one, which is never earlier.
+        let retire = if state.buffer.is_empty() {
+            std::mem::take(&mut state.retire)
+        } else {
+            Vec::new()
+        };
+        let records = Arc::new(records);
+        self.spawn_write(myself, records.clone());
+        state.writing = Some(InFlightBatch { records, retire });
+    }
+
+    fn spawn_write(&self, myself: &ActorRef<LedgerWriterMsg>, records: Arc<Vec<DeliveryRecord>>) {
+        let write = self.ledger.write(records);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = write.await;
+            let _ = myself.cast(LedgerWriterMsg::Written(result));
+        });
+    }
+}
+
+/// 50 ms doubling to 5 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << failures.min(7)).min(5_000))
+}

@@ -1,0 +1,484 @@
+//! The router: feed events in, deliveries out, checkpoint forward.
+//!
+//! It owns the [subscription index](SubscriptionIndex) and supervises one
+//! [endpoint actor](crate::endpoint) per enabled webhook, spawning, updating and stopping
+//! them as webhooks change. Every event gets a sequence number; the router counts the
+//! deliveries of each event that are not yet durable and, when the oldest events are fully
+//! settled, advances the feed checkpoint past them. So the checkpoint never passes an event
+//! one of whose deliveries could still be lost in a crash.
+//!
+//! An endpoint actor that fails is restarted with its backlog intact (the router keeps the
+//! [`Backlog`]); one that keeps failing is given up on, and its unrecorded deliveries are
+//! retired so they do not hold the checkpoint back (they are re-delivered after a restart
+//! of the daemon only if they precede the checkpoint, i.e. never: this is logged loudly).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use crate::config::EngineConfig;
+use crate::delivery::PendingDelivery;
+use crate::endpoint::{
+    Backlog, EndpointActor, EndpointArgs, EndpointMsg, EndpointStats, Job, SharedBacklog,
+};
+use crate::event::Event;
+use crate::ledger_writer::{LedgerWriter, LedgerWriterArgs, LedgerWriterMsg};
+use crate::ports::{Ledger, LedgerError, Transport};
+use crate::webhook::{SubscriptionIndex, WebhookSpec};
+
+pub enum RouterMsg {
+    /// An event from the feed, with the feed position just after it.
+    Event {
+        event: Arc<Event>,
+        checkpoint: Option<Bytes>,
+    },
+    /// A webhook was created or changed.
+    Upsert(WebhookSpec),
+    /// A webhook was deleted.
+    Remove(Arc<str>),
+    /// A pending delivery re-loaded from the ledger.
+    Resume(PendingDelivery),
+    /// The first records of deliveries of these events are durable (one entry per delivery).
+    Durable(Vec<u64>),
+    /// A checkpoint write ended.
+    CheckpointSaved(Result<(), LedgerError>),
+    /// Shutdown, step 1: endpoints start no new attempts; reply when none is in flight.
+    Drain(RpcReplyPort<()>),
+    /// Shutdown, step 2 (after the ledger writer synced): write the checkpoint now.
+    FinalCheckpoint(RpcReplyPort<Result<(), LedgerError>>),
+    Stats(RpcReplyPort<RouterStats>),
+    /// The ledger writer, for the shutdown sequence.
+    LedgerWriter(RpcReplyPort<ActorRef<LedgerWriterMsg>>),
+}
+
+/// A snapshot of the router's bookkeeping.
+#[derive(Debug, Clone, Default)]
+pub struct RouterStats {
+    /// Endpoint actors alive.
+    pub endpoints: usize,
+    /// Events accepted whose deliveries are not all durable yet.
+    pub events_in_flight: usize,
+    /// Events fully settled since start.
+    pub events_settled: u64,
+    /// Endpoint actor restarts since start.
+    pub endpoint_restarts: u64,
+    /// Per endpoint: queued, in flight, scheduled.
+    pub per_endpoint: HashMap<String, EndpointStats>,
+}
+
+pub struct Router {
+    pub config: Arc<EngineConfig>,
+    pub transport: Arc<dyn Transport>,
+    pub ledger: Arc<dyn Ledger>,
+    /// Permits of the feed window, given back as events settle.
+    pub window: Arc<Semaphore>,
+}
+
+struct EndpointEntry {
+    actor: ActorRef<EndpointMsg>,
+    spec: Arc<WebhookSpec>,
+    backlog: SharedBacklog,
+    restarts: VecDeque<Instant>,
+}
+
+/// Deliveries of one event not yet durable, and the feed position after it.
+struct Unsettled {
+    remaining: u32,
+    checkpoint: Option<Bytes>,
+}
+
+pub struct RouterState {
+    ledger_writer: ActorRef<LedgerWriterMsg>,
+    endpoint_actor: Arc<EndpointActorTemplate>,
+    index: SubscriptionIndex,
+    endpoints: HashMap<Arc<str>, EndpointEntry>,
+    by_actor: HashMap<ActorId, Arc<str>>,
+    next_seq: u64,
+    unsettled: BTreeMap<u64, Unsettled>,
+    /// The newest checkpoint below which everything is settled, not yet written.
+    pending_checkpoint: Option<Bytes>,
+    checkpoint_writing: bool,
+    /// Shutdown is waiting for the in-flight checkpoint write before writing the last one.
+    final_reply: Option<RpcReplyPort<Result<(), LedgerError>>>,
+    draining: bool,
+    events_settled: u64,
+    endpoint_restarts: u64,
+}
+
+/// What every endpoint actor is built from.
+struct EndpointActorTemplate {
+    config: Arc<EngineConfig>,
+    transport: Arc<dyn Transport>,
+    ledger: ActorRef<LedgerWriterMsg>,
+}
+
+impl EndpointActorTemplate {
+    fn actor(&self) -> EndpointActor {
+        EndpointActor {
+            config: self.config.clone(),
+            transport: self.transport.clone(),
+            ledger: self.ledger.clone(),
+        }
+    }
+}
+
+impl Actor for Router {
+    type Msg = RouterMsg;
+    type State = RouterState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (ledger_writer, _) = Actor::spawn_linked(
+            None,
+            LedgerWriter {
+                config: self.config.clone(),
+                ledger: self.ledger.clone(),
+            },
+            LedgerWriterArgs {
+                router: myself.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        Ok(RouterState {
+            endpoint_actor: Arc::new(EndpointActorTemplate {
+                config: self.config.clone(),
+                transport: self.transport.clone(),
+                ledger: ledger_writer.clone(),
+            }),
+            ledger_writer,
+            index: SubscriptionIndex::default(),
+            endpoints: HashMap::new(),
+            by_actor: HashMap::new(),
+            next_seq: 0,
+            unsettled: BTreeMap::new(),
+            pending_checkpoint: None,
+            checkpoint_writing: false,
+            final_reply: None,
+            draining: false,
+            events_settled: 0,
+            endpoint_restarts: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RouterMsg::Event { event, checkpoint } => self.route(state, event, checkpoint),
+            RouterMsg::Upsert(spec) => self.upsert(&myself, state, spec).await?,
+            RouterMsg::Remove(id) => self.remove(state, &id, "deleted"),
+            RouterMsg::Resume(pending) => resume(state, pending),
+            RouterMsg::Durable(seqs) => {
+                for seq in seqs {
+                    if let Some(entry) = state.unsettled.get_mut(&seq) {
+                        entry.remaining = entry.remaining.saturating_sub(1);
+                    }
+                }
+                self.settle(state);
+            }
+            RouterMsg::CheckpointSaved(result) => {
+                state.checkpoint_writing = false;
+                if let Err(error) = result {
+                    warn!(%error, "checkpoint write failed; will retry with the next one");
+                }
+                if let Some(reply) = state.final_reply.take() {
+                    let _ = reply.send(self.final_checkpoint(state).await);
+                }
+            }
+            RouterMsg::Drain(reply) => {
+                state.draining = true;
+                let endpoints: Vec<_> = state.endpoints.values().map(|e| e.actor.clone()).collect();
+                tokio::spawn(async move {
+                    for endpoint in endpoints {
+                        let _ = endpoint
+                            .call(EndpointMsg::Drain, Some(Duration::from_secs(30)))
+                            .await;
+                    }
+                    let _ = reply.send(());
+                });
+            }
+            RouterMsg::FinalCheckpoint(reply) => {
+                if state.checkpoint_writing {
+                    // An older checkpoint is being written: write ours after it, never before.
+                    state.final_reply = Some(reply);
+                } else {
+                    let _ = reply.send(self.final_checkpoint(state).await);
+                }
+            }
+            RouterMsg::LedgerWriter(reply) => {
+                let _ = reply.send(state.ledger_writer.clone());
+            }
+            RouterMsg::Stats(reply) => {
+                let mut per_endpoint = HashMap::new();
+                for (id, entry) in &state.endpoints {
+                    let backlog = entry.backlog.lock().expect("backlog lock");
+                    per_endpoint.insert(id.to_string(), backlog.stats());
+                }
+                let _ = reply.send(RouterStats {
+                    endpoints: state.endpoints.len(),
+                    events_in_flight: state.unsettled.len(),
+                    events_settled: state.events_settled,
+                    endpoint_restarts: state.endpoint_restarts,
+                    per_endpoint,
+                });
+            }
+        }
+        if state.final_reply.is_none() {
+            self.write_checkpoint(&myself, state);
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, reason) => {
+                if cell.get_id() == state.ledger_writer.get_id() {
+                    // Its buffer is gone: nothing below the checkpoint can be trusted any
+                    // more. Stop; the daemon exits and resumes from the last checkpoint.
+                    return Err(format!("ledger writer failed: {reason}").into());
+                }
+                let Some(id) = state.by_actor.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
+                error!(webhook_id = %id, %reason, "endpoint actor failed");
+                self.restart(&myself, state, id).await?;
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if cell.get_id() == state.ledger_writer.get_id() && !state.draining {
+                    return Err(format!("ledger writer stopped: {reason:?}").into());
+                }
+                state.by_actor.remove(&cell.get_id());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn resume(state: &mut RouterState, pending: PendingDelivery) {
+    let Some(entry) = state.endpoints.get(pending.webhook_id.as_str()) else {
+        // Disabled or deleted since: the delivery stays pending in the ledger.
+        return;
+    };
+    let event = Arc::new(Event {
+        id: pending.event_id.into(),
+        event_type: pending.event_type.into(),
+        task_id: pending.task_id.map(Into::into),
+        body: pending.payload,
+    });
+    let job = Job {
+        event,
+        seq: None,
+        attempts: pending.attempts,
+        created_at: pending.created_at,
+        persisted: true,
+        due_at: Some(pending.next_attempt_at),
+    };
+    let _ = entry.actor.cast(EndpointMsg::Deliver(job));
+}
+
+impl Router {
+    fn route(&self, state: &mut RouterState, event: Arc<Event>, checkpoint: Option<Bytes>) {
+        if state.draining {
+            // Shutting down: the event lies past the final checkpoint, so the feed hands
+            // it over again after the restart.
+            return;
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let mut remaining = 0;
+        let endpoints = &state.endpoints;
+        state.index.for_each_match(&event.event_type, |id| {
+            if let Some(entry) = endpoints.get(id) {
+                let job = Job::new(event.clone(), Some(seq));
+                if entry.actor.cast(EndpointMsg::Deliver(job)).is_ok() {
+                    remaining += 1;
+                }
+            }
+        });
+        state.unsettled.insert(
+            seq,
+            Unsettled {
+                remaining,
+                checkpoint,
+            },
+        );
+        if remaining == 0 {
+            self.settle(state);
+        }
+    }
+
+    /// Pops the settled prefix of events, gives their window permits back and moves the
+    /// checkpoint.
+    fn settle(&self, state: &mut RouterState) {
+        let mut released = 0;
+        while let Some(entry) = state.unsettled.first_entry() {
+            if entry.get().remaining > 0 {
+                break;
+            }
+            let settled = entry.remove();
+            released += 1;
+            if settled.checkpoint.is_some() {
+                state.pending_checkpoint = settled.checkpoint;
+            }
+        }
+        if released > 0 {
+            state.events_settled += released as u64;
+            self.window.add_permits(released);
+        }
+    }
+
+    /// Writes the newest checkpoint in place (only at shutdown, when nothing else runs).
+    async fn final_checkpoint(&self, state: &mut RouterState) -> Result<(), LedgerError> {
+        match state.pending_checkpoint.take() {
+            Some(checkpoint) => self.ledger.checkpoint(checkpoint).await,
+            None => Ok(()),
+        }
+    }
+
+    fn write_checkpoint(&self, myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
+        if state.checkpoint_writing {
+            return;
+        }
+        let Some(checkpoint) = state.pending_checkpoint.take() else {
+            return;
+        };
+        state.checkpoint_writing = true;
+        let write = self.ledger.checkpoint(checkpoint);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = write.await;
+            let _ = myself.cast(RouterMsg::CheckpointSaved(result));
+        });
+    }
+
+    async fn upsert(
+        &self,
+        myself: &ActorRef<RouterMsg>,
+        state: &mut RouterState,
+        spec: WebhookSpec,
+    ) -> Result<(), ActorProcessingErr> {
+        let spec = Arc::new(spec);
+        state.index.insert(&spec);
+        if !spec.enabled {
+            self.remove(state, &spec.id, "disabled");
+            // Keep it out of the index (remove() also drops it there).
+            return Ok(());
+        }
+        if let Some(entry) = state.endpoints.get_mut(&spec.id) {
+            entry.spec = spec.clone();
+            let _ = entry.actor.cast(EndpointMsg::Update(spec));
+            return Ok(());
+        }
+        let backlog = Arc::new(Mutex::new(Backlog::default()));
+        let actor = spawn_endpoint(myself, state, spec.clone(), backlog.clone()).await?;
+        info!(webhook_id = %spec.id, url = %spec.url, "endpoint started");
+        state.endpoints.insert(
+            spec.id.clone(),
+            EndpointEntry {
+                actor,
+                spec,
+                backlog,
+                restarts: VecDeque::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops an endpoint. Its unrecorded deliveries will never be recorded: retire them so
+    /// the checkpoint moves on (the webhook no longer wants them).
+    fn remove(&self, state: &mut RouterState, id: &str, why: &str) {
+        state.index.remove(id, None);
+        let Some(entry) = state.endpoints.remove(id) else {
+            return;
+        };
+        state.by_actor.remove(&entry.actor.get_id());
+        entry.actor.stop(Some(why.to_owned()));
+        let seqs = entry
+            .backlog
+            .lock()
+            .expect("backlog lock")
+            .unrecorded_seqs();
+        info!(webhook_id = %id, dropped = seqs.len(), "endpoint stopped ({why})");
+        self.retire(state, seqs);
+    }
+
+    fn retire(&self, state: &mut RouterState, seqs: Vec<u64>) {
+        for seq in seqs {
+            if let Some(entry) = state.unsettled.get_mut(&seq) {
+                entry.remaining = entry.remaining.saturating_sub(1);
+            }
+        }
+        self.settle(state);
+    }
+
+    /// Restarts a failed endpoint with the same backlog, unless it fails too often.
+    async fn restart(
+        &self,
+        myself: &ActorRef<RouterMsg>,
+        state: &mut RouterState,
+        id: Arc<str>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(entry) = state.endpoints.get_mut(&id) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        entry
+            .restarts
+            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if entry.restarts.len() >= self.config.max_restarts_per_minute {
+            error!(webhook_id = %id, "endpoint actor keeps failing; giving up on it until the webhook changes");
+            self.remove(state, &id, "failing");
+            return Ok(());
+        }
+        entry.restarts.push_back(now);
+        let (spec, backlog) = (entry.spec.clone(), entry.backlog.clone());
+        let actor = spawn_endpoint(myself, state, spec, backlog).await?;
+        state.endpoint_restarts += 1;
+        if let Some(entry) = state.endpoints.get_mut(&id) {
+            entry.actor = actor;
+        }
+        Ok(())
+    }
+}
+
+async fn spawn_endpoint(
+    myself: &ActorRef<RouterMsg>,
+    state: &mut RouterState,
+    spec: Arc<WebhookSpec>,
+    backlog: SharedBacklog,
+) -> Result<ActorRef<EndpointMsg>, ActorProcessingErr> {
+    let supervisor: ActorCell = myself.get_cell();
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        state.endpoint_actor.actor(),
+        EndpointArgs {
+            spec: spec.clone(),
+            backlog,
+        },
+        supervisor,
+    )
+    .await?;
+    state.by_actor.insert(actor.get_id(), spec.id.clone());
+    Ok(actor)
+}
