@@ -1,0 +1,321 @@
+//! Configuration: defaults, then the `--config` TOML file, then environment variables, then
+//! flags — validated once at start into an immutable [`Config`].
+//!
+//! Every flag is also an env var (`--mongodb-uri` = `HERALD_MONGODB_URI`) and a kebab-case
+//! key of the file (`mongodb-uri = "..."`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::ssrf::SsrfGuard;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "A webhook daemon: MongoDB change streams in, signed HTTPS deliveries out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon beside MongoDB.
+    Serve(Box<ServeArgs>),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `herald serve` flags. All optional here so that the file can fill what flags leave out.
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ServeArgs {
+    /// TOML file with the same keys (kebab-case).
+    #[arg(long, env = "HERALD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// MongoDB connection string [default: mongodb://127.0.0.1:27017/?directConnection=true]
+    #[arg(long, env = "HERALD_MONGODB_URI")]
+    pub mongodb_uri: Option<String>,
+    /// Database holding events, webhooks and deliveries [default: herald]
+    #[arg(long, env = "HERALD_DATABASE")]
+    pub database: Option<String>,
+    /// Address of the HTTP listener [default: 127.0.0.1:8080]
+    #[arg(long, env = "HERALD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Bearer key for the /v1 management routes.
+    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// PEM file of extra root certificates for outbound TLS.
+    #[arg(long, env = "HERALD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Comma-separated CIDRs outbound delivery may reach although private or loopback.
+    #[arg(long, env = "HERALD_ALLOW_PRIVATE_NETWORKS")]
+    pub allow_private_networks: Option<String>,
+    /// First retry delay ceiling, in ms [default: 5000]
+    #[arg(long, env = "HERALD_RETRY_INITIAL_MS")]
+    pub retry_initial_ms: Option<u64>,
+    /// Largest retry delay, in ms [default: 3600000]
+    #[arg(long, env = "HERALD_RETRY_MAX_MS")]
+    pub retry_max_ms: Option<u64>,
+    /// Attempts in all before a delivery fails [default: 15]
+    #[arg(long, env = "HERALD_RETRY_MAX_ATTEMPTS")]
+    pub retry_max_attempts: Option<u32>,
+    /// Whole-attempt timeout (connect + TLS + response), in ms [default: 10000]
+    #[arg(long, env = "HERALD_ATTEMPT_TIMEOUT_MS")]
+    pub attempt_timeout_ms: Option<u64>,
+    /// 64 hex characters: key encrypting secrets at rest.
+    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Attempts in flight per endpoint, at most [default: 64]
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT")]
+    pub max_in_flight_per_endpoint: Option<usize>,
+    /// Grace period for in-flight attempts at shutdown, in ms [default: 10000]
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Log format [default: text]
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The validated configuration of `herald serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mongodb_uri: String,
+    pub database: String,
+    pub listen: SocketAddr,
+    pub api_key: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub allow_private_networks: Vec<IpNet>,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    pub retry_max_attempts: u32,
+    pub attempt_timeout_ms: u64,
+    pub secret_key: Option<[u8; 32]>,
+    pub max_in_flight_per_endpoint: usize,
+    pub shutdown_grace_ms: u64,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Layers flags/env over the file over defaults and validates. Errors are one line.
+    pub fn load(args: ServeArgs) -> Result<Self, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<ServeArgs>(&text).map_err(|e| {
+                    format!("config file {}: {}", path.display(), e.message().trim())
+                })?
+            }
+            None => ServeArgs::default(),
+        };
+        let defaults = Config::default();
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
+        let allow = pick!(allow_private_networks).unwrap_or_default();
+        let config = Config {
+            mongodb_uri: pick!(mongodb_uri).unwrap_or(defaults.mongodb_uri),
+            database: pick!(database).unwrap_or(defaults.database),
+            listen: pick!(listen).unwrap_or(defaults.listen),
+            api_key: pick!(api_key).filter(|k| !k.is_empty()),
+            ca_file: pick!(ca_file),
+            allow_private_networks: SsrfGuard::parse_allow_list(&allow)
+                .map_err(|e| format!("--allow-private-networks: {e}"))?,
+            retry_initial_ms: pick!(retry_initial_ms).unwrap_or(defaults.retry_initial_ms),
+            retry_max_ms: pick!(retry_max_ms).unwrap_or(defaults.retry_max_ms),
+            retry_max_attempts: pick!(retry_max_attempts).unwrap_or(defaults.retry_max_attempts),
+            attempt_timeout_ms: pick!(attempt_timeout_ms).unwrap_or(defaults.attempt_timeout_ms),
+            secret_key: pick!(secret_key)
+                .map(|k| parse_secret_key(&k))
+                .transpose()?,
+            max_in_flight_per_endpoint: pick!(max_in_flight_per_endpoint)
+                .unwrap_or(defaults.max_in_flight_per_endpoint),
+            shutdown_grace_ms: pick!(shutdown_grace_ms).unwrap_or(defaults.shutdown_grace_ms),
+            log_format: pick!(log_format).unwrap_or_default(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.database.is_empty() || self.database.contains(['/', '\\', '.', ' ', '"', '$']) {
+            return Err(format!(
+                "--database: invalid database name {:?}",
+                self.database
+            ));
+        }
+        if self.retry_initial_ms == 0 {
+            return Err("--retry-initial-ms must be at least 1".into());
+        }
+        if self.retry_max_ms < self.retry_initial_ms {
+            return Err("--retry-max-ms must not be below --retry-initial-ms".into());
+        }
+        if self.retry_max_attempts == 0 {
+            return Err("--retry-max-attempts must be at least 1".into());
+        }
+        if self.attempt_timeout_ms == 0 {
+            return Err("--attempt-timeout-ms must be at least 1".into());
+        }
+        if self.max_in_flight_per_endpoint == 0 {
+            return Err("--max-in-flight-per-endpoint must be at least 1".into());
+        }
+        if self.api_key.is_none() && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "--api-key is required when listening on a non-loopback address ({})",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.attempt_timeout_ms)
+    }
+
+    /// The engine's view of this configuration.
+    pub fn engine(&self) -> herald_actors::EngineConfig {
+        herald_actors::EngineConfig {
+            retry: herald_actors::RetryPolicy {
+                initial: Duration::from_millis(self.retry_initial_ms),
+                max: Duration::from_millis(self.retry_max_ms),
+                max_attempts: self.retry_max_attempts,
+            },
+            attempt_timeout: self.attempt_timeout(),
+            max_in_flight_per_endpoint: self.max_in_flight_per_endpoint,
+            ..herald_actors::EngineConfig::default()
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mongodb_uri: "mongodb://127.0.0.1:27017/?directConnection=true".into(),
+            database: "herald".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_key: None,
+            ca_file: None,
+            allow_private_networks: Vec::new(),
+            retry_initial_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            retry_max_attempts: 15,
+            attempt_timeout_ms: 10_000,
+            secret_key: None,
+            max_in_flight_per_endpoint: 64,
+            shutdown_grace_ms: 10_000,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+fn parse_secret_key(hex: &str) -> Result<[u8; 32], String> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("--secret-key must be 64 hex characters (32 bytes)".into());
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["herald", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => *args,
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = Config::load(serve(&[])).unwrap();
+        assert_eq!(
+            config.mongodb_uri,
+            "mongodb://127.0.0.1:27017/?directConnection=true"
+        );
+        assert_eq!(config.database, "herald");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            (
+                config.retry_initial_ms,
+                config.retry_max_ms,
+                config.retry_max_attempts
+            ),
+            (5_000, 3_600_000, 15)
+        );
+        assert_eq!(config.attempt_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "database = \"fromfile\"\nretry-max-attempts = 3\nallow-private-networks = \"127.0.0.0/8\"\n").unwrap();
+        let config = Config::load(serve(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--retry-max-attempts",
+            "7",
+        ]))
+        .unwrap();
+        assert_eq!(config.database, "fromfile");
+        assert_eq!(config.retry_max_attempts, 7);
+        assert_eq!(config.allow_private_networks.len(), 1);
+    }
+
+    #[test]
+    fn bad_values_get_one_line_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--retry-max-attempts", "0"], "--retry-max-attempts"),
+            (
+                &["--retry-initial-ms", "10", "--retry-max-ms", "5"],
+                "--retry-max-ms",
+            ),
+            (&["--secret-key", "abc"], "--secret-key"),
+            (
+                &["--allow-private-networks", "10.0.0.0/33"],
+                "--allow-private-networks",
+            ),
+            (&["--listen", "0.0.0.0:8080"], "--api-key is required"),
+            (&["--database", "a/b"], "--database"),
+        ];
+        for (args, expected) in cases {
+            let error = Config::load(serve(args)).unwrap_err();
+            assert!(error.contains(expected), "{args:?}: {error}");
+            assert!(!error.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "databse = \"typo\"\n").unwrap();
+        let error = Config::load(serve(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(error.contains("databse"), "{error}");
+    }
+}

@@ -1,0 +1,174 @@
+//! `herald serve`: wires the engine to MongoDB and HTTPS, and runs until told to stop.
+//!
+//! Start-up order matters for "nothing lost": webhooks are loaded before the feed starts
+//! (an event must find its subscribers), pending retries are re-loaded from the ledger,
+//! and only then does the change stream resume from the checkpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::FutureExt;
+use herald_actors::ports::Ledger;
+use herald_actors::Engine;
+use ractor::Actor;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::listener::Listener;
+use crate::store;
+use crate::store::deliveries::MongoLedger;
+use crate::store::events::{self, FeedHealth};
+use crate::store::webhooks::{self, WatchHealth};
+use crate::transport::{HttpsTransport, TransportOptions};
+
+/// Pending deliveries re-loaded per query at start.
+const RESUME_PAGE: usize = 1_000;
+
+/// Runs the daemon until `shutdown` fires (then drains and returns `Ok`) or a fatal error.
+/// Errors are one line, fit for the exit message.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let config = Arc::new(config);
+    if config.api_key.is_none() {
+        warn!(listen = %config.listen, "no --api-key: the API is open to anyone who can reach this loopback address");
+    }
+    if config.secret_key.is_some() {
+        warn!("--secret-key is accepted but encryption at rest is not implemented yet: secrets are stored as given");
+    }
+    let db = store::connect(
+        &config.mongodb_uri,
+        &config.database,
+        Duration::from_secs(10),
+    )
+    .await?;
+    store::ensure_indexes(&db)
+        .await
+        .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;
+
+    let transport = HttpsTransport::new(TransportOptions {
+        ca_file: config.ca_file.clone(),
+        allow_private: config.allow_private_networks.clone(),
+        ..TransportOptions::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let ledger = MongoLedger::new(&db);
+    let checkpoint = ledger.load_checkpoint().await.map_err(|e| {
+        format!(
+            "cannot read the checkpoint: {}",
+            store::one_line(&e.to_string())
+        )
+    })?;
+    let mut engine = Engine::start(
+        config.engine(),
+        Arc::new(transport),
+        Arc::new(ledger.clone()),
+    )
+    .await
+    .map_err(|e| format!("cannot start the engine: {e}"))?;
+    let handle = engine.handle();
+    let tasks = CancellationToken::new();
+
+    // 1. Webhooks, live.
+    let watcher_health = Arc::new(WatchHealth::default());
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(webhooks::run_watcher(
+        db.clone(),
+        handle.clone(),
+        watcher_health.clone(),
+        loaded_tx,
+        tasks.clone(),
+    ));
+    match loaded_rx.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("cannot load webhooks: {e}")),
+        Err(_) => return Err("webhook watcher stopped during start-up".into()),
+    }
+
+    // 2. Retries that were pending when the daemon last stopped.
+    let resumed = resume_pending(&ledger, &handle).await?;
+    if resumed > 0 {
+        info!(deliveries = resumed, "re-loaded pending deliveries");
+    }
+
+    // 3. The listener, supervised.
+    let feed_health = Arc::new(FeedHealth::default());
+    let app = Arc::new(AppState {
+        db: db.clone(),
+        feed: feed_health.clone(),
+        watcher: watcher_health.clone(),
+    });
+    let listen = config.listen;
+    handle
+        .add_service(
+            "listener",
+            Arc::new(move |supervisor| {
+                let listener = Listener {
+                    addr: listen,
+                    app: app.clone(),
+                };
+                async move {
+                    Actor::spawn_linked(None, listener, (), supervisor)
+                        .await
+                        .map(|(actor, _)| actor.get_cell())
+                }
+                .boxed()
+            }),
+        )
+        .await?;
+
+    // 4. The feed, from the checkpoint.
+    let start = checkpoint.as_deref().and_then(events::decode_token);
+    if checkpoint.is_some() && start.is_none() {
+        warn!("the stored checkpoint is unreadable; starting the change stream from now");
+    }
+    info!(resuming = start.is_some(), "starting the event feed");
+    let feed = tokio::spawn(events::run_feed(
+        db.clone(),
+        handle.clone(),
+        start,
+        feed_health,
+        tasks.clone(),
+    ));
+
+    let stopped_by_failure = tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = engine.stopped() => true,
+    };
+    tasks.cancel();
+    let _ = feed.await;
+    let _ = watcher.await;
+    if stopped_by_failure {
+        return Err("the delivery engine stopped unexpectedly".into());
+    }
+    info!("shutting down: draining in-flight attempts");
+    engine
+        .shutdown(Duration::from_millis(config.shutdown_grace_ms))
+        .await
+        .map_err(|e| format!("shutdown: {e}"))
+}
+
+/// Hands every pending delivery in the ledger back to the engine, page by page.
+async fn resume_pending(
+    ledger: &MongoLedger,
+    engine: &herald_actors::EngineHandle,
+) -> Result<usize, String> {
+    let horizon = SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let mut after = None;
+    let mut total = 0;
+    loop {
+        let page = ledger
+            .due(horizon, after.clone(), RESUME_PAGE)
+            .await
+            .map_err(|e| format!("cannot load pending deliveries: {e}"))?;
+        let n = page.len();
+        for pending in page {
+            after = Some(format!("{}:{}", pending.event_id, pending.webhook_id));
+            engine.resume(pending).map_err(|e| e.to_string())?;
+        }
+        total += n;
+        if n < RESUME_PAGE {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The delivery ledger in MongoDB (`deliveries`, and the feed checkpoint in `herald_state`).
+//!
+//! Most deliveries succeed at their first attempt, so the hot path is one `insert_many` per
+//! batch: each delivery's document is written once, when its first attempt ends. Only
+//! retries update documents, with one multi-statement `update` command per batch. A first
+//! record that meets an existing document (the daemon crashed after writing it and
+//! re-delivered the event) becomes an update, so replays never fail the batch.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use herald_actors::delivery::{AttemptLogEntry, DeliveryRecord, PendingDelivery};
+use herald_actors::ports::{Ledger, LedgerError};
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::ErrorKind;
+use mongodb::{Collection, Database};
+
+use super::{bson_date, one_line, DELIVERIES, STATE};
+
+const DUPLICATE_KEY: i32 = 11000;
+
+/// [`Ledger`] over a MongoDB database.
+#[derive(Clone)]
+pub struct MongoLedger {
+    db: Database,
+    deliveries: Collection<Document>,
+    state: Collection<Document>,
+}
+
+impl MongoLedger {
+    pub fn new(db: &Database) -> Self {
+        Self {
+            db: db.clone(),
+            deliveries: db.collection(DELIVERIES),
+            state: db.collection(STATE),
+        }
+    }
+
+    /// The stored feed checkpoint, if any.
+    pub async fn load_checkpoint(&self) -> mongodb::error::Result<Option<Vec<u8>>> {
+        let found = self.state.find_one(doc! {"_id": "feed"}).await?;
+        Ok(found.and_then(|d| match d.get("token") {
+            Some(Bson::Binary(b)) => Some(b.bytes.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
+        let (inserts, updates): (Vec<&DeliveryRecord>, Vec<&DeliveryRecord>) =
+            batch.iter().partition(|r| r.first_write);
+        let mut replays = Vec::new();
+        if !inserts.is_empty() {
+            let docs: Vec<Document> = inserts.iter().map(|r| insert_doc(r)).collect();
+            match self.deliveries.insert_many(docs).ordered(false).await {
+                Ok(_) => {}
+                Err(error) => match *error.kind {
+                    ErrorKind::InsertMany(ref failure)
+                        if failure.write_concern_error.is_none()
+                            && failure
+                                .write_errors
+                                .iter()
+                                .flatten()
+                                .all(|e| e.code == DUPLICATE_KEY) =>
+                    {
+                        for e in failure.write_errors.iter().flatten() {
+                            replays.push(inserts[e.index]);
+                        }
+                    }
+                    _ => return Err(ledger_error(&error)),
+                },
+            }
+        }
+        let statements: Vec<Document> = replays
+            .iter()
+            .map(|r| replay_statement(r))
+            .chain(updates.iter().map(|r| update_statement(r)))
+            .collect();
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let reply = self
+            .db
+            .run_command(doc! {"update": DELIVERIES, "updates": statements, "ordered": true})
+            .await
+            .map_err(|e| ledger_error(&e))?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            if !errors.is_empty() {
+                return Err(LedgerError(format!(
+                    "update of deliveries failed: {:?}",
+                    errors.first()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ledger_error(error: &mongodb::error::Error) -> LedgerError {
+    LedgerError(one_line(&error.to_string()))
+}
+
+fn log_entry(entry: &AttemptLogEntry) -> Document {
+    let mut d = doc! {"at": bson_date(entry.at), "duration_ms": entry.duration_ms as i64};
+    if let Some(code) = entry.status_code {
+        d.insert("status_code", code as i32);
+    }
+    if let Some(error) = &entry.error {
+        d.insert("error", error.as_str());
+    }
+    d
+}
+
+fn opt_date(t: Option<SystemTime>) -> Bson {
+    t.map_or(Bson::Null, |t| Bson::DateTime(bson_date(t)))
+}
+
+/// The mutable fields, as set by every record.
+fn state_fields(r: &DeliveryRecord) -> Document {
+    doc! {
+        "status": r.status.as_str(),
+        "next_attempt_at": opt_date(r.next_attempt_at),
+        "last_status_code": r.last_status_code.map_or(Bson::Null, |c| Bson::Int32(c as i32)),
+        "last_error": r.last_error.as_deref().map_or(Bson::Null, |e| Bson::String(e.to_owned())),
+        "completed_at": opt_date(r.completed_at),
+        "updated_at": bson_date(SystemTime::now()),
+    }
+}
+
+fn insert_doc(r: &DeliveryRecord) -> Document {
+    let mut d = doc! {
+        "_id": &r.delivery_id,
+        "event_id": &r.event_id,
+        "webhook_id": &r.webhook_id,
+        "event_type": &r.event_type,
+        "attempts": r.attempts as i64,
+        "attempt_log": r.new_attempts.iter().map(log_entry).collect::<Vec<_>>(),
+        "created_at": bson_date(r.created_at),
+    };
+    d.extend(state_fields(r));
+    if let Some(task_id) = &r.task_id {
+        d.insert("task_id", task_id.as_str());
+    }
+    if let Some(payload) = &r.payload {
+        d.insert("payload", payload_bson(payload));
+    }
+    d
+}
+
+/// The body is UTF-8 JSON, stored as a string so operators can read it.
+fn payload_bson(payload: &Bytes) -> Bson {
+    match std::str::from_utf8(payload) {
+        Ok(s) => Bson::String(s.to_owned()),
+        Err(_) => Bson::Binary(mongodb::bson::Binary {
+            subtype: mongodb::bson::spec::BinarySubtype::Generic,
+            bytes: payload.to_vec(),
+        }),
+    }
+}
+
+fn update_statement(r: &DeliveryRecord) -> Document {
+    let mut set = state_fields(r);
+    set.insert("attempts", r.attempts as i64);
+    doc! {
+        "q": {"_id": &r.delivery_id},
+        "u": {
+            "$set": set,
+            "$push": {"attempt_log": {"$each": r.new_attempts.iter().map(log_entry).collect::<Vec<_>>()}},
+        },
+    }
+}
+
+/// A first record whose document already exists: count the attempt on top of the old ones.
+fn replay_statement(r: &DeliveryRecord) -> Document {
+    let mut set = state_fields(r);
+    if let Some(payload) = &r.payload {
+        set.insert("payload", payload_bson(payload));
+    }
+    doc! {
+        "q": {"_id": &r.delivery_id},
+        "u": {
+            "$set": set,
+            "$inc": {"attempts": r.new_attempts.len() as i64},
+            "$push": {"attempt_log": {"$each": r.new_attempts.iter().map(log_entry).collect::<Vec<_>>()}},
+        },
+    }
+}
+
+/// Reads a pending delivery back; `None` when the document lacks what a retry needs.
+pub fn pending_from_doc(d: &Document) -> Option<PendingDelivery> {
+    let payload = match d.get("payload")? {
+        Bson::String(s) => Bytes::from(s.clone().into_bytes()),
+        Bson::Binary(b) => Bytes::from(b.bytes.clone()),
+        _ => return None,
+    };
+    let attempts = match d.get("attempts") {
+        Some(Bson::Int32(n)) => *n as u32,
+        Some(Bson::Int64(n)) => *n as u32,
+        _ => 0,
+    };
+    Some(PendingDelivery {
+        event_id: d.get_str("event_id").ok()?.to_owned(),
+        webhook_id: d.get_str("webhook_id").ok()?.to_owned(),
+        event_type: d.get_str("event_type").ok()?.to_owned(),
+        task_id: d.get_str("task_id").ok().map(str::to_owned),
+        attempts,
+        next_attempt_at: d
+            .get_datetime("next_attempt_at")
+            .map(|t| t.to_system_time())
+            .unwrap_or_else(|_| SystemTime::now()),
+        created_at: d
+            .get_datetime("created_at")
+            .map(|t| t.to_system_time())
+            .unwrap_or_else(|_| SystemTime::now()),
+        payload,
+    })
+}
+
+impl Ledger for MongoLedger {
+    fn write(
+        &self,
+        batch: Arc<Vec<DeliveryRecord>>,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let this = self.clone();
+        async move { this.write_batch(&batch).await }.boxed()
+    }
+
+    fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let state = self.state.clone();
+        async move {
+            let token = mongodb::bson::Binary {
+                subtype: mongodb::bson::spec::BinarySubtype::Generic,
+                bytes: checkpoint.to_vec(),
+            };
+            state
+                .update_one(
+                    doc! {"_id": "feed"},
+                    doc! {"$set": {"token": token, "updated_at": bson_date(SystemTime::now())}},
+                )
+                .upsert(true)
+                .await
+                .map(|_| ())
+                .map_err(|e| ledger_error(&e))
+        }
+        .boxed()
+    }
+
+    fn due(
+        &self,
+        due_before: SystemTime,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<PendingDelivery>, LedgerError>> {
+        let deliveries = self.deliveries.clone();
+        async move {
+            let mut filter =
+                doc! {"status": "pending", "next_attempt_at": {"$lte": bson_date(due_before)}};
+            if let Some(after) = after {
+                filter.insert("_id", doc! {"$gt": after});
+            }
+            let docs: Vec<Document> = deliveries
+                .find(filter)
+                .sort(doc! {"_id": 1})
+                .limit(limit as i64)
+                .await
+                .map_err(|e| ledger_error(&e))?
+                .try_collect()
+                .await
+                .map_err(|e| ledger_error(&e))?;
+            Ok(docs.iter().filter_map(pending_from_doc).collect())
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,327 @@
+//! Webhooks from the `webhooks` collection, live.
+//!
+//! The watcher opens a change stream on `webhooks` first and loads every document second,
+//! so no change between the two is missed; then it applies each insert, update, replace and
+//! delete to the engine. Documents are validated here: a bad one (unparseable URL, bad
+//! secret, illegal header) disables only that webhook, with a log line saying why.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+use herald_actors::signing::{Signer, SigningKey};
+use herald_actors::{EngineHandle, EventFilter, WebhookSpec};
+use mongodb::bson::{Bson, Document};
+use mongodb::change_stream::event::OperationType;
+use mongodb::options::FullDocumentType;
+use mongodb::{Collection, Database};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{one_line, WEBHOOKS};
+
+/// Why a webhook document cannot be delivered to.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadWebhook {
+    #[error("_id must be a string")]
+    Id,
+    #[error("url is missing or not an absolute URL with a host")]
+    Url,
+    #[error("event_types must be a non-empty array of strings")]
+    EventTypes,
+    #[error("secret: {0}")]
+    Secret(String),
+    #[error("headers must map header names to string values; {0:?} is not a legal header")]
+    Header(String),
+    #[error("rate_limit_per_second must be a positive integer")]
+    RateLimit,
+    #[error("enabled must be a boolean")]
+    Enabled,
+}
+
+fn legal_header_name(name: &str) -> bool {
+    hyper::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+}
+
+fn legal_header_value(value: &str) -> bool {
+    hyper::header::HeaderValue::from_str(value).is_ok()
+}
+
+fn parse_url(url: &str) -> bool {
+    match url.parse::<hyper::Uri>() {
+        Ok(uri) => uri.scheme().is_some() && uri.host().is_some_and(|h| !h.is_empty()),
+        Err(_) => false,
+    }
+}
+
+/// Parses and validates a webhook document. `http://` URLs are accepted here: the engine
+/// refuses to dial them and records why in each delivery.
+pub fn spec_from_doc(doc: &Document, now: SystemTime) -> Result<WebhookSpec, BadWebhook> {
+    let id = doc.get_str("_id").map_err(|_| BadWebhook::Id)?;
+    let url = doc.get_str("url").map_err(|_| BadWebhook::Url)?;
+    if !parse_url(url) {
+        return Err(BadWebhook::Url);
+    }
+    let types: Vec<String> = match doc.get("event_types") {
+        Some(Bson::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|b| b.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or(BadWebhook::EventTypes)?,
+        _ => return Err(BadWebhook::EventTypes),
+    };
+    let secret = doc
+        .get_str("secret")
+        .map_err(|_| BadWebhook::Secret("missing".into()))?;
+    let mut keys = vec![SigningKey::parse(secret).map_err(|e| BadWebhook::Secret(e.to_string()))?];
+    // Rotated-out secrets keep signing until they expire.
+    if let Ok(previous) = doc.get_array("previous_secrets") {
+        for entry in previous.iter().filter_map(Bson::as_document) {
+            let (Ok(secret), Ok(expires)) =
+                (entry.get_str("secret"), entry.get_datetime("expires_at"))
+            else {
+                continue;
+            };
+            if expires.to_system_time() > now {
+                if let Ok(key) = SigningKey::parse(secret) {
+                    keys.push(key.expiring_at(expires.to_system_time()));
+                }
+            }
+        }
+    }
+    let mut headers = Vec::new();
+    match doc.get("headers") {
+        None | Some(Bson::Null) => {}
+        Some(Bson::Document(map)) => {
+            for (name, value) in map {
+                let Some(value) = value.as_str() else {
+                    return Err(BadWebhook::Header(name.clone()));
+                };
+                if !legal_header_name(name) || !legal_header_value(value) {
+                    return Err(BadWebhook::Header(name.clone()));
+                }
+                headers.push((name.clone(), value.to_owned()));
+            }
+        }
+        Some(_) => return Err(BadWebhook::Header("headers".into())),
+    }
+    let enabled = match doc.get("enabled") {
+        None | Some(Bson::Null) => true,
+        Some(Bson::Boolean(b)) => *b,
+        Some(_) => return Err(BadWebhook::Enabled),
+    };
+    let rate_limit_per_second = match doc.get("rate_limit_per_second") {
+        None | Some(Bson::Null) => None,
+        Some(Bson::Int32(n)) if *n > 0 => Some(*n as u32),
+        Some(Bson::Int64(n)) if *n > 0 && *n <= u32::MAX as i64 => Some(*n as u32),
+        Some(Bson::Double(n)) if *n >= 1.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => {
+            Some(*n as u32)
+        }
+        Some(_) => return Err(BadWebhook::RateLimit),
+    };
+    Ok(WebhookSpec {
+        id: id.into(),
+        url: url.into(),
+        filter: EventFilter::from_list(&types),
+        signer: Signer::new(keys),
+        headers: headers.into(),
+        enabled,
+        rate_limit_per_second,
+    })
+}
+
+/// Readiness of the watcher, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct WatchHealth {
+    pub live: AtomicBool,
+}
+
+/// Applies one webhook document to the engine; `known` tracks the ids the engine has.
+fn apply(engine: &EngineHandle, doc: &Document, known: &mut HashSet<String>) {
+    match spec_from_doc(doc, SystemTime::now()) {
+        Ok(spec) => {
+            known.insert(spec.id.to_string());
+            let _ = engine.upsert_webhook(spec);
+        }
+        Err(reason) => {
+            let id = doc.get("_id").map(|b| b.to_string()).unwrap_or_default();
+            error!(webhook_id = %id, %reason, "invalid webhook document; webhook disabled");
+            if let Ok(id) = doc.get_str("_id") {
+                known.remove(id);
+                let _ = engine.remove_webhook(id);
+            }
+        }
+    }
+}
+
+/// Loads every webhook into the engine, then follows changes until `cancel` fires.
+/// The first load completes before this returns `ready` through `loaded`.
+pub async fn run_watcher(
+    db: Database,
+    engine: EngineHandle,
+    health: Arc<WatchHealth>,
+    loaded: tokio::sync::oneshot::Sender<Result<usize, String>>,
+    cancel: CancellationToken,
+) {
+    let collection: Collection<Document> = db.collection(WEBHOOKS);
+    let mut known: HashSet<String> = HashSet::new();
+    let mut loaded = Some(loaded);
+    let mut failures: u32 = 0;
+    loop {
+        let result = async {
+            let stream = collection
+                .watch()
+                .full_document(FullDocumentType::UpdateLookup)
+                .await?;
+            let docs: Vec<Document> = collection
+                .find(Default::default())
+                .await?
+                .try_collect()
+                .await?;
+            Ok::<_, mongodb::error::Error>((stream, docs))
+        };
+        let (mut stream, docs) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = result => match r {
+                Ok(ok) => ok,
+                Err(e) => {
+                    let message = one_line(&e.to_string());
+                    if let Some(tx) = loaded.take() {
+                        let _ = tx.send(Err(message));
+                        return;
+                    }
+                    health.live.store(false, Ordering::Relaxed);
+                    failures += 1;
+                    let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    warn!(error = %message, "cannot watch webhooks; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            },
+        };
+        failures = 0;
+        // Full reload: drop what vanished while we were not watching.
+        let present: HashSet<String> = docs
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect();
+        for gone in known.difference(&present).cloned().collect::<Vec<_>>() {
+            let _ = engine.remove_webhook(&gone);
+            known.remove(&gone);
+        }
+        for doc in &docs {
+            apply(&engine, doc, &mut known);
+        }
+        health.live.store(true, Ordering::Relaxed);
+        if let Some(tx) = loaded.take() {
+            info!(webhooks = docs.len(), "webhooks loaded");
+            let _ = tx.send(Ok(docs.len()));
+        }
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(change)) => match change.operation_type {
+                    OperationType::Insert | OperationType::Update | OperationType::Replace => {
+                        match change.full_document {
+                            Some(doc) => apply(&engine, &doc, &mut known),
+                            None => {
+                                // Deleted again before the lookup.
+                                if let Some(Ok(id)) =
+                                    change.document_key.as_ref().map(|k| k.get_str("_id"))
+                                {
+                                    known.remove(id);
+                                    let _ = engine.remove_webhook(id);
+                                }
+                            }
+                        }
+                    }
+                    OperationType::Delete => {
+                        if let Some(Ok(id)) = change.document_key.as_ref().map(|k| k.get_str("_id"))
+                        {
+                            info!(webhook_id = %id, "webhook deleted");
+                            known.remove(id);
+                            let _ = engine.remove_webhook(id);
+                        }
+                    }
+                    _ => {}
+                },
+                Some(Err(e)) => {
+                    health.live.store(false, Ordering::Relaxed);
+                    warn!(error = %one_line(&e.to_string()), "webhook change stream failed; reloading");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::doc;
+
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn parses_a_contract_document() {
+        let spec = spec_from_doc(
+            &doc! {"_id": "wh_0123456789abcdef", "url": "https://a.example/h", "event_types": ["*"],
+            "secret": SECRET, "headers": {"X-Mixpeek-Secret": "s"}, "rate_limit_per_second": 50},
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(spec.filter, EventFilter::All);
+        assert!(spec.enabled);
+        assert_eq!(spec.rate_limit_per_second, Some(50));
+        assert_eq!(
+            &*spec.headers,
+            &[("X-Mixpeek-Secret".to_owned(), "s".to_owned())]
+        );
+    }
+
+    #[test]
+    fn bad_documents_name_the_problem() {
+        let base = doc! {"_id": "wh_1", "url": "https://a.example/h", "event_types": ["x"], "secret": SECRET};
+        let with = |k: &str, v: Bson| {
+            let mut d = base.clone();
+            d.insert(k, v);
+            d
+        };
+        let cases = [
+            (with("url", Bson::String("not a url".into())), "url"),
+            (with("event_types", Bson::Array(vec![])), "event_types"),
+            (with("secret", Bson::String("nope".into())), "secret"),
+            (
+                with("headers", Bson::Document(doc! {"bad header": "v"})),
+                "legal header",
+            ),
+            (
+                with("headers", Bson::Document(doc! {"X-Ok": "line\nbreak"})),
+                "legal header",
+            ),
+            (with("rate_limit_per_second", Bson::Int32(0)), "rate_limit"),
+            (with("enabled", Bson::String("yes".into())), "enabled"),
+        ];
+        for (doc, expected) in cases {
+            let error = spec_from_doc(&doc, SystemTime::now())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{doc}: {error}");
+        }
+        // Plaintext is accepted here and refused at delivery time.
+        assert!(spec_from_doc(
+            &with("url", Bson::String("http://a.example/h".into())),
+            SystemTime::now()
+        )
+        .is_ok());
+    }
+}
