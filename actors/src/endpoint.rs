@@ -166,9 +166,13 @@ pub struct EndpointState {
     draining: Option<Vec<RpcReplyPort<()>>>,
 }
 
+/// Evenly spaced attempts (no burst): a receiver that asked for 50/s never sees more than
+/// 50 requests in any one-second window, even right after a backlog builds up.
 fn limiter_for(spec: &WebhookSpec) -> Option<DefaultDirectRateLimiter> {
     let per_second = NonZeroU32::new(spec.rate_limit_per_second?)?;
-    Some(RateLimiter::direct(Quota::per_second(per_second)))
+    Some(RateLimiter::direct(
+        Quota::per_second(per_second).allow_burst(NonZeroU32::MIN),
+    ))
 }
 
 impl Actor for EndpointActor {

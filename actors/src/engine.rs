@@ -512,17 +512,14 @@ mod tests {
                 .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        // A burst of 10, then one every 100 ms.
+        // One every 100 ms, no burst.
         let early = transport.sent_to("https://a.example/hook");
-        assert!(
-            (10..=16).contains(&early),
-            "{early} sent in the first 500 ms"
-        );
+        assert!((4..=7).contains(&early), "{early} sent in the first 500 ms");
         until("all delivered", || {
             ledger.count_with(DeliveryStatus::Succeeded) == 25
         })
         .await;
-        assert!(started.elapsed() >= Duration::from_millis(1_400));
+        assert!(started.elapsed() >= Duration::from_millis(2_300));
         engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
 
