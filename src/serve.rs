@@ -126,6 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     let feed = tokio::spawn(events::run_feed(
         db.clone(),
         handle.clone(),
+        Arc::new(ledger),
         start,
         feed_health,
         tasks.clone(),

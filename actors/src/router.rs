@@ -21,7 +21,7 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use tokio::sync::Semaphore;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::EngineConfig;
 use crate::delivery::PendingDelivery;
@@ -193,8 +193,11 @@ impl Actor for Router {
             }
             RouterMsg::CheckpointSaved(result) => {
                 state.checkpoint_writing = false;
-                if let Err(error) = result {
-                    warn!(%error, "checkpoint write failed; will retry with the next one");
+                match result {
+                    Ok(()) => debug!(events_settled = state.events_settled, "checkpoint written"),
+                    Err(error) => {
+                        warn!(%error, "checkpoint write failed; will retry with the next one")
+                    }
                 }
                 if let Some(reply) = state.final_reply.take() {
                     let _ = reply.send(self.final_checkpoint(state).await);

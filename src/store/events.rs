@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use herald_actors::ports::Ledger;
 use herald_actors::{EngineHandle, Event, Payload};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
@@ -193,9 +194,14 @@ pub struct FeedHealth {
 
 /// Runs the feed until `cancel` fires: opens the change stream after `start`, submits every
 /// event to the engine (waiting when its window is full), reconnects with backoff on errors.
+///
+/// Without a checkpoint (the first start, or a lost one) the stream starts "now" — and that
+/// position is written as the checkpoint before anything else happens, so a crash before
+/// the first event settles resumes from there instead of from a later "now".
 pub async fn run_feed(
     db: Database,
     engine: EngineHandle,
+    ledger: Arc<dyn Ledger>,
     start: Option<ResumeToken>,
     health: Arc<FeedHealth>,
     cancel: CancellationToken,
@@ -233,6 +239,23 @@ pub async fn run_feed(
                 }
             }
         };
+        if resume.is_none() {
+            let Some(token) = stream.resume_token() else {
+                warn!("the change stream gave no starting position; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let Some(checkpoint) = encode_token(&token) else {
+                continue;
+            };
+            if let Err(e) = ledger.checkpoint(checkpoint).await {
+                warn!(error = %e, "cannot record the starting position; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            info!("no checkpoint: starting from now, recorded as the first checkpoint");
+            resume = Some(token);
+        }
         health.live.store(true, Ordering::Relaxed);
         if failures > 0 {
             info!("change stream reopened");
