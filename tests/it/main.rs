@@ -1,1 +1,11 @@
+//! herald's integration tests: one binary, run against a real MongoDB-compatible server
+//! (SecantusDB, see `support::mongo`) and real HTTPS receivers (`support::receiver`), with
+//! herald in-process (`daemon::InProcess`) or as a child process (`daemon::ChildDaemon`).
 
+mod support;
+
+mod crash;
+mod daemon;
+mod delivery;
+mod fixtures;
+mod harness_smoke;

@@ -1,0 +1,123 @@
+//! Documents and lookups shared by the stories.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use herald_actors::signing::{verify_header, SigningKey};
+use mongodb::bson::{doc, Document};
+use mongodb::Database;
+
+use crate::support::{self, RecordedRequest};
+
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A fresh database on the shared test server.
+pub async fn database(prefix: &str) -> (String, String, Database) {
+    let uri = support::mongo::shared().uri.clone();
+    let name = support::mongo::unique_db(prefix);
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    (uri, name.clone(), client.database(&name))
+}
+
+/// A webhook document as the API would write it.
+pub fn webhook(id: &str, url: &str, event_types: &[&str]) -> Document {
+    doc! {
+        "_id": id,
+        "url": url,
+        "event_types": event_types,
+        "secret": SECRET,
+        "headers": {"X-Mixpeek-Secret": "shared-secret"},
+        "enabled": true,
+        "created_at": mongodb::bson::DateTime::now(),
+    }
+}
+
+pub async fn insert_webhook(db: &Database, doc: Document) {
+    db.collection::<Document>("webhooks")
+        .insert_one(doc)
+        .await
+        .unwrap();
+}
+
+pub fn event(id: &str, event_type: &str) -> Document {
+    doc! {
+        "_id": id,
+        "event_type": event_type,
+        "data": {"collection_id": "col_1", "document_ids": ["d1", "d2"]},
+        "cache_scope": {"scope": "collection", "collection_id": "col_1"},
+    }
+}
+
+pub async fn insert_event(db: &Database, id: &str, event_type: &str) {
+    db.collection::<Document>("events")
+        .insert_one(event(id, event_type))
+        .await
+        .unwrap();
+}
+
+pub async fn delivery(db: &Database, id: &str) -> Option<Document> {
+    db.collection::<Document>("deliveries")
+        .find_one(doc! {"_id": id})
+        .await
+        .unwrap()
+}
+
+pub async fn deliveries(db: &Database, filter: Document) -> Vec<Document> {
+    db.collection::<Document>("deliveries")
+        .find(filter)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Waits until the delivery has `status`, and returns it.
+pub async fn wait_for_status(db: &Database, id: &str, status: &str) -> Document {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = delivery(db, id).await;
+        if let Some(d) = &found {
+            if d.get_str("status") == Ok(status) {
+                return d.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivery {id} never became {status}; last seen: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn header<'a>(request: &'a RecordedRequest, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Checks a request as a receiver following Standard Webhooks would.
+pub fn assert_signed(request: &RecordedRequest) {
+    let key = SigningKey::parse(SECRET).unwrap();
+    let id = header(request, "webhook-id").expect("webhook-id");
+    let ts: i64 = header(request, "webhook-timestamp")
+        .expect("webhook-timestamp")
+        .parse()
+        .unwrap();
+    let signature = header(request, "webhook-signature").expect("webhook-signature");
+    assert!(
+        verify_header(&key, id, ts, &request.body, signature),
+        "bad signature on {id}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - ts).abs() < 300, "timestamp {ts} is not current");
+}
+
+pub fn body_json(request: &RecordedRequest) -> serde_json::Value {
+    serde_json::from_slice(&request.body).expect("JSON body")
+}
