@@ -133,6 +133,9 @@ pub enum EndpointMsg {
     Drain(RpcReplyPort<()>),
     /// Counters, for stats and tests.
     Stats(RpcReplyPort<EndpointStats>),
+    /// Fail the handler, as a bug would (tests of supervision).
+    #[cfg(test)]
+    Crash,
 }
 
 /// What an endpoint holds right now.
@@ -277,6 +280,8 @@ impl Actor for EndpointActor {
             EndpointMsg::Stats(reply) => {
                 let _ = reply.send(state.backlog.lock().expect("backlog lock").stats());
             }
+            #[cfg(test)]
+            EndpointMsg::Crash => return Err("crash requested by a test".into()),
         }
         self.pump(&myself, state);
         Ok(())

@@ -551,6 +551,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_crashed_endpoint_is_restarted_with_its_backlog() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle
+            .upsert_webhook(WebhookSpec {
+                rate_limit_per_second: Some(5),
+                ..webhook("a", &["*"])
+            })
+            .unwrap();
+        settle_webhooks(&handle).await;
+        for i in 0..6 {
+            handle
+                .submit(
+                    event(&format!("evt_{i}"), "x"),
+                    Some(Bytes::from(format!("t{i}"))),
+                )
+                .await
+                .unwrap();
+        }
+        // Most of them are still queued behind the rate limit when the actor dies.
+        handle
+            .router
+            .cast(RouterMsg::CrashEndpoint("a".into()))
+            .unwrap();
+        until("all delivered after the restart", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 6
+        })
+        .await;
+        assert!(transport.sent_to("https://a.example/hook") >= 6);
+        let stats = handle.stats().await.unwrap();
+        assert_eq!(stats.endpoint_restarts, 1);
+        assert_eq!(stats.endpoints, 1);
+        until("checkpoint at the last event", || {
+            ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t5".as_ref())
+        })
+        .await;
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn resumed_deliveries_are_attempted_at_their_due_time() {
         let (engine, transport, ledger) = start(config()).await;
         let handle = engine.handle();

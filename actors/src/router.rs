@@ -56,6 +56,9 @@ pub enum RouterMsg {
     Stats(RpcReplyPort<RouterStats>),
     /// The ledger writer, for the shutdown sequence.
     LedgerWriter(RpcReplyPort<ActorRef<LedgerWriterMsg>>),
+    /// Make an endpoint actor fail (tests of supervision).
+    #[cfg(test)]
+    CrashEndpoint(Arc<str>),
 }
 
 /// A snapshot of the router's bookkeeping.
@@ -221,6 +224,12 @@ impl Actor for Router {
                     state.final_reply = Some(reply);
                 } else {
                     let _ = reply.send(self.final_checkpoint(state).await);
+                }
+            }
+            #[cfg(test)]
+            RouterMsg::CrashEndpoint(id) => {
+                if let Some(entry) = state.endpoints.get(&id) {
+                    let _ = entry.actor.cast(EndpointMsg::Crash);
                 }
             }
             RouterMsg::LedgerWriter(reply) => {
