@@ -118,7 +118,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         .await?;
 
     // 4. The feed, from the checkpoint.
-    let start = checkpoint.as_deref().and_then(events::decode_token);
+    let start = checkpoint.as_deref().and_then(events::decode_position);
     if checkpoint.is_some() && start.is_none() {
         warn!("the stored checkpoint is unreadable; starting the change stream from now");
     }

@@ -133,6 +133,16 @@ impl EngineHandle {
             .map_err(|_| EngineStopped)
     }
 
+    /// A feed position without an event; it becomes the checkpoint once every event
+    /// submitted before it is durable.
+    pub async fn mark(&self, checkpoint: Bytes) -> Result<(), EngineStopped> {
+        let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
+        permit.forget();
+        self.router
+            .cast(RouterMsg::Mark(checkpoint))
+            .map_err(|_| EngineStopped)
+    }
+
     /// A webhook was created or changed (disabled ones stop their endpoint).
     pub fn upsert_webhook(&self, spec: WebhookSpec) -> Result<(), EngineStopped> {
         self.router

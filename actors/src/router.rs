@@ -39,6 +39,9 @@ pub enum RouterMsg {
         event: Arc<Event>,
         checkpoint: Option<Bytes>,
     },
+    /// A feed position with no event (e.g. where a re-opened feed starts): it settles as
+    /// soon as everything before it has.
+    Mark(Bytes),
     /// A webhook was created or changed.
     Upsert(WebhookSpec),
     /// A webhook was deleted.
@@ -183,6 +186,20 @@ impl Actor for Router {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RouterMsg::Event { event, checkpoint } => self.route(state, event, checkpoint),
+            RouterMsg::Mark(checkpoint) => {
+                if !state.draining {
+                    let seq = state.next_seq;
+                    state.next_seq += 1;
+                    state.unsettled.insert(
+                        seq,
+                        Unsettled {
+                            remaining: 0,
+                            checkpoint: Some(checkpoint),
+                        },
+                    );
+                    self.settle(state);
+                }
+            }
             RouterMsg::Upsert(spec) => self.upsert(&myself, state, spec).await?,
             RouterMsg::Remove(id) => self.remove(state, &id, "deleted"),
             RouterMsg::Resume(pending) => resume(state, pending),

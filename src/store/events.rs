@@ -43,25 +43,42 @@ pub enum BadEvent {
     TooLarge(usize),
 }
 
-/// The checkpoint as stored: the resume token of the last settled change.
+/// Where the feed stands: the resume token of a change, and that change's time (used to
+/// scan `events` when the token has fallen out of the change-stream history).
+#[derive(Debug, Clone)]
+pub struct FeedPosition {
+    pub token: ResumeToken,
+    pub at: Option<DateTime>,
+}
+
+/// The checkpoint as stored.
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
     token: ResumeToken,
+    #[serde(default)]
+    at: Option<DateTime>,
 }
 
-pub fn encode_token(token: &ResumeToken) -> Option<Bytes> {
-    mongodb::bson::to_vec(&Checkpoint {
-        token: token.clone(),
-    })
-    .ok()
-    .map(Bytes::from)
+pub fn encode_position(position: &FeedPosition) -> Option<Bytes> {
+    let checkpoint = Checkpoint {
+        token: position.token.clone(),
+        at: position.at,
+    };
+    mongodb::bson::to_vec(&checkpoint).ok().map(Bytes::from)
 }
 
-pub fn decode_token(bytes: &[u8]) -> Option<ResumeToken> {
+pub fn decode_position(bytes: &[u8]) -> Option<FeedPosition> {
     mongodb::bson::from_slice::<Checkpoint>(bytes)
         .ok()
-        .map(|c| c.token)
+        .map(|c| FeedPosition {
+            token: c.token,
+            at: c.at,
+        })
 }
+
+/// How far before the checkpoint's time the fallback scan starts, for clock skew between
+/// producers' `occurred_at` and the server.
+const SCAN_MARGIN_MS: i64 = 60_000;
 
 fn rfc3339(t: DateTime) -> String {
     let chrono: chrono::DateTime<chrono::Utc> = t.to_chrono();
@@ -154,36 +171,39 @@ pub fn payload_from_object(doc: &Document, inserted_at: DateTime) -> Result<Payl
     })
 }
 
+/// When a change happened: its wall time, else its cluster time.
+fn change_time(change: &ChangeStreamEvent<Document>) -> DateTime {
+    change.wall_time.unwrap_or_else(|| {
+        change
+            .cluster_time
+            .map(|t| DateTime::from_millis(t.time as i64 * 1000))
+            .unwrap_or_else(DateTime::now)
+    })
+}
+
+/// The event of a payload, refused when its body is over [`MAX_PAYLOAD_BYTES`].
+fn checked(payload: Result<Payload, BadEvent>) -> Result<Event, BadEvent> {
+    let event = Event::from_payload(&payload?);
+    if event.body.len() > MAX_PAYLOAD_BYTES {
+        return Err(BadEvent::TooLarge(event.body.len()));
+    }
+    Ok(event)
+}
+
 /// Turns one change into an event, or says why it is skipped.
 fn event_from_change(
     change: &ChangeStreamEvent<Document>,
 ) -> Option<Result<Event, (String, BadEvent)>> {
     let doc = change.full_document.as_ref()?;
     let collection = change.ns.as_ref().and_then(|ns| ns.coll.as_deref())?;
-    let inserted_at = change.wall_time.unwrap_or_else(|| {
-        change
-            .cluster_time
-            .map(|t| DateTime::from_millis(t.time as i64 * 1000))
-            .unwrap_or_else(DateTime::now)
-    });
+    let inserted_at = change_time(change);
     let id = || format!("{:?}", doc.get("_id").cloned().unwrap_or(Bson::Null));
     let payload = match collection {
         EVENTS => payload_from_event(doc, inserted_at),
         OBJECTS => payload_from_object(doc, inserted_at),
         _ => return None,
     };
-    Some(
-        payload
-            .and_then(|p| {
-                let event = Event::from_payload(&p);
-                if event.body.len() > MAX_PAYLOAD_BYTES {
-                    Err(BadEvent::TooLarge(event.body.len()))
-                } else {
-                    Ok(event)
-                }
-            })
-            .map_err(|e| (format!("{collection} {}", id()), e)),
-    )
+    Some(checked(payload).map_err(|e| (format!("{collection} {}", id()), e)))
 }
 
 /// Readiness of the feed, for `/readyz`.
@@ -195,18 +215,22 @@ pub struct FeedHealth {
 /// Runs the feed until `cancel` fires: opens the change stream after `start`, submits every
 /// event to the engine (waiting when its window is full), reconnects with backoff on errors.
 ///
-/// Without a checkpoint (the first start, or a lost one) the stream starts "now" — and that
-/// position is written as the checkpoint before anything else happens, so a crash before
-/// the first event settles resumes from there instead of from a later "now".
+/// Without a checkpoint (the first start) the stream starts "now" — and that position is
+/// written as the checkpoint before anything else happens, so a crash before the first
+/// event settles resumes from there instead of from a later "now". When the checkpoint has
+/// fallen out of the change-stream history, the feed starts anew and first scans `events`
+/// for what it may have missed (see [`scan_events`]).
 pub async fn run_feed(
     db: Database,
     engine: EngineHandle,
     ledger: Arc<dyn Ledger>,
-    start: Option<ResumeToken>,
+    start: Option<FeedPosition>,
     health: Arc<FeedHealth>,
     cancel: CancellationToken,
 ) {
     let mut resume = start;
+    // Set when the history was lost: scan `events` from this time before going on.
+    let mut scan_from: Option<Option<DateTime>> = None;
     let mut failures: u32 = 0;
     loop {
         let pipeline = [doc! {"$match": {
@@ -215,17 +239,22 @@ pub async fn run_feed(
         }}];
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
-            opened = db.watch().pipeline(pipeline).resume_after(resume.clone()) => opened,
+            opened = db
+                .watch()
+                .pipeline(pipeline)
+                .resume_after(resume.as_ref().map(|p| p.token.clone())) => opened,
         };
         let mut stream = match opened {
             Ok(stream) => stream,
             Err(e) if resume.is_some() && is_history_lost(&e) => {
+                let since = resume.take().and_then(|p| p.at);
                 error!(
                     error = %one_line(&e.to_string()),
-                    "the checkpoint has fallen out of the change-stream history; \
-                     continuing from now: events inserted while herald was down are not delivered"
+                    since = ?since.map(|t| rfc3339(t)),
+                    "cannot resume from the checkpoint (no longer in the change-stream history); \
+                     falling back to scanning `events` since the checkpoint"
                 );
-                resume = None;
+                scan_from = Some(since);
                 continue;
             }
             Err(e) => {
@@ -245,16 +274,39 @@ pub async fn run_feed(
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
-            let Some(checkpoint) = encode_token(&token) else {
+            let position = FeedPosition {
+                token,
+                at: Some(DateTime::now()),
+            };
+            let Some(checkpoint) = encode_position(&position) else {
                 continue;
             };
-            if let Err(e) = ledger.checkpoint(checkpoint).await {
+            let recorded = match scan_from {
+                // Events found by the scan settle before this position does.
+                Some(since) => match scan_events(&db, &engine, since).await {
+                    Ok(found) => {
+                        info!(events = found, "fallback scan of `events` done");
+                        engine.mark(checkpoint).await.map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!(
+                        "fallback scan failed: {}",
+                        one_line(&e.to_string())
+                    )),
+                },
+                None => ledger
+                    .checkpoint(checkpoint)
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = recorded {
                 warn!(error = %e, "cannot record the starting position; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            info!("no checkpoint: starting from now, recorded as the first checkpoint");
-            resume = Some(token);
+            if scan_from.take().is_none() {
+                info!("no checkpoint: starting from now, recorded as the first checkpoint");
+            }
+            resume = Some(position);
         }
         health.live.store(true, Ordering::Relaxed);
         if failures > 0 {
@@ -268,13 +320,20 @@ pub async fn run_feed(
             };
             match next {
                 Some(Ok(change)) => {
-                    resume = Some(change.id.clone());
-                    let checkpoint = encode_token(&change.id);
+                    let position = FeedPosition {
+                        token: change.id.clone(),
+                        at: Some(change_time(&change)),
+                    };
+                    let checkpoint = encode_position(&position);
+                    resume = Some(position);
                     let submitted = match event_from_change(&change) {
                         Some(Ok(event)) => engine.submit(event, checkpoint).await,
                         Some(Err((what, why))) => {
                             warn!(document = %what, reason = %why, "skipping malformed event document");
-                            Ok(())
+                            match checkpoint {
+                                Some(checkpoint) => engine.mark(checkpoint).await,
+                                None => Ok(()),
+                            }
                         }
                         None => Ok(()),
                     };
@@ -293,10 +352,54 @@ pub async fn run_feed(
     }
 }
 
+/// The fallback when the change-stream history no longer reaches the checkpoint: submits
+/// every `events` document whose `occurred_at` is at most a minute before `since`
+/// (re-delivering some, with the same ids). Documents without a date `occurred_at`, and
+/// `objects` inserts, cannot be found this way; the log says so.
+pub async fn scan_events(
+    db: &Database,
+    engine: &EngineHandle,
+    since: Option<DateTime>,
+) -> mongodb::error::Result<usize> {
+    let Some(since) = since else {
+        error!("the checkpoint carries no time; events inserted while herald was down cannot be recovered");
+        return Ok(0);
+    };
+    warn!(
+        since = %rfc3339(since),
+        "scanning `events` by occurred_at; events without a date occurred_at and `objects` inserts since then are not recovered"
+    );
+    let from = DateTime::from_millis(since.timestamp_millis() - SCAN_MARGIN_MS);
+    let mut cursor = db
+        .collection::<Document>(EVENTS)
+        .find(doc! {"occurred_at": {"$gte": from}})
+        .sort(doc! {"occurred_at": 1})
+        .await?;
+    let mut found = 0;
+    while let Some(doc) = cursor.next().await {
+        let doc = doc?;
+        let at = doc.get_datetime("occurred_at").copied().unwrap_or(since);
+        match checked(payload_from_event(&doc, at)) {
+            Ok(event) => {
+                if engine.submit(event, None).await.is_err() {
+                    break;
+                }
+                found += 1;
+            }
+            Err(why) => {
+                warn!(document = ?doc.get("_id"), reason = %why, "skipping malformed event document")
+            }
+        }
+    }
+    Ok(found)
+}
+
 fn is_history_lost(e: &mongodb::error::Error) -> bool {
     // ChangeStreamHistoryLost (286), ChangeStreamFatalError (280), InvalidResumeToken (260).
+    // ChangeStreamHistoryLost (286), ChangeStreamFatalError (280), InvalidResumeToken (260);
+    // FailedToParse (9) when the stored token itself is unreadable by this server.
     match &*e.kind {
-        mongodb::error::ErrorKind::Command(c) => matches!(c.code, 286 | 280 | 260),
+        mongodb::error::ErrorKind::Command(c) => matches!(c.code, 286 | 280 | 260 | 9),
         _ => false,
     }
 }
@@ -374,8 +477,14 @@ mod tests {
     fn checkpoints_round_trip() {
         let token: ResumeToken =
             mongodb::bson::from_bson(Bson::Document(doc! {"_data": "abc"})).unwrap();
-        let bytes = encode_token(&token).unwrap();
-        let back = decode_token(&bytes).unwrap();
-        assert_eq!(format!("{back:?}"), format!("{token:?}"));
+        let at = DateTime::from_millis(1_767_225_600_000);
+        let bytes = encode_position(&FeedPosition {
+            token: token.clone(),
+            at: Some(at),
+        })
+        .unwrap();
+        let back = decode_position(&bytes).unwrap();
+        assert_eq!(format!("{:?}", back.token), format!("{token:?}"));
+        assert_eq!(back.at, Some(at));
     }
 }

@@ -134,3 +134,52 @@ async fn pending_retries_survive_a_kill() {
     assert_eq!(header(&last, "webhook-id"), Some("evt_crash_retry"));
     assert_signed(&last);
 }
+
+#[tokio::test]
+async fn a_checkpoint_lost_from_the_change_stream_history_falls_back_to_scanning_events() {
+    let (uri, name, db) = database("historylost").await;
+    let receiver = Receiver::start().await;
+    insert_webhook(&db, webhook("wh_0000000000000c03", &receiver.url, &["*"])).await;
+
+    // A checkpoint this server cannot resume from, taken ten minutes ago.
+    let at = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() - 10 * 60_000,
+    );
+    let stale = mongodb::bson::to_vec(&doc! {"token": {"_data": "00"}, "at": at}).unwrap();
+    db.collection::<Document>("herald_state")
+        .insert_one(doc! {"_id": "feed", "token": mongodb::bson::Binary {
+            subtype: mongodb::bson::spec::BinarySubtype::Generic,
+            bytes: stale,
+        }})
+        .await
+        .unwrap();
+    // Written while herald was down: one after the checkpoint, one long before it.
+    let mut missed = event("evt_missed_while_down", "batch.completed");
+    missed.insert("occurred_at", mongodb::bson::DateTime::now());
+    let mut ancient = event("evt_long_before", "batch.completed");
+    ancient.insert(
+        "occurred_at",
+        mongodb::bson::DateTime::from_millis(at.timestamp_millis() - 3_600_000),
+    );
+    db.collection::<Document>("events")
+        .insert_many([missed, ancient])
+        .await
+        .unwrap();
+
+    let daemon =
+        crate::daemon::InProcess::start(test_config(&uri, &name, &receiver.ca_pem_path)).await;
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(header(&got[0], "webhook-id"), Some("evt_missed_while_down"));
+
+    // And the feed goes on from now.
+    insert_event(&db, "evt_after_recovery", "batch.completed").await;
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids: Vec<_> = receiver
+        .requests()
+        .iter()
+        .filter_map(|r| header(r, "webhook-id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["evt_missed_while_down", "evt_after_recovery"]);
+    daemon.stop().await.unwrap();
+}
