@@ -250,7 +250,7 @@ pub async fn run_feed(
                 let since = resume.take().and_then(|p| p.at);
                 error!(
                     error = %one_line(&e.to_string()),
-                    since = ?since.map(|t| rfc3339(t)),
+                    since = ?since.map(rfc3339),
                     "cannot resume from the checkpoint (no longer in the change-stream history); \
                      falling back to scanning `events` since the checkpoint"
                 );
