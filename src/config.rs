@@ -90,6 +90,27 @@ pub struct ServeArgs {
     /// Log format [default: text]
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Operator-defined event types for the catalog (config file only: `[[event-types]]`).
+    #[arg(skip)]
+    pub event_types: Option<Vec<EventTypeDef>>,
+}
+
+/// An event type an operator adds to the catalog in the config file:
+///
+/// ```toml
+/// [[event-types]]
+/// event-type = "report.generated"
+/// description = "A report finished rendering"
+/// payload-fields = ["report_id", "url"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EventTypeDef {
+    pub event_type: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub payload_fields: Vec<String>,
 }
 
 /// The validated configuration of `herald serve`.
@@ -109,6 +130,8 @@ pub struct Config {
     pub max_in_flight_per_endpoint: usize,
     pub shutdown_grace_ms: u64,
     pub log_format: LogFormat,
+    /// Operator-defined event types, added to the built-in catalog.
+    pub event_types: Vec<EventTypeDef>,
 }
 
 impl Config {
@@ -150,6 +173,7 @@ impl Config {
                 .unwrap_or(defaults.max_in_flight_per_endpoint),
             shutdown_grace_ms: pick!(shutdown_grace_ms).unwrap_or(defaults.shutdown_grace_ms),
             log_format: pick!(log_format).unwrap_or_default(),
+            event_types: file.event_types.clone().unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
@@ -176,6 +200,17 @@ impl Config {
         }
         if self.max_in_flight_per_endpoint == 0 {
             return Err("--max-in-flight-per-endpoint must be at least 1".into());
+        }
+        for def in &self.event_types {
+            if def.event_type.is_empty()
+                || def.event_type.contains(char::is_whitespace)
+                || def.event_type == "*"
+            {
+                return Err(format!(
+                    "config file: invalid event type {:?}",
+                    def.event_type
+                ));
+            }
         }
         if self.api_key.is_none() && !self.listen.ip().is_loopback() {
             return Err(format!(
@@ -222,6 +257,7 @@ impl Default for Config {
             max_in_flight_per_endpoint: 64,
             shutdown_grace_ms: 10_000,
             log_format: LogFormat::Text,
+            event_types: Vec::new(),
         }
     }
 }

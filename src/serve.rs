@@ -14,6 +14,7 @@ use ractor::Actor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::catalog::Catalog;
 use crate::api::AppState;
 use crate::config::Config;
 use crate::listener::Listener;
@@ -95,6 +96,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     let feed_health = Arc::new(FeedHealth::default());
     let app = Arc::new(AppState {
         db: db.clone(),
+        config: config.clone(),
+        engine: handle.clone(),
+        catalog: Catalog::new(&config.event_types),
         feed: feed_health.clone(),
         watcher: watcher_health.clone(),
     });

@@ -1,4 +1,19 @@
-//! The HTTP API: routes, JSON errors (`{"error": {"code", "message"}}`) and health.
+//! The HTTP API (contract §4): routing, bearer auth, body limits, JSON errors, health.
+//!
+//! Every handler takes the shared [`AppState`] and a fully read [`ApiRequest`] and returns
+//! an [`ApiResult`]; failures are [`ApiError`]s, rendered as
+//! `{"error": {"code", "message"}}` with a 4xx status (503 when MongoDB is unreachable) —
+//! never a 500 or a panic.
+
+pub mod catalog;
+pub mod connections;
+pub mod deliveries;
+pub mod error;
+pub mod events;
+pub mod inbound;
+pub mod openapi;
+pub mod request;
+pub mod webhooks;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,18 +23,29 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
+pub use error::{ApiError, ApiResult};
+pub use request::ApiRequest;
+
+use crate::config::Config;
 use crate::store::events::FeedHealth;
 use crate::store::webhooks::WatchHealth;
 
 /// What request handlers share.
 pub struct AppState {
     pub db: mongodb::Database,
+    pub config: Arc<Config>,
+    pub engine: herald_actors::EngineHandle,
+    pub catalog: catalog::Catalog,
     pub feed: Arc<FeedHealth>,
     pub watcher: Arc<WatchHealth>,
 }
 
 pub type Body = Full<Bytes>;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
@@ -32,30 +58,230 @@ pub fn json_response(status: StatusCode, value: serde_json::Value) -> Response<B
     response
 }
 
+/// An empty response (204).
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
 /// The contract's error shape.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
-    json_response(
-        status,
-        json!({"error": {"code": code, "message": message.into()}}),
-    )
+    ApiError::new(status, code, message).into_response()
 }
+
+/// The routes, as `(method, pattern)`; `{x}` is one path segment. The OpenAPI document is
+/// checked against this table by a test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/events"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("PATCH", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"),
+    ("POST", "/v1/webhooks/{webhook_id}/recover"),
+    ("POST", "/v1/events"),
+    ("GET", "/v1/deliveries"),
+    ("GET", "/v1/deliveries/{delivery_id}"),
+    ("POST", "/v1/deliveries/{delivery_id}/retry"),
+    ("POST", "/v1/connections"),
+    ("GET", "/v1/connections"),
+    ("GET", "/v1/connections/{connection_id}"),
+    ("DELETE", "/v1/connections/{connection_id}"),
+    ("POST", "/v1/webhooks/mux/{connection_id}"),
+];
 
 /// Routes one request.
 pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
-    let path = request.uri().path().to_owned();
-    match (request.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, "/readyz") => readyz(&app).await,
-        (_, "/healthz" | "/readyz") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{} is not allowed on {path}", request.method()),
-        ),
-        _ => error(
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let method = parts.method.clone();
+
+    // Which handler, with its path parameter, or why none.
+    let route = match route(&method, &segments) {
+        Ok(route) => route,
+        Err(response) => return response,
+    };
+    if !route.is_public() {
+        if let Err(e) = authorize(&app.config, &parts.headers) {
+            return e.into_response();
+        }
+    }
+    let request = match ApiRequest::read(parts, body, MAX_BODY_BYTES).await {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
+    };
+    let result = match route {
+        Route::Healthz => Ok(json_response(StatusCode::OK, json!({"status": "ok"}))),
+        Route::Readyz => Ok(readyz(&app).await),
+        Route::OpenApi => Ok(openapi::serve()),
+        Route::CreateWebhook => webhooks::create(&app, &request).await,
+        Route::ListWebhooks => webhooks::list(&app, &request).await,
+        Route::Catalog => Ok(app.catalog.response()),
+        Route::GetWebhook(id) => webhooks::get(&app, &request, &id).await,
+        Route::PatchWebhook(id) => webhooks::patch(&app, &request, &id).await,
+        Route::DeleteWebhook(id) => webhooks::delete(&app, &request, &id).await,
+        Route::RotateSecret(id) => webhooks::rotate_secret(&app, &request, &id).await,
+        Route::Recover(id) => deliveries::recover(&app, &request, &id).await,
+        Route::PublishEvent => events::publish(&app, &request).await,
+        Route::ListDeliveries => deliveries::list(&app, &request).await,
+        Route::GetDelivery(id) => deliveries::get(&app, &request, &id).await,
+        Route::RetryDelivery(id) => deliveries::retry(&app, &request, &id).await,
+        Route::CreateConnection => connections::create(&app, &request).await,
+        Route::ListConnections => connections::list(&app, &request).await,
+        Route::GetConnection(id) => connections::get(&app, &request, &id).await,
+        Route::DeleteConnection(id) => connections::delete(&app, &request, &id).await,
+        Route::MuxInbound(id) => inbound::mux(&app, &request, &id).await,
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+enum Route {
+    Healthz,
+    Readyz,
+    OpenApi,
+    CreateWebhook,
+    ListWebhooks,
+    Catalog,
+    GetWebhook(String),
+    PatchWebhook(String),
+    DeleteWebhook(String),
+    RotateSecret(String),
+    Recover(String),
+    PublishEvent,
+    ListDeliveries,
+    GetDelivery(String),
+    RetryDelivery(String),
+    CreateConnection,
+    ListConnections,
+    GetConnection(String),
+    DeleteConnection(String),
+    MuxInbound(String),
+}
+
+impl Route {
+    /// Health, the OpenAPI document and inbound provider routes need no API key.
+    fn is_public(&self) -> bool {
+        matches!(
+            self,
+            Route::Healthz | Route::Readyz | Route::OpenApi | Route::MuxInbound(_)
+        )
+    }
+}
+
+fn method_not_allowed(method: &Method, allowed: &str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here; allowed: {allowed}"),
+    );
+    if let Ok(value) = hyper::header::HeaderValue::from_str(allowed) {
+        response.headers_mut().insert(hyper::header::ALLOW, value);
+    }
+    response
+}
+
+fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
+    let m = method.as_str();
+    let id = |s: &str| s.to_owned();
+    let not_allowed = |allowed| Err(method_not_allowed(method, allowed));
+    match segments {
+        ["healthz"] => match m {
+            "GET" | "HEAD" => Ok(Route::Healthz),
+            _ => not_allowed("GET"),
+        },
+        ["readyz"] => match m {
+            "GET" | "HEAD" => Ok(Route::Readyz),
+            _ => not_allowed("GET"),
+        },
+        ["openapi.json"] => match m {
+            "GET" => Ok(Route::OpenApi),
+            _ => not_allowed("GET"),
+        },
+        ["v1", "webhooks"] => match m {
+            "POST" => Ok(Route::CreateWebhook),
+            "GET" => Ok(Route::ListWebhooks),
+            _ => not_allowed("GET, POST"),
+        },
+        ["v1", "webhooks", "events"] => match m {
+            "GET" => Ok(Route::Catalog),
+            _ => not_allowed("GET"),
+        },
+        ["v1", "webhooks", "mux", connection] => match m {
+            "POST" => Ok(Route::MuxInbound(id(connection))),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "webhooks", webhook] => match m {
+            "GET" => Ok(Route::GetWebhook(id(webhook))),
+            "PATCH" => Ok(Route::PatchWebhook(id(webhook))),
+            "DELETE" => Ok(Route::DeleteWebhook(id(webhook))),
+            _ => not_allowed("GET, PATCH, DELETE"),
+        },
+        ["v1", "webhooks", webhook, "rotate-secret"] => match m {
+            "POST" => Ok(Route::RotateSecret(id(webhook))),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "webhooks", webhook, "recover"] => match m {
+            "POST" => Ok(Route::Recover(id(webhook))),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "events"] => match m {
+            "POST" => Ok(Route::PublishEvent),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "deliveries"] => match m {
+            "GET" => Ok(Route::ListDeliveries),
+            _ => not_allowed("GET"),
+        },
+        ["v1", "deliveries", delivery] => match m {
+            "GET" => Ok(Route::GetDelivery(id(delivery))),
+            _ => not_allowed("GET"),
+        },
+        ["v1", "deliveries", delivery, "retry"] => match m {
+            "POST" => Ok(Route::RetryDelivery(id(delivery))),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "connections"] => match m {
+            "POST" => Ok(Route::CreateConnection),
+            "GET" => Ok(Route::ListConnections),
+            _ => not_allowed("GET, POST"),
+        },
+        ["v1", "connections", connection] => match m {
+            "GET" => Ok(Route::GetConnection(id(connection))),
+            "DELETE" => Ok(Route::DeleteConnection(id(connection))),
+            _ => not_allowed("GET, DELETE"),
+        },
+        _ => Err(error(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no route for {path}"),
-        ),
+            format!("no route for /{}", segments.join("/")),
+        )),
+    }
+}
+
+/// `Authorization: Bearer <--api-key>`, compared in constant time. Open when no key is set.
+fn authorize(config: &Config, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = config.api_key.as_deref() else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid API key (Authorization: Bearer <key>)",
+        ))
     }
 }
 

@@ -4,8 +4,14 @@
 
 mod support;
 
+mod api_client;
+mod api_deliveries;
+mod api_webhooks;
+mod cli;
 mod crash;
 mod daemon;
 mod delivery;
 mod fixtures;
 mod harness_smoke;
+mod mux;
+mod openapi;

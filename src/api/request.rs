@@ -1,0 +1,134 @@
+//! A request, fully read: headers, query parameters and the raw body (bounded).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::http::request::Parts;
+use hyper::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+pub struct ApiRequest {
+    pub parts: Parts,
+    /// Query parameters; a repeated one keeps its last value.
+    pub query: HashMap<String, String>,
+    /// The raw body bytes, as received (inbound signatures are verified over these).
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    /// Reads the body, refusing more than `limit` bytes with 413.
+    pub async fn read(parts: Parts, body: Incoming, limit: usize) -> Result<Self, ApiError> {
+        if let Some(length) = parts
+            .headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if length > limit {
+                return Err(too_large(limit));
+            }
+        }
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "could not read the body: {e}"
+                )))
+            }
+        };
+        let query = parts
+            .uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self { parts, query, body })
+    }
+
+    /// The body as JSON of type `T`; errors name the offending field (unknown fields too,
+    /// where `T` denies them).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let deserializer = &mut serde_json::Deserializer::from_slice(&self.body);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::bad_request(format!("malformed JSON: {inner}"))
+            } else if path == "." {
+                ApiError::invalid_field("body", inner)
+            } else {
+                ApiError::invalid_field(&path, inner)
+            }
+        })
+    }
+
+    /// A query parameter parsed as `T`, or a 400 naming it.
+    pub fn query_param<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.query.get(name) {
+            None => Ok(None),
+            Some(raw) => raw.parse::<T>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("query parameter {name}: invalid value {raw:?}"))
+            }),
+        }
+    }
+
+    /// `limit` (default `default`, at most `max`) as a 400-checked value.
+    pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
+        match self.query_param::<i64>("limit")? {
+            None => Ok(default),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::bad_request(format!(
+                "query parameter limit: {n} is out of range 1..={max}"
+            ))),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body exceeds {limit} bytes"),
+    )
+}
+
+/// Opaque pagination cursors: the last `_id` of a page, base64url-encoded. Pages are sorted
+/// by `_id`, so documents inserted meanwhile never shift what the next page holds.
+pub mod cursor {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    use crate::api::ApiError;
+
+    pub fn encode(last_id: &str) -> String {
+        URL_SAFE_NO_PAD.encode(last_id.as_bytes())
+    }
+
+    pub fn decode(cursor: &str) -> Result<String, ApiError> {
+        URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("query parameter cursor: not a cursor returned by this API")
+            })
+    }
+}
