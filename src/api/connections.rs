@@ -1,24 +1,224 @@
-//! Provider connections. TO BE WRITTEN (helper).
+//! Provider connections (contract §5): `POST/GET /v1/connections`,
+//! `GET/DELETE /v1/connections/{id}`.
+//!
+//! A connection ties a provider account (its webhook signing secret) to the bucket its
+//! assets sync into, with the `metadata_filters` an asset must satisfy to belong. The
+//! secret is write-only: accepted by `POST`, used to verify inbound webhooks, and never
+//! returned — not even by the `POST` that set it — nor logged. Documents are stored in the
+//! shape of [`Connection::to_doc`].
 
-use super::{ApiError, ApiRequest, ApiResult, AppState};
+use futures::TryStreamExt;
+use hyper::StatusCode;
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tracing::{info, warn};
 
-fn todo() -> ApiResult {
-    Err(ApiError::new(
-        hyper::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "not yet",
+use super::request::cursor;
+use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
+use crate::inbound::{self, filters, Connection, CONNECTIONS};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+/// Longest webhook secret accepted, in bytes.
+const MAX_SECRET_BYTES: usize = 512;
+/// Longest bucket id accepted, in bytes.
+const MAX_BUCKET_ID_BYTES: usize = 256;
+const DUPLICATE_KEY: i32 = 11000;
+
+/// The body of `POST /v1/connections`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateConnection {
+    provider: String,
+    bucket_id: String,
+    webhook_secret: String,
+    #[serde(default)]
+    metadata_filters: Option<Map<String, Value>>,
+}
+
+fn collection(app: &AppState) -> mongodb::Collection<Document> {
+    app.db.collection(CONNECTIONS)
+}
+
+/// `POST /v1/connections` → 201 with the connection, without its secret.
+pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
+    let body: CreateConnection = req.json()?;
+    if inbound::provider(&body.provider).is_none() {
+        return Err(ApiError::invalid_field(
+            "provider",
+            format!(
+                "unsupported provider {:?}; supported: {}",
+                body.provider,
+                inbound::PROVIDERS.join(", ")
+            ),
+        ));
+    }
+    if body.bucket_id.trim().is_empty() || body.bucket_id.len() > MAX_BUCKET_ID_BYTES {
+        return Err(ApiError::invalid_field(
+            "bucket_id",
+            format!("must be a non-empty string of at most {MAX_BUCKET_ID_BYTES} bytes"),
+        ));
+    }
+    if body.bucket_id.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "bucket_id",
+            "must not contain control characters",
+        ));
+    }
+    // The message never repeats the secret.
+    if body.webhook_secret.is_empty() || body.webhook_secret.len() > MAX_SECRET_BYTES {
+        return Err(ApiError::invalid_field(
+            "webhook_secret",
+            format!("must be a non-empty string of at most {MAX_SECRET_BYTES} bytes"),
+        ));
+    }
+    let metadata_filters = match &body.metadata_filters {
+        None => Vec::new(),
+        Some(map) => filters::from_json(map)
+            .map_err(|bad| ApiError::invalid_field(&bad.field, bad.message))?,
+    };
+    // The query every inbound event runs needs this index; creating it is idempotent and
+    // connections are created rarely.
+    if let Err(e) = inbound::ensure_indexes(&app.db).await {
+        warn!(error = %crate::store::one_line(&e.to_string()), "cannot create the objects index for inbound webhooks");
+    }
+    let mut attempts = 0;
+    let connection = loop {
+        attempts += 1;
+        let connection = Connection::new(
+            new_id(),
+            body.provider.clone(),
+            body.bucket_id.clone(),
+            body.webhook_secret.clone(),
+            metadata_filters.clone(),
+            DateTime::now(),
+        );
+        match collection(app).insert_one(connection.to_doc()).await {
+            Ok(_) => break connection,
+            // 64 random bits collided: draw again.
+            Err(e) if is_duplicate_key(&e) && attempts < 3 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    info!(connection_id = %connection.id, provider = %connection.provider, bucket_id = %connection.bucket_id, "connection created");
+    Ok(json_response(StatusCode::CREATED, connection.view()))
+}
+
+/// `GET /v1/connections` → `{results, next_cursor}`, sorted by `connection_id`; filters
+/// `provider`, `bucket_id`, `limit`, `cursor`.
+pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
+    let limit = req.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
+    let mut filter = Document::new();
+    for field in ["provider", "bucket_id"] {
+        if let Some(value) = req.query.get(field) {
+            filter.insert(field, value.as_str());
+        }
+    }
+    if let Some(raw) = req.query.get("cursor") {
+        filter.insert("_id", doc! {"$gt": cursor::decode(raw)?});
+    }
+    // One more than a page tells whether another page follows.
+    let mut docs: Vec<Document> = collection(app)
+        .find(filter)
+        .projection(doc! {"webhook_secret": 0})
+        .sort(doc! {"_id": 1})
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    let more = docs.len() as i64 > limit;
+    docs.truncate(limit as usize);
+    let next_cursor = match docs.last().and_then(|d| d.get_str("_id").ok()) {
+        Some(last) if more => Value::String(cursor::encode(last)),
+        _ => Value::Null,
+    };
+    let results: Vec<Value> = docs.iter().map(view).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"results": results, "next_cursor": next_cursor}),
     ))
 }
 
-pub async fn create(_app: &AppState, _req: &ApiRequest) -> ApiResult {
-    todo()
+/// `GET /v1/connections/{id}` → 200 / 404.
+pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
+    match collection(app)
+        .find_one(doc! {"_id": id})
+        .projection(doc! {"webhook_secret": 0})
+        .await?
+    {
+        Some(document) => Ok(json_response(StatusCode::OK, view(&document))),
+        None => Err(ApiError::not_found("connection", id)),
+    }
 }
-pub async fn list(_app: &AppState, _req: &ApiRequest) -> ApiResult {
-    todo()
+
+/// `DELETE /v1/connections/{id}` → 204, whether or not it existed. Its objects stay; its
+/// inbound webhooks answer 404 from now on.
+pub async fn delete(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
+    let deleted = collection(app).delete_one(doc! {"_id": id}).await?;
+    if deleted.deleted_count > 0 {
+        info!(connection_id = id, "connection deleted");
+    }
+    Ok(no_content())
 }
-pub async fn get(_app: &AppState, _req: &ApiRequest, _id: &str) -> ApiResult {
-    todo()
+
+/// The API's view of a stored connection. Read leniently — a document written by hand
+/// shows what it has — and never with the secret (which the queries do not even fetch).
+fn view(document: &Document) -> Value {
+    let mut with_secret = document.clone();
+    with_secret.insert("webhook_secret", "-");
+    if let Ok(connection) = Connection::from_doc(&with_secret) {
+        return connection.view();
+    }
+    let text = |field: &str| match document.get(field) {
+        Some(Bson::String(s)) => Value::String(s.clone()),
+        Some(Bson::ObjectId(oid)) => Value::String(oid.to_hex()),
+        _ => Value::Null,
+    };
+    json!({
+        "connection_id": text("_id"),
+        "provider": text("provider"),
+        "bucket_id": text("bucket_id"),
+        "metadata_filters": filters::from_doc(document)
+            .map(|f| filters::to_json(&f))
+            .unwrap_or(Value::Null),
+        "created_at": document.get_datetime("created_at").ok().map(|t| {
+            t.to_chrono().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        }),
+    })
 }
-pub async fn delete(_app: &AppState, _req: &ApiRequest, _id: &str) -> ApiResult {
-    todo()
+
+fn new_id() -> String {
+    format!("conn_{:016x}", rand::random::<u64>())
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    matches!(
+        &*error.kind,
+        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_look_like_the_contract_says() {
+        let id = new_id();
+        assert_eq!(id.len(), "conn_".len() + 16);
+        assert!(id.starts_with("conn_"));
+        assert!(id[5..].bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn the_view_never_has_the_secret_even_of_a_hand_written_document() {
+        let stored = doc! {"_id": "c1", "provider": "mux", "webhook_secret": "hunter2",
+        "metadata_filters": 7};
+        let shown = view(&stored);
+        assert!(!shown.to_string().contains("hunter2"), "{shown}");
+        assert_eq!(shown["connection_id"], "c1");
+        assert_eq!(shown["bucket_id"], Value::Null);
+    }
 }

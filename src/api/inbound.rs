@@ -1,11 +1,53 @@
-//! Inbound provider webhooks. TO BE WRITTEN (helper).
+//! Inbound provider webhooks (contract §5): `POST /v1/webhooks/mux/{connection_id}`.
+//!
+//! Public — no API key: the request is authenticated by the provider's signature alone,
+//! checked by [`crate::inbound::receive`] over the raw body before anything parses it. The
+//! listener has already refused bodies over 1 MiB (413). Here each outcome becomes its
+//! status: 200 with the outcome, 404 unknown connection, 401 bad signature, 400 unusable
+//! body, 503 MongoDB unavailable (the provider retries).
 
-use super::{ApiError, ApiRequest, ApiResult, AppState};
+use std::time::SystemTime;
 
-pub async fn mux(_app: &AppState, _req: &ApiRequest, _connection_id: &str) -> ApiResult {
-    Err(ApiError::new(
-        hyper::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "not yet",
-    ))
+use hyper::StatusCode;
+
+use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
+use crate::inbound::{self, InboundProvider, ParseError, ReceiveError};
+
+/// `POST /v1/webhooks/mux/{connection_id}`.
+pub async fn mux(app: &AppState, req: &ApiRequest, connection_id: &str) -> ApiResult {
+    receive(app, req, &inbound::mux::Mux, connection_id).await
+}
+
+/// One provider's route: verify, parse, apply, answer.
+async fn receive(
+    app: &AppState,
+    req: &ApiRequest,
+    provider: &dyn InboundProvider,
+    connection_id: &str,
+) -> ApiResult {
+    let outcome = inbound::receive(
+        &app.db,
+        provider,
+        connection_id,
+        &req.parts.headers,
+        &req.body,
+        SystemTime::now(),
+    )
+    .await
+    .map_err(into_api_error)?;
+    Ok(json_response(StatusCode::OK, outcome.to_json()))
+}
+
+fn into_api_error(error: ReceiveError) -> ApiError {
+    match error {
+        ReceiveError::UnknownConnection(id) => ApiError::not_found("connection", &id),
+        ReceiveError::Unauthorized(e) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string())
+        }
+        ReceiveError::BadPayload(ParseError::NotJson(e)) => {
+            ApiError::bad_request(format!("malformed JSON: {e}"))
+        }
+        ReceiveError::BadPayload(e) => ApiError::bad_request(e.to_string()),
+        ReceiveError::Store(e) => e.into(),
+    }
 }

@@ -1,0 +1,422 @@
+//! Inbound provider webhooks (contract §5): a provider tells herald that an asset it
+//! syncs into buckets was deleted or changed, and herald applies that to `objects` and
+//! publishes `object.deleted` / `object.updated` through the outbox.
+//!
+//! The flow of one request, whatever the provider ([`receive`]):
+//!
+//! 1. the connection is chosen by the path alone (`connections`, [`Connection`]) — the only
+//!    MongoDB read an unauthenticated caller can cause, an `_id` lookup;
+//! 2. the provider verifies its signature over the raw body bytes ([`InboundProvider::verify`]);
+//! 3. only then is the body parsed ([`InboundProvider::parse`]) into a provider-neutral
+//!    [`InboundEvent`] whose [`Change`] says what to do with the asset's objects;
+//! 4. [`apply`] does it once per provider event id, recording the outcome in
+//!    `inbound_events`, and answers with that outcome ([`Outcome`]).
+//!
+//! The seam is [`InboundProvider`]: Mux lives in [`mux`], and a second provider with a
+//! `t=,v1=` scheme (Stripe, say) is a new file reusing [`signature`], plus one line in
+//! [`provider`] and one route.
+
+pub mod apply;
+pub mod filters;
+pub mod mux;
+pub mod signature;
+
+use std::time::SystemTime;
+
+use hyper::HeaderMap;
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::options::IndexOptions;
+use mongodb::{Database, IndexModel};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::store::OBJECTS;
+
+pub use filters::Filter;
+
+/// Provider connections: which bucket a provider's assets sync into, the secret its
+/// webhooks are signed with, and which assets belong (`metadata_filters`).
+pub const CONNECTIONS: &str = "connections";
+/// One document per provider event received, with the outcome of its first application.
+pub const INBOUND_EVENTS: &str = "inbound_events";
+
+/// Why a request is not from the provider. Every variant is a 401 and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the signature header is missing")]
+    Missing,
+    #[error("the signature header is malformed: {0}")]
+    Malformed(&'static str),
+    #[error(
+        "the signature timestamp is more than {} s away from now",
+        signature::TOLERANCE_SECS
+    )]
+    Stale,
+    #[error("no signature in the header matches the body")]
+    Mismatch,
+}
+
+/// Why a verified body cannot be read. A 400: the provider sent something we cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error("{field}: {message}")]
+    Field {
+        field: &'static str,
+        message: &'static str,
+    },
+}
+
+/// What a provider event asks of the objects synced from one asset.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The asset is gone: so are its objects.
+    AssetDeleted { asset_id: String },
+    /// The asset changed: its objects are re-checked against the connection's filters
+    /// (`asset` is what they are evaluated on) and, still matching, get `metadata`.
+    AssetUpdated {
+        asset_id: String,
+        asset: Value,
+        metadata: Value,
+    },
+    /// Nothing herald acts on.
+    Ignored,
+}
+
+/// A verified provider event, provider-neutral.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundEvent {
+    /// The provider's event id: the unit of idempotency. Always present for a change that
+    /// is acted on; may be `None` for an ignored one.
+    pub id: Option<String>,
+    /// The provider's event type, as sent (recorded, logged).
+    pub event_type: String,
+    pub change: Change,
+}
+
+/// A provider of inbound webhooks.
+pub trait InboundProvider: Send + Sync {
+    /// The provider's name, as stored in `connections.provider` (`"mux"`).
+    fn name(&self) -> &'static str;
+
+    /// Checks that `body` was sent by the provider under `secret` at about `now`. Runs
+    /// before anything parses the body.
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        secret: &str,
+        now: SystemTime,
+    ) -> Result<(), VerifyError>;
+
+    /// Reads a verified body.
+    fn parse(&self, body: &[u8]) -> Result<InboundEvent, ParseError>;
+}
+
+/// The provider named `name`, if herald supports it.
+pub fn provider(name: &str) -> Option<&'static dyn InboundProvider> {
+    match name {
+        "mux" => Some(&mux::Mux),
+        _ => None,
+    }
+}
+
+/// The providers herald supports, for error messages.
+pub const PROVIDERS: &[&str] = &["mux"];
+
+/// A connection as stored in `connections`:
+/// `{_id: "conn_<16 hex>", provider, bucket_id, webhook_secret,
+///   metadata_filters: [{path, value}], created_at}`.
+#[derive(Clone, PartialEq)]
+pub struct Connection {
+    pub id: String,
+    pub provider: String,
+    pub bucket_id: String,
+    /// Write-only: never returned by the API, never logged (see the `Debug` impl).
+    webhook_secret: String,
+    pub metadata_filters: Vec<Filter>,
+    pub created_at: Option<DateTime>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("bucket_id", &self.bucket_id)
+            .field("metadata_filters", &self.metadata_filters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A new connection (the API validated every field).
+    pub fn new(
+        id: String,
+        provider: String,
+        bucket_id: String,
+        webhook_secret: String,
+        metadata_filters: Vec<Filter>,
+        created_at: DateTime,
+    ) -> Self {
+        Self {
+            id,
+            provider,
+            bucket_id,
+            webhook_secret,
+            metadata_filters,
+            created_at: Some(created_at),
+        }
+    }
+
+    /// The signing secret, for verification only.
+    pub fn webhook_secret(&self) -> &str {
+        &self.webhook_secret
+    }
+
+    /// The stored document.
+    pub fn to_doc(&self) -> Document {
+        doc! {
+            "_id": &self.id,
+            "provider": &self.provider,
+            "bucket_id": &self.bucket_id,
+            "webhook_secret": &self.webhook_secret,
+            "metadata_filters": filters::to_bson(&self.metadata_filters),
+            "created_at": self.created_at.map(Bson::DateTime).unwrap_or(Bson::Null),
+        }
+    }
+
+    /// Reads a stored document; a connection written by hand may lack `created_at`.
+    pub fn from_doc(doc: &Document) -> Result<Self, &'static str> {
+        let text = |field: &'static str, why: &'static str| {
+            doc.get_str(field)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .ok_or(why)
+        };
+        Ok(Self {
+            id: text("_id", "_id must be a string")?,
+            provider: text("provider", "provider must be a string")?,
+            bucket_id: text("bucket_id", "bucket_id must be a string")?,
+            webhook_secret: text("webhook_secret", "webhook_secret must be a string")?,
+            metadata_filters: filters::from_doc(doc)?,
+            created_at: doc.get_datetime("created_at").ok().copied(),
+        })
+    }
+
+    /// The API's view: every field but the secret.
+    pub fn view(&self) -> Value {
+        json!({
+            "connection_id": self.id,
+            "provider": self.provider,
+            "bucket_id": self.bucket_id,
+            "metadata_filters": filters::to_json(&self.metadata_filters),
+            "created_at": self.created_at.map(|t| {
+                t.to_chrono().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            }),
+            "inbound_path": format!("/v1/webhooks/{}/{}", self.provider, self.id),
+        })
+    }
+}
+
+/// What was done about one event: `{"handled": false}` or
+/// `{"handled": true, "action": "deleted" | "updated", "objects_affected": n}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub handled: bool,
+    pub action: Option<String>,
+    pub objects_affected: u64,
+}
+
+impl Outcome {
+    /// Nothing to do for this event type.
+    pub fn ignored() -> Self {
+        Self {
+            handled: false,
+            action: None,
+            objects_affected: 0,
+        }
+    }
+
+    pub fn handled(action: &str, objects_affected: u64) -> Self {
+        Self {
+            handled: true,
+            action: Some(action.to_owned()),
+            objects_affected,
+        }
+    }
+
+    /// The response body.
+    pub fn to_json(&self) -> Value {
+        match &self.action {
+            Some(action) if self.handled => json!({
+                "handled": true,
+                "action": action,
+                "objects_affected": self.objects_affected,
+            }),
+            _ => json!({"handled": false}),
+        }
+    }
+
+    /// As recorded in `inbound_events.outcome`.
+    pub fn to_doc(&self) -> Document {
+        let mut outcome = doc! {"handled": self.handled};
+        if let Some(action) = &self.action {
+            outcome.insert("action", action);
+            outcome.insert("objects_affected", self.objects_affected as i64);
+        }
+        outcome
+    }
+
+    /// Reads a recorded outcome; anything unreadable reads as "handled, nothing affected",
+    /// which is what a redelivery must answer anyway: 200, change nothing.
+    pub fn from_doc(doc: &Document) -> Self {
+        let handled = doc.get_bool("handled").unwrap_or(true);
+        let affected = match doc.get("objects_affected") {
+            Some(Bson::Int64(n)) => (*n).max(0) as u64,
+            Some(Bson::Int32(n)) => (*n).max(0) as u64,
+            _ => 0,
+        };
+        match doc.get_str("action") {
+            Ok(action) if handled => Self::handled(action, affected),
+            _ if handled => Self {
+                handled: true,
+                action: None,
+                objects_affected: affected,
+            },
+            _ => Self::ignored(),
+        }
+    }
+}
+
+/// Why a request was not applied; the API maps each to its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// No such connection for this provider: 404.
+    #[error("connection {0:?} does not exist")]
+    UnknownConnection(String),
+    /// 401, nothing changed.
+    #[error(transparent)]
+    Unauthorized(#[from] VerifyError),
+    /// 400, nothing changed.
+    #[error(transparent)]
+    BadPayload(#[from] ParseError),
+    /// MongoDB failed: 503, and the provider retries.
+    #[error(transparent)]
+    Store(#[from] mongodb::error::Error),
+}
+
+/// Longest connection id looked up; anything longer cannot be one of ours.
+const MAX_CONNECTION_ID_BYTES: usize = 128;
+
+/// Handles one inbound request for `provider`; see the module docs for the order of steps.
+pub async fn receive(
+    db: &Database,
+    provider: &dyn InboundProvider,
+    connection_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Outcome, ReceiveError> {
+    let unknown = || ReceiveError::UnknownConnection(connection_id.to_owned());
+    // An id we could never have issued is refused without a database round trip.
+    if connection_id.is_empty()
+        || connection_id.len() > MAX_CONNECTION_ID_BYTES
+        || !connection_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(unknown());
+    }
+    let Some(stored) = db
+        .collection::<Document>(CONNECTIONS)
+        .find_one(doc! {"_id": connection_id})
+        .await?
+    else {
+        return Err(unknown());
+    };
+    let connection = match Connection::from_doc(&stored) {
+        Ok(c) if c.provider == provider.name() => c,
+        Ok(_) => return Err(unknown()),
+        Err(why) => {
+            warn!(
+                connection_id,
+                why, "connection document is unusable; refusing its webhooks"
+            );
+            return Err(unknown());
+        }
+    };
+    if let Err(e) = provider.verify(headers, body, connection.webhook_secret(), now) {
+        warn!(connection_id, provider = provider.name(), error = %e, "inbound webhook refused");
+        return Err(e.into());
+    }
+    let event = provider.parse(body)?;
+    let outcome = apply::apply(db, provider.name(), &connection, &event).await?;
+    info!(
+        connection_id,
+        provider = provider.name(),
+        event_id = event.id.as_deref().unwrap_or(""),
+        event_type = %event.event_type,
+        handled = outcome.handled,
+        action = outcome.action.as_deref().unwrap_or(""),
+        objects_affected = outcome.objects_affected,
+        "inbound webhook applied"
+    );
+    Ok(outcome)
+}
+
+/// Creates the index the handlers query `objects` by (idempotent).
+pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
+    db.collection::<Document>(OBJECTS)
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"connection_id": 1, "source.asset_id": 1})
+                .options(IndexOptions::builder().build())
+                .build(),
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip_through_the_record() {
+        for outcome in [
+            Outcome::ignored(),
+            Outcome::handled("deleted", 3),
+            Outcome::handled("updated", 0),
+        ] {
+            assert_eq!(Outcome::from_doc(&outcome.to_doc()), outcome);
+        }
+        assert_eq!(Outcome::ignored().to_json(), json!({"handled": false}));
+        assert_eq!(
+            Outcome::handled("deleted", 2).to_json(),
+            json!({"handled": true, "action": "deleted", "objects_affected": 2})
+        );
+    }
+
+    #[test]
+    fn a_connection_never_shows_its_secret() {
+        let connection = Connection::new(
+            "conn_0123456789abcdef".into(),
+            "mux".into(),
+            "bkt_1".into(),
+            "hunter2".into(),
+            Vec::new(),
+            DateTime::now(),
+        );
+        assert!(!format!("{connection:?}").contains("hunter2"));
+        assert!(!connection.view().to_string().contains("hunter2"));
+        let back = Connection::from_doc(&connection.to_doc()).unwrap();
+        assert_eq!(back.webhook_secret(), "hunter2");
+        assert_eq!(
+            back.view()["inbound_path"],
+            "/v1/webhooks/mux/conn_0123456789abcdef"
+        );
+    }
+}
