@@ -29,6 +29,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon beside MongoDB.
     Serve(Box<ServeArgs>),
+    /// Manage webhooks through a running daemon's API.
+    Webhooks(crate::cli::webhooks::WebhooksArgs),
+    /// Publish events through a running daemon's API.
+    Events(crate::cli::events::EventsArgs),
+    /// Inspect and replay deliveries through a running daemon's API.
+    Deliveries(crate::cli::deliveries::DeliveriesArgs),
+    /// Make the webhooks match a TOML file (create, update, with --prune delete).
+    Apply(crate::cli::apply::ApplyArgs),
 }
 
 /// Log line format.
@@ -283,6 +291,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => *args,
+            other => panic!("not serve: {other:?}"),
         }
     }
 

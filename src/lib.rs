@@ -8,10 +8,14 @@
 //! - [`transport`]: the one shared hyper client over rustls, with the [`ssrf`] guard on the
 //!   address actually dialled;
 //! - [`listener`] and [`api`]: the hyper server actor and its routes;
-//! - [`serve`]: start-up order, the run loop and graceful shutdown.
+//! - [`serve`]: start-up order, the run loop and graceful shutdown;
+//! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`) that
+//!   talk to a running daemon's API.
 
 pub mod api;
+pub mod cli;
 pub mod config;
+pub mod inbound;
 pub mod listener;
 pub mod serve;
 pub mod ssrf;

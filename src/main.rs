@@ -67,5 +67,9 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Webhooks(args) => herald::cli::finish(herald::cli::webhooks::run(args).await),
+        Command::Events(args) => herald::cli::finish(herald::cli::events::run(args).await),
+        Command::Deliveries(args) => herald::cli::finish(herald::cli::deliveries::run(args).await),
+        Command::Apply(args) => herald::cli::finish(herald::cli::apply::run(args).await),
     }
 }
