@@ -186,6 +186,9 @@ fn method_not_allowed(method: &Method, allowed: &str) -> Response<Body> {
     response
 }
 
+// The error is the finished 404/405 response; it is built once per bad request, so its
+// size does not matter.
+#[allow(clippy::result_large_err)]
 fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
     let m = method.as_str();
     let id = |s: &str| s.to_owned();

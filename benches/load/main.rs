@@ -1,0 +1,97 @@
+//! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]`.
+//!
+//! Scenarios: engine, e2e, latency, fanout, scale, isolation, backlog, all. Each starts
+//! what it needs (an HTTPS receiver in a child process, a SecantusDB, herald on its own
+//! runtime), measures herald and, in the same run, the ceiling it is compared with, and
+//! prints a summary table. See BENCHMARKS.md for the method and the latest figures.
+
+mod harness;
+mod receiver;
+mod scenarios;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(about = "herald load benchmarks")]
+struct Args {
+    /// engine | e2e | latency | fanout | scale | isolation | backlog | all
+    #[arg(default_value = "all")]
+    scenario: String,
+    /// Smaller counts: the whole suite in a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Internal: run as the receiver process with the TLS material in DIR.
+    #[arg(long, hide = true)]
+    receiver: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(dir) = args.receiver {
+        receiver::run(&dir);
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let tls = tempfile::tempdir().unwrap();
+        receiver::generate_tls(tls.path());
+        let ctx = scenarios::Ctx {
+            quick: args.quick,
+            receiver: harness::ReceiverProcess::start(tls.path()),
+        };
+        let all = [
+            "engine",
+            "isolation",
+            "e2e",
+            "latency",
+            "fanout",
+            "scale",
+            "backlog",
+        ];
+        let chosen: Vec<&str> = if args.scenario == "all" {
+            all.to_vec()
+        } else if all.contains(&args.scenario.as_str()) {
+            vec![args.scenario.as_str()]
+        } else {
+            eprintln!(
+                "unknown scenario {:?}; one of {} or all",
+                args.scenario,
+                all.join(", ")
+            );
+            std::process::exit(2);
+        };
+        let mut outcomes = Vec::new();
+        for scenario in chosen {
+            eprintln!("== {scenario}");
+            let results = match scenario {
+                "engine" => scenarios::engine(&ctx).await,
+                "isolation" => scenarios::isolation(&ctx).await,
+                "e2e" => scenarios::e2e(&ctx).await,
+                "latency" => scenarios::latency(&ctx).await,
+                "fanout" => scenarios::fanout(&ctx).await,
+                "scale" => scenarios::scale(&ctx).await,
+                "backlog" => scenarios::backlog(&ctx).await,
+                _ => unreachable!(),
+            };
+            harness::print_table(&results);
+            outcomes.extend(results);
+        }
+        println!("\nSummary ({}):", if args.quick { "quick" } else { "full" });
+        harness::print_table(&outcomes);
+        if let Some(path) = args.json {
+            std::fs::write(&path, serde_json::to_string_pretty(&outcomes).unwrap()).unwrap();
+            println!("results written to {}", path.display());
+        }
+    });
+}

@@ -1,0 +1,652 @@
+//! The scenarios. Each measures herald and, in the same run, the ceiling it is compared with.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use herald::config::Config;
+use herald::transport::{HttpsTransport, TransportOptions};
+use herald_actors::fakes::MemoryLedger;
+use herald_actors::signing::{Signer, SigningKey};
+use herald_actors::{Engine, EngineConfig, Event, EventFilter, Payload, WebhookSpec};
+use mongodb::bson::{doc, Document};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+pub struct Ctx {
+    pub quick: bool,
+    pub receiver: ReceiverProcess,
+}
+
+impl Ctx {
+    fn n(&self, quick: usize, full: usize) -> usize {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A ~400-byte payload like the platform's `collection.documents.written`.
+fn payload(i: usize, event_type: &str) -> Payload {
+    Payload {
+        event_id: format!("evt_bench_{i:08}"),
+        event_type: event_type.into(),
+        occurred_at: "2026-11-26T00:00:00.000Z".into(),
+        namespace_id: Some("ns_bench".into()),
+        task_id: None,
+        subject: None,
+        data: serde_json::json!({
+            "collection_id": "col_bench",
+            "document_ids": (0..8).map(|d| format!("doc_{i:08}_{d}")).collect::<Vec<_>>(),
+            "index_signature": "5f1e7c0a9b3d2e4f6a8c",
+        }),
+        cache_scope: Some(serde_json::json!({"scope": "collection", "collection_id": "col_bench"})),
+    }
+}
+
+fn event_doc(i: usize, event_type: &str, t_ns: Option<u64>) -> Document {
+    let mut data = doc! {
+        "collection_id": "col_bench",
+        "document_ids": (0..8).map(|d| format!("doc_{i:08}_{d}")).collect::<Vec<_>>(),
+        "index_signature": "5f1e7c0a9b3d2e4f6a8c",
+    };
+    if let Some(t) = t_ns {
+        data.insert("t_ns", t as i64);
+    }
+    doc! {"_id": format!("evt_{i:08}_{:08x}", rand::random::<u32>()), "event_type": event_type, "data": data}
+}
+
+fn spec(id: &str, url: &str, event_type: &str) -> WebhookSpec {
+    WebhookSpec {
+        id: id.into(),
+        url: url.into(),
+        filter: EventFilter::from_list(&[event_type.to_owned()]),
+        signer: Signer::new(vec![SigningKey::parse(SECRET).unwrap()]),
+        headers: Arc::new([("X-Mixpeek-Secret".to_owned(), "bench".to_owned())]),
+        enabled: true,
+        rate_limit_per_second: None,
+    }
+}
+
+fn webhook_doc(id: &str, url: &str, event_type: &str) -> Document {
+    doc! {"_id": id, "url": url, "event_types": [event_type], "secret": SECRET,
+    "headers": {"X-Mixpeek-Secret": "bench"}, "enabled": true}
+}
+
+fn transport(ctx: &Ctx) -> Arc<HttpsTransport> {
+    Arc::new(
+        HttpsTransport::new(TransportOptions {
+            ca_file: Some(ctx.receiver.ca.clone()),
+            allow_private: vec!["127.0.0.0/8".parse().unwrap()],
+            ..TransportOptions::default()
+        })
+        .unwrap(),
+    )
+}
+
+/// Events from an in-memory feed through the real actor tree, signing and HTTPS, into an
+/// in-memory ledger, to `endpoints` URLs. Returns (healthy deliveries/s, CPU s).
+async fn run_engine(
+    ctx: &Ctx,
+    n: usize,
+    urls: &[String],
+    healthy: u64,
+    timeout: Duration,
+    label: &str,
+) -> (f64, f64) {
+    let config = EngineConfig {
+        attempt_timeout: timeout,
+        ..EngineConfig::default()
+    };
+    let ledger = MemoryLedger::default();
+    let engine = Engine::start(config, transport(ctx), Arc::new(ledger))
+        .await
+        .unwrap();
+    let handle = engine.handle();
+    for (i, url) in urls.iter().enumerate() {
+        handle
+            .upsert_webhook(spec(&format!("wh_{i:016x}"), url, "bench.engine"))
+            .unwrap();
+    }
+    handle.stats().await.unwrap();
+    ctx.receiver.reset().await;
+    let events: Vec<Event> = (0..n)
+        .map(|i| Event::from_payload(&payload(i, "bench.engine")))
+        .collect();
+    let bar = progress(healthy, label);
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let submitter = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            for event in events {
+                handle.submit(event, None).await.unwrap();
+            }
+        })
+    };
+    let done = ctx
+        .receiver
+        .wait_ok(healthy, Duration::from_secs(600), &bar)
+        .await;
+    bar.finish_and_clear();
+    let rate = healthy as f64 / done.duration_since(started).as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    submitter.abort();
+    let _ = engine.shutdown(Duration::from_millis(100)).await;
+    (rate, cpu)
+}
+
+pub async fn engine(ctx: &Ctx) -> Vec<Outcome> {
+    let n = ctx.n(20_000, 100_000);
+    let url = ctx.receiver.url("/ok/engine");
+    let body = Event::from_payload(&payload(0, "bench.engine")).body;
+    let client = bare_client(&ctx.receiver.ca);
+    bare_rate(&client, std::slice::from_ref(&url), body.clone(), 2_000, 64).await; // warm-up
+    let ceiling = bare_rate(&client, std::slice::from_ref(&url), body, n, 64).await;
+    let (rate, cpu) = run_engine(ctx, n, &[url], n as u64, Duration::from_secs(10), "engine").await;
+    vec![Outcome::new("engine", "deliveries/s, 1 endpoint", rate)
+        .against(ceiling, 0.70)
+        .cpu(cpu, n as u64)
+        .note(format!(
+            "{n} events; ceiling: bare hyper client, 64 in flight"
+        ))]
+}
+
+pub async fn isolation(ctx: &Ctx) -> Vec<Outcome> {
+    let per_endpoint = ctx.n(200, 1_000);
+    let healthy: Vec<String> = (0..50)
+        .map(|i| ctx.receiver.url(&format!("/ok/iso{i}")))
+        .collect();
+    let mut mixed = healthy.clone();
+    mixed.extend((0..50).map(|i| ctx.receiver.url(&format!("/hang/iso{i}"))));
+    let expected = (per_endpoint * 50) as u64;
+    let (alone, _) = run_engine(
+        ctx,
+        per_endpoint,
+        &healthy,
+        expected,
+        Duration::from_secs(2),
+        "isolation: healthy only",
+    )
+    .await;
+    let (with_bad, cpu) = run_engine(
+        ctx,
+        per_endpoint,
+        &mixed,
+        expected,
+        Duration::from_secs(2),
+        "isolation: with 50 hanging",
+    )
+    .await;
+    vec![Outcome::new(
+        "isolation",
+        "healthy deliveries/s with 50 hanging",
+        with_bad,
+    )
+    .against(alone, 0.90)
+    .cpu(cpu, expected)
+    .note(format!(
+        "100 endpoints, {per_endpoint} events; ceiling: the healthy 50 alone"
+    ))]
+}
+
+/// herald in this process (its own runtime), against `db`.
+struct Daemon {
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    async fn start(ctx: &Ctx, uri: &str, database: &str) -> (Self, Duration) {
+        let listen: SocketAddr = format!(
+            "127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        )
+        .parse()
+        .unwrap();
+        let config = Config {
+            mongodb_uri: uri.to_owned(),
+            database: database.to_owned(),
+            listen,
+            ca_file: Some(ctx.receiver.ca.clone()),
+            allow_private_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Config::default()
+        };
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let started = Instant::now();
+        // herald gets its own runtime, as in production; the bench's clients use another.
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            if let Err(e) = runtime.block_on(herald::serve::run(config, token)) {
+                eprintln!("herald: {e}");
+            }
+        });
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<Bytes>>();
+        loop {
+            let ready = client
+                .get(format!("http://{listen}/readyz").parse().unwrap())
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "herald never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (
+            Self {
+                shutdown,
+                thread: Some(thread),
+            },
+            started.elapsed(),
+        )
+    }
+
+    fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A plain change-stream consumer draining `n` inserts: events/s.
+async fn change_stream_ceiling(db: &mongodb::Database, n: usize) -> f64 {
+    let collection = db.collection::<Document>("ceiling_events");
+    let mut stream = collection.watch().await.unwrap();
+    let started = Instant::now();
+    let inserter = tokio::spawn({
+        let collection = collection.clone();
+        async move {
+            for batch in (0..n).collect::<Vec<_>>().chunks(500) {
+                let docs: Vec<Document> = batch
+                    .iter()
+                    .map(|&i| event_doc(i, "bench.ceiling", None))
+                    .collect();
+                collection.insert_many(docs).await.unwrap();
+            }
+        }
+    });
+    let mut seen = 0;
+    while seen < n {
+        stream.next().await.unwrap().unwrap();
+        seen += 1;
+    }
+    inserter.await.unwrap();
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+pub async fn e2e(ctx: &Ctx) -> Vec<Outcome> {
+    let n = ctx.n(10_000, 50_000);
+    let db = Database::start().await;
+    let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+    let consumer = change_stream_ceiling(&client.database("ceiling"), n).await;
+    let mut out = Vec::new();
+    for fanout in [1usize, 10] {
+        let name = format!("bench_e2e_{fanout}");
+        let database = client.database(&name);
+        let hooks: Vec<Document> = (0..fanout)
+            .map(|i| {
+                webhook_doc(
+                    &format!("wh_{i:016x}"),
+                    &ctx.receiver.url(&format!("/ok/e2e{i}")),
+                    "bench.e2e",
+                )
+            })
+            .collect();
+        database
+            .collection::<Document>("webhooks")
+            .insert_many(hooks)
+            .await
+            .unwrap();
+        let (daemon, _) = Daemon::start(ctx, &db.uri, &name).await;
+        ctx.receiver.reset().await;
+        let deliveries = (n * fanout) as u64;
+        let bar = progress(deliveries, &format!("e2e, fan-out {fanout}"));
+        let cpu = cpu_seconds();
+        let started = Instant::now();
+        let events = database.collection::<Document>("events");
+        let inserter = tokio::spawn(async move {
+            for batch in (0..n).collect::<Vec<_>>().chunks(500) {
+                let docs: Vec<Document> = batch
+                    .iter()
+                    .map(|&i| event_doc(i, "bench.e2e", None))
+                    .collect();
+                events.insert_many(docs).await.unwrap();
+            }
+        });
+        ctx.receiver
+            .wait_ok(deliveries, Duration::from_secs(900), &bar)
+            .await;
+        // ... and recorded in MongoDB.
+        let recorded = database.collection::<Document>("deliveries");
+        loop {
+            let count = recorded
+                .count_documents(doc! {"status": "succeeded"})
+                .await
+                .unwrap();
+            if count >= deliveries {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bar.finish_and_clear();
+        let rate = deliveries as f64 / started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu;
+        inserter.await.unwrap();
+        daemon.stop();
+        let outcome = Outcome::new("e2e", &format!("deliveries/s, fan-out {fanout}"), rate)
+            .cpu(cpu, deliveries);
+        out.push(if fanout == 1 {
+            outcome.against(consumer, 0.50).note(format!(
+                "{n} events inserted in batches of 500; ceiling: plain watch() consumer"
+            ))
+        } else {
+            outcome
+                .goal("≥ 10,000 deliveries/s", rate >= 10_000.0)
+                .note(format!("{n} events × {fanout} webhooks"))
+        });
+    }
+    out
+}
+
+/// Inserts one event every 1/rate s for `seconds` (open loop) into `collection`.
+async fn open_loop(
+    collection: mongodb::Collection<Document>,
+    rate: u64,
+    seconds: u64,
+    event_type: &'static str,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    for i in 0..(rate * seconds) as usize {
+        ticker.tick().await;
+        let collection = collection.clone();
+        tasks.push(tokio::spawn(async move {
+            collection
+                .insert_one(event_doc(i, event_type, Some(now_ns())))
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+pub async fn latency(ctx: &Ctx) -> Vec<Outcome> {
+    let seconds = if ctx.quick { 5 } else { 15 };
+    let db = Database::start().await;
+    let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+    let mut out = Vec::new();
+    for rate in [100u64, 1_000] {
+        // The bare change stream's latency at the same rate.
+        let ceiling_collection = client
+            .database("ceiling")
+            .collection::<Document>(&format!("lat{rate}"));
+        let mut stream = ceiling_collection.watch().await.unwrap();
+        let n = (rate * seconds) as usize;
+        let consumer = tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(n);
+            while samples.len() < n {
+                let change = stream.next().await.unwrap().unwrap();
+                let t = change.full_document.and_then(|d| {
+                    d.get_document("data")
+                        .ok()
+                        .and_then(|d| d.get_i64("t_ns").ok())
+                });
+                samples.push(now_ns().saturating_sub(t.unwrap_or(0) as u64));
+            }
+            samples
+        });
+        open_loop(ceiling_collection, rate, seconds, "bench.latency").await;
+        let mut bare = consumer.await.unwrap();
+        let bare_p99 = percentile_ms(&mut bare, 99.0);
+
+        let name = format!("bench_latency_{rate}");
+        let database = client.database(&name);
+        database
+            .collection::<Document>("webhooks")
+            .insert_one(webhook_doc(
+                "wh_000000000000000l",
+                &ctx.receiver.url("/ok/latency"),
+                "bench.latency",
+            ))
+            .await
+            .unwrap();
+        let (daemon, _) = Daemon::start(ctx, &db.uri, &name).await;
+        ctx.receiver.reset().await;
+        let bar = progress(n as u64, &format!("latency at {rate}/s"));
+        open_loop(
+            database.collection("events"),
+            rate,
+            seconds,
+            "bench.latency",
+        )
+        .await;
+        ctx.receiver
+            .wait_ok(n as u64, Duration::from_secs(120), &bar)
+            .await;
+        bar.finish_and_clear();
+        let mut samples = ctx.receiver.stats().await.latencies_ns;
+        daemon.stop();
+        let (p50, p99, p999) = (
+            percentile_ms(&mut samples, 50.0),
+            percentile_ms(&mut samples, 99.0),
+            percentile_ms(&mut samples, 99.9),
+        );
+        out.push(
+            Outcome::new(
+                "latency",
+                &format!("p99 ms insert→receipt at {rate}/s"),
+                p99,
+            )
+            .goal("p99 ≤ 2 × bare change stream p99", p99 <= 2.0 * bare_p99)
+            .note(format!(
+                "p50 {p50:.2} ms, p99.9 {p999:.2} ms; bare stream p50 {:.2} p99 {bare_p99:.2} ms",
+                percentile_ms(&mut bare, 50.0)
+            )),
+        );
+        out.last_mut().unwrap().ceiling = Some(bare_p99);
+    }
+    out
+}
+
+pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
+    let db = Database::start().await;
+    let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+    let bare = bare_client(&ctx.receiver.ca);
+    let mut out = Vec::new();
+    let sizes: &[usize] = if ctx.quick {
+        &[1_000]
+    } else {
+        &[1_000, 10_000]
+    };
+    for &webhooks in sizes {
+        let events = if webhooks >= 10_000 { 1 } else { 5 };
+        let name = format!("bench_fanout_{webhooks}");
+        let database = client.database(&name);
+        let urls: Vec<String> = (0..webhooks)
+            .map(|i| ctx.receiver.url(&format!("/ok/fan{i}")))
+            .collect();
+        for chunk in urls.chunks(1_000).enumerate() {
+            let docs: Vec<Document> = chunk
+                .1
+                .iter()
+                .enumerate()
+                .map(|(j, url)| {
+                    webhook_doc(
+                        &format!("wh_{:016x}", chunk.0 * 1_000 + j),
+                        url,
+                        "bench.fanout",
+                    )
+                })
+                .collect();
+            database
+                .collection::<Document>("webhooks")
+                .insert_many(docs)
+                .await
+                .unwrap();
+        }
+        let deliveries = (webhooks * events) as u64;
+        let body = Event::from_payload(&payload(0, "bench.fanout")).body;
+        let ceiling = bare_rate(&bare, &urls, body, deliveries as usize, 256).await;
+        let (daemon, _) = Daemon::start(ctx, &db.uri, &name).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ctx.receiver.reset().await;
+        let bar = progress(deliveries, &format!("fan-out to {webhooks}"));
+        let cpu = cpu_seconds();
+        let started = Instant::now();
+        let docs: Vec<Document> = (0..events)
+            .map(|i| event_doc(i, "bench.fanout", None))
+            .collect();
+        database
+            .collection::<Document>("events")
+            .insert_many(docs)
+            .await
+            .unwrap();
+        let last = ctx
+            .receiver
+            .wait_ok(deliveries, Duration::from_secs(600), &bar)
+            .await;
+        bar.finish_and_clear();
+        let elapsed = last.duration_since(started);
+        let rate = deliveries as f64 / elapsed.as_secs_f64();
+        let cpu = cpu_seconds() - cpu;
+        daemon.stop();
+        out.push(
+            Outcome::new("fanout", &format!("deliveries/s to {webhooks} webhooks"), rate)
+                .against(ceiling, 0.70)
+                .cpu(cpu, deliveries)
+                .note(format!("{events} event(s); insert→last receipt {:.2} s; ceiling: bare client, 256 in flight", elapsed.as_secs_f64())),
+        );
+    }
+    out
+}
+
+pub async fn scale(ctx: &Ctx) -> Vec<Outcome> {
+    let webhooks = ctx.n(20_000, 100_000);
+    let db = Database::start().await;
+    let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+    let database = client.database("bench_scale");
+    let url = ctx.receiver.url("/ok/scale");
+    for start in (0..webhooks).step_by(1_000) {
+        let docs: Vec<Document> = (start..(start + 1_000).min(webhooks))
+            .map(|i| webhook_doc(&format!("wh_{i:016x}"), &url, "bench.scale"))
+            .collect();
+        database
+            .collection::<Document>("webhooks")
+            .insert_many(docs)
+            .await
+            .unwrap();
+    }
+    let before = rss_mib();
+    let (daemon, ready) = Daemon::start(ctx, &db.uri, "bench_scale").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_mib();
+    daemon.stop();
+    let per_actor_kib = (after - before) * 1024.0 / webhooks as f64;
+    vec![
+        Outcome::new(
+            "scale",
+            &format!("seconds until ready, {webhooks} webhooks"),
+            ready.as_secs_f64(),
+        )
+        .goal("≤ 5 s", ready <= Duration::from_secs(5)),
+        Outcome::new("scale", "idle RSS MiB (herald's share)", after - before)
+            .goal("≤ 512 MiB", after - before <= 512.0)
+            .note(format!("{per_actor_kib:.1} KiB per endpoint actor")),
+    ]
+}
+
+pub async fn backlog(ctx: &Ctx) -> Vec<Outcome> {
+    let pending = ctx.n(50_000, 200_000);
+    let db = Database::start().await;
+    let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
+    let database = client.database("bench_backlog");
+    database
+        .collection::<Document>("webhooks")
+        .insert_one(webhook_doc(
+            "wh_00000000000000bb",
+            &ctx.receiver.url("/ok/backlog"),
+            "bench.backlog",
+        ))
+        .await
+        .unwrap();
+    let body = String::from_utf8(
+        Event::from_payload(&payload(0, "bench.backlog"))
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    let now = mongodb::bson::DateTime::now();
+    for start in (0..pending).step_by(1_000) {
+        let docs: Vec<Document> = (start..(start + 1_000).min(pending))
+            .map(|i| {
+                doc! {"_id": format!("evt_{i:08}:wh_00000000000000bb"), "event_id": format!("evt_{i:08}"),
+                      "webhook_id": "wh_00000000000000bb", "event_type": "bench.backlog", "status": "pending",
+                      "attempts": 3_i64, "next_attempt_at": now, "attempt_log": [], "created_at": now,
+                      "payload": &body}
+            })
+            .collect();
+        database
+            .collection::<Document>("deliveries")
+            .insert_many(docs)
+            .await
+            .unwrap();
+    }
+    ctx.receiver.reset().await;
+    let before = rss_mib();
+    let started = Instant::now();
+    let (daemon, ready) = Daemon::start(ctx, &db.uri, "bench_backlog").await;
+    let loaded = rss_mib() - before;
+    let bar = progress(pending as u64, "backlog drain");
+    ctx.receiver
+        .wait_ok(pending as u64, Duration::from_secs(900), &bar)
+        .await;
+    bar.finish_and_clear();
+    let rate = pending as f64 / started.elapsed().as_secs_f64();
+    let peak = rss_mib() - before;
+    daemon.stop();
+    vec![
+        Outcome::new(
+            "backlog",
+            &format!("RSS MiB holding {pending} due retries"),
+            loaded.max(peak),
+        )
+        .note(format!(
+            "ready after {:.1} s (all pending re-loaded at start)",
+            ready.as_secs_f64()
+        )),
+        Outcome::new("backlog", "drain deliveries/s after healing", rate),
+    ]
+}
