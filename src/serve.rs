@@ -46,6 +46,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     store::ensure_indexes(&db)
         .await
         .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;
+    crate::inbound::ensure_indexes(&db)
+        .await
+        .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;
 
     let transport = HttpsTransport::new(TransportOptions {
         ca_file: config.ca_file.clone(),
