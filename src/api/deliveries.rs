@@ -1,24 +1,499 @@
-//! Delivery routes. TO BE WRITTEN (helper).
+//! Delivery routes: listing and reading the ledger, and re-queueing failed deliveries
+//! (`POST /v1/deliveries/{id}/retry`, `POST /v1/webhooks/{webhook_id}/recover`).
+//!
+//! A re-queue is two steps. First a conditional update in MongoDB turns the delivery from
+//! `failed` into `pending` (due now) — conditional on it still being `failed`, so two
+//! concurrent requests queue it once. Then the updated document goes to the running engine
+//! with [`EngineHandle::resume`](herald_actors::EngineHandle::resume), which attempts it as
+//! soon as the endpoint allows. The request never waits for the attempt. Had the daemon
+//! stopped in between, the delivery is `pending` in the ledger and is picked up at start.
+//!
+//! The stored `payload` (the exact bytes every attempt sends) never leaves through the API.
 
-use super::{ApiError, ApiRequest, ApiResult, AppState};
+use std::time::SystemTime;
 
-fn todo() -> ApiResult {
-    Err(ApiError::new(
-        hyper::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "not yet",
+use futures::TryStreamExt;
+use hyper::StatusCode;
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::options::ReturnDocument;
+use mongodb::Collection;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::request::cursor;
+use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
+use crate::store::deliveries::pending_from_doc;
+use crate::store::webhooks::spec_from_doc;
+use crate::store::{DELIVERIES, WEBHOOKS};
+
+/// Page size of `GET /v1/deliveries` unless `limit` says otherwise.
+const DEFAULT_LIMIT: i64 = 50;
+/// Largest `limit` accepted.
+const MAX_LIMIT: i64 = 500;
+/// How many delivery ids `recover` holds in memory at once.
+const RECOVER_PAGE: i64 = 200;
+
+/// The query parameters `GET /v1/deliveries` understands; any other is a 400, so that a
+/// misspelt filter is not silently ignored.
+const LIST_PARAMS: &[&str] = &[
+    "status",
+    "webhook_id",
+    "event_id",
+    "task_id",
+    "limit",
+    "cursor",
+];
+
+const STATUSES: &[&str] = &["pending", "succeeded", "failed"];
+
+fn collection(app: &AppState) -> Collection<Document> {
+    app.db.collection(DELIVERIES)
+}
+
+/// `GET /v1/deliveries`: filters `status`, `webhook_id`, `event_id`, `task_id`; `limit`
+/// (default 50, at most 500) and `cursor`, in `_id` order.
+pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
+    if let Some(unknown) = req
+        .query
+        .keys()
+        .filter(|k| !LIST_PARAMS.contains(&k.as_str()))
+        .min()
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?}; filters are {}",
+            LIST_PARAMS.join(", ")
+        )));
+    }
+    let limit = req.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
+    let mut filter = Document::new();
+    if let Some(status) = req.query.get("status") {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter status: {status:?} is not one of pending, succeeded, failed"
+            )));
+        }
+        filter.insert("status", status.as_str());
+    }
+    for field in ["webhook_id", "event_id", "task_id"] {
+        if let Some(value) = req.query.get(field) {
+            filter.insert(field, value.as_str());
+        }
+    }
+    // An empty cursor is the first page, as if absent.
+    if let Some(raw) = req.query.get("cursor").filter(|c| !c.is_empty()) {
+        filter.insert("_id", doc! {"$gt": cursor::decode(raw)?});
+    }
+
+    let mut found: Vec<Document> = collection(app)
+        .find(filter)
+        .projection(doc! {"payload": 0, "attempt_log": 0})
+        .sort(doc! {"_id": 1})
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    // One more than asked for says whether there is a next page.
+    let next_cursor = if found.len() as i64 > limit {
+        found.truncate(limit as usize);
+        found
+            .last()
+            .map(|d| Value::String(cursor::encode(&id_string(d.get("_id")))))
+            .unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    let results: Vec<Value> = found.iter().map(summary).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"results": results, "next_cursor": next_cursor}),
     ))
 }
 
-pub async fn list(_app: &AppState, _req: &ApiRequest) -> ApiResult {
-    todo()
+/// `GET /v1/deliveries/{delivery_id}`: the summary plus its attempt log.
+pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
+    let id = path_id(id)?;
+    let found = collection(app)
+        .find_one(doc! {"_id": &id})
+        .projection(doc! {"payload": 0})
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    let mut body = summary(&found);
+    let log: Vec<Value> = match found.get("attempt_log") {
+        Some(Bson::Array(entries)) => entries
+            .iter()
+            .filter_map(Bson::as_document)
+            .map(attempt)
+            .collect(),
+        _ => Vec::new(),
+    };
+    body["attempt_log"] = Value::Array(log);
+    Ok(json_response(StatusCode::OK, body))
 }
-pub async fn get(_app: &AppState, _req: &ApiRequest, _id: &str) -> ApiResult {
-    todo()
+
+/// `POST /v1/deliveries/{delivery_id}/retry`: re-queues a `failed` delivery → 202
+/// `{delivery_id, status: "pending"}`.
+///
+/// A manual retry is one more attempt: the delivery keeps its attempt count and log, and
+/// the new attempt adds to them. Should it fail too, it is retried on the normal schedule
+/// only while its attempts are below `--retry-max-attempts` — so a delivery that already
+/// exhausted its retries gets exactly one attempt per manual retry.
+///
+/// 409 when it is `pending` (already queued) or `succeeded` (already delivered), when it
+/// has no stored payload to replay, or when its webhook is gone or disabled (the engine
+/// has no endpoint to send it through); 404 when it does not exist.
+pub async fn retry(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
+    let id = path_id(id)?;
+    let found = collection(app)
+        .find_one(doc! {"_id": &id})
+        .projection(doc! {"attempt_log": 0})
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    not_requeueable(&found)?;
+    if pending_from_doc(&found).is_none() {
+        return Err(ApiError::conflict(format!(
+            "delivery {id:?} has no stored payload, so it cannot be replayed \
+             (the payload is kept only for deliveries that did not succeed at once)"
+        )));
+    }
+    let webhook_id = found.get_str("webhook_id").unwrap_or_default();
+    check_webhook_deliverable(app, webhook_id).await?;
+
+    if !requeue(app, &id).await? {
+        // Someone else changed it since we read it (a concurrent retry, most likely).
+        let now = collection(app)
+            .find_one(doc! {"_id": &id})
+            .projection(doc! {"status": 1})
+            .await?
+            .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+        not_requeueable(&now)?;
+        return Err(ApiError::conflict(format!(
+            "delivery {id:?} changed while being re-queued; try again"
+        )));
+    }
+    tracing::info!(delivery_id = %id, "delivery re-queued through the API");
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({"delivery_id": id, "status": "pending"}),
+    ))
 }
-pub async fn retry(_app: &AppState, _req: &ApiRequest, _id: &str) -> ApiResult {
-    todo()
+
+/// The body of `POST /v1/webhooks/{webhook_id}/recover`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverRequest {
+    /// RFC 3339: deliveries created at or after it are re-queued.
+    since: String,
 }
-pub async fn recover(_app: &AppState, _req: &ApiRequest, _webhook_id: &str) -> ApiResult {
-    todo()
+
+/// `POST /v1/webhooks/{webhook_id}/recover` `{since}`: re-queues every `failed` delivery
+/// of the webhook created at or after `since`, as [`retry`] does one → 202
+/// `{recovered: n}`. Deliveries without a stored payload are skipped (not counted).
+///
+/// Works through the ledger a page of ids at a time, so memory stays bounded however many
+/// deliveries failed. 404 for an unknown webhook, 409 for a disabled one, 422 for a
+/// missing or malformed `since`; a `since` in the future simply recovers nothing.
+pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiResult {
+    let webhook_id = path_id(webhook_id)?;
+    // An empty body is a missing `since`, not a malformed request.
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_field(
+            "since",
+            "required: an RFC 3339 timestamp",
+        ));
+    }
+    let request: RecoverRequest = super::events::object_body(req)?;
+    let since = super::events::parse_rfc3339(&request.since).ok_or_else(|| {
+        ApiError::invalid_field(
+            "since",
+            format!(
+                "{:?} is not an RFC 3339 timestamp (e.g. 2026-01-01T00:00:00Z)",
+                request.since
+            ),
+        )
+    })?;
+    let webhook = app
+        .db
+        .collection::<Document>(WEBHOOKS)
+        .find_one(doc! {"_id": &webhook_id})
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook", &webhook_id))?;
+    deliverable(&webhook_id, &webhook)?;
+
+    let deliveries = collection(app);
+    let mut recovered: u64 = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let mut filter = doc! {
+            "webhook_id": &webhook_id,
+            "status": "failed",
+            "created_at": {"$gte": since},
+            "payload": {"$type": ["string", "binData"]},
+        };
+        if let Some(after) = &after {
+            filter.insert("_id", doc! {"$gt": after});
+        }
+        let page: Vec<Document> = deliveries
+            .find(filter)
+            .projection(doc! {"_id": 1})
+            .sort(doc! {"_id": 1})
+            .limit(RECOVER_PAGE)
+            .await?
+            .try_collect()
+            .await?;
+        for d in &page {
+            if let Ok(id) = d.get_str("_id") {
+                if requeue(app, id).await? {
+                    recovered += 1;
+                }
+            }
+        }
+        match page.last().and_then(|d| d.get_str("_id").ok()) {
+            Some(last) if page.len() as i64 == RECOVER_PAGE => after = Some(last.to_owned()),
+            _ => break,
+        }
+    }
+    tracing::info!(webhook_id = %webhook_id, since = %request.since, recovered, "failed deliveries re-queued");
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({"recovered": recovered}),
+    ))
+}
+
+/// Turns one `failed` delivery into `pending` (due now) and hands it to the engine.
+/// `false` when it was not `failed` (or had no payload) at the moment of the update.
+async fn requeue(app: &AppState, id: &str) -> Result<bool, ApiError> {
+    let now = DateTime::now();
+    let updated = collection(app)
+        .find_one_and_update(
+            doc! {
+                "_id": id,
+                "status": "failed",
+                "payload": {"$type": ["string", "binData"]},
+            },
+            doc! {"$set": {
+                "status": "pending",
+                "next_attempt_at": now,
+                "completed_at": Bson::Null,
+                "updated_at": now,
+            }},
+        )
+        .projection(doc! {"attempt_log": 0})
+        .return_document(ReturnDocument::After)
+        .await?;
+    let Some(updated) = updated else {
+        return Ok(false);
+    };
+    let Some(mut pending) = pending_from_doc(&updated) else {
+        // Lacks the ids a retry needs (written by hand?): put it back as it was.
+        tracing::warn!(delivery_id = %id, "delivery cannot be replayed (missing event_id, webhook_id or event_type); left failed");
+        collection(app)
+            .update_one(
+                doc! {"_id": id, "status": "pending"},
+                doc! {"$set": {"status": "failed", "next_attempt_at": Bson::Null, "completed_at": now}},
+            )
+            .await?;
+        return Ok(false);
+    };
+    pending.next_attempt_at = SystemTime::now();
+    if app.engine.resume(pending).is_err() {
+        // Shutting down: it is pending in the ledger, and re-loaded at the next start.
+        tracing::warn!(delivery_id = %id, "engine stopped; the re-queued delivery runs after restart");
+    }
+    Ok(true)
+}
+
+/// 409 for a delivery that is not `failed`.
+fn not_requeueable(delivery: &Document) -> Result<(), ApiError> {
+    let id = id_string(delivery.get("_id"));
+    match delivery.get_str("status") {
+        Ok("failed") => Ok(()),
+        Ok("pending") => Err(ApiError::conflict(format!(
+            "delivery {id:?} is pending: it is already queued for its next attempt"
+        ))),
+        Ok("succeeded") => Err(ApiError::conflict(format!(
+            "delivery {id:?} already succeeded"
+        ))),
+        other => Err(ApiError::conflict(format!(
+            "delivery {id:?} has status {:?}; only failed deliveries can be retried",
+            other.unwrap_or("")
+        ))),
+    }
+}
+
+/// 409 unless the webhook exists and the engine would deliver to it.
+async fn check_webhook_deliverable(app: &AppState, webhook_id: &str) -> Result<(), ApiError> {
+    let webhook = app
+        .db
+        .collection::<Document>(WEBHOOKS)
+        .find_one(doc! {"_id": webhook_id})
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "webhook {webhook_id:?} no longer exists, so its delivery cannot be retried"
+            ))
+        })?;
+    deliverable(webhook_id, &webhook)
+}
+
+/// The engine only runs endpoints for enabled, valid webhooks; a delivery handed over for
+/// any other would sit `pending` until a restart.
+fn deliverable(webhook_id: &str, webhook: &Document) -> Result<(), ApiError> {
+    match spec_from_doc(webhook, SystemTime::now()) {
+        Ok(spec) if spec.enabled => Ok(()),
+        Ok(_) => Err(ApiError::conflict(format!(
+            "webhook {webhook_id:?} is disabled; enable it first"
+        ))),
+        Err(e) => Err(ApiError::conflict(format!(
+            "webhook {webhook_id:?} is invalid ({e}); fix it first"
+        ))),
+    }
+}
+
+/// A delivery as the API returns it (never its stored payload).
+fn summary(d: &Document) -> Value {
+    let mut out = json!({
+        "delivery_id": id_string(d.get("_id")),
+        "event_id": string_or_null(d.get("event_id")),
+        "webhook_id": string_or_null(d.get("webhook_id")),
+        "event_type": string_or_null(d.get("event_type")),
+        "status": string_or_null(d.get("status")),
+        "attempts": integer_or_null(d.get("attempts")).unwrap_or(json!(0)),
+        "next_attempt_at": date_or_null(d.get("next_attempt_at")),
+        "last_status_code": integer_or_null(d.get("last_status_code")).unwrap_or(Value::Null),
+        "last_error": string_or_null(d.get("last_error")),
+        "created_at": date_or_null(d.get("created_at")),
+        "completed_at": date_or_null(d.get("completed_at")),
+    });
+    if let Ok(task_id) = d.get_str("task_id") {
+        out["task_id"] = json!(task_id);
+    }
+    out
+}
+
+/// One attempt log entry: `{at, status_code?, error?, duration_ms}`.
+fn attempt(entry: &Document) -> Value {
+    let mut out = json!({
+        "at": date_or_null(entry.get("at")),
+        "duration_ms": integer_or_null(entry.get("duration_ms")).unwrap_or(Value::Null),
+    });
+    if let Some(code) = integer_or_null(entry.get("status_code")) {
+        out["status_code"] = code;
+    }
+    if let Ok(error) = entry.get_str("error") {
+        out["error"] = json!(error);
+    }
+    out
+}
+
+fn id_string(id: Option<&Bson>) -> String {
+    match id {
+        Some(Bson::String(s)) => s.clone(),
+        Some(Bson::ObjectId(oid)) => oid.to_hex(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn string_or_null(value: Option<&Bson>) -> Value {
+    match value {
+        Some(Bson::String(s)) => Value::String(s.clone()),
+        _ => Value::Null,
+    }
+}
+
+fn integer_or_null(value: Option<&Bson>) -> Option<Value> {
+    match value {
+        Some(Bson::Int32(n)) => Some(json!(n)),
+        Some(Bson::Int64(n)) => Some(json!(n)),
+        Some(Bson::Double(n)) if n.fract() == 0.0 && n.is_finite() => Some(json!(*n as i64)),
+        _ => None,
+    }
+}
+
+fn date_or_null(value: Option<&Bson>) -> Value {
+    match value {
+        Some(Bson::DateTime(t)) => Value::String(
+            t.to_chrono()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// A path segment with its percent-escapes decoded (a client may escape the `:` of a
+/// delivery id, or any character of an event id written directly into MongoDB).
+fn path_id(raw: &str) -> Result<String, ApiError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("the id in the path is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_ids_are_percent_decoded() {
+        assert_eq!(path_id("evt_1%3Awh_2").unwrap(), "evt_1:wh_2".to_owned());
+        assert_eq!(path_id("evt_1:wh_2").unwrap(), "evt_1:wh_2");
+        assert_eq!(path_id("100%").unwrap(), "100%");
+        assert_eq!(path_id("a%2Fb%zz").unwrap(), "a/b%zz");
+        assert!(path_id("%FF").is_err());
+    }
+
+    #[test]
+    fn summaries_never_show_the_payload_and_tolerate_odd_documents() {
+        let at = DateTime::from_millis(1_767_225_600_000);
+        let d = doc! {
+            "_id": "evt_1:wh_1", "event_id": "evt_1", "webhook_id": "wh_1",
+            "event_type": "object.created", "status": "failed", "attempts": 3i64,
+            "next_attempt_at": Bson::Null, "last_status_code": 500, "last_error": Bson::Null,
+            "created_at": at, "completed_at": at, "payload": "{}", "task_id": "task_9",
+        };
+        let s = summary(&d);
+        assert_eq!(s["delivery_id"], "evt_1:wh_1");
+        assert_eq!(s["attempts"], 3);
+        assert_eq!(s["last_status_code"], 500);
+        assert_eq!(s["created_at"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(s["next_attempt_at"], Value::Null);
+        assert_eq!(s["task_id"], "task_9");
+        assert!(s.get("payload").is_none());
+
+        let odd = summary(&doc! {"_id": 7, "attempts": "many", "created_at": "yesterday"});
+        assert_eq!(odd["delivery_id"], "7");
+        assert_eq!(odd["attempts"], 0);
+        assert_eq!(odd["created_at"], Value::Null);
+        assert!(odd.get("task_id").is_none());
+    }
+
+    #[test]
+    fn attempt_entries_omit_what_they_lack() {
+        let at = DateTime::from_millis(0);
+        let ok = attempt(&doc! {"at": at, "status_code": 200, "duration_ms": 12i64});
+        assert_eq!(
+            ok,
+            json!({"at": "1970-01-01T00:00:00.000Z", "status_code": 200, "duration_ms": 12})
+        );
+        let failed = attempt(&doc! {"at": at, "error": "timed out", "duration_ms": 10_000i64});
+        assert!(failed.get("status_code").is_none());
+        assert_eq!(failed["error"], "timed out");
+    }
 }
