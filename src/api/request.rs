@@ -61,6 +61,14 @@ impl ApiRequest {
                 "the request body must be a JSON object",
             ));
         }
+        // serde would also read a derived struct from an array of its fields in order;
+        // every route takes an object, so anything else is refused up front.
+        if self.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return match serde_json::from_slice::<serde::de::IgnoredAny>(&self.body) {
+                Ok(_) => Err(ApiError::invalid_field("body", "must be a JSON object")),
+                Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+            };
+        }
         let deserializer = &mut serde_json::Deserializer::from_slice(&self.body);
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
