@@ -24,8 +24,9 @@ pub async fn connect(uri: &str, database: &str, timeout: Duration) -> Result<Dat
     let mut options = ClientOptions::parse(uri)
         .await
         .map_err(|e| format!("invalid --mongodb-uri: {}", one_line(&e.to_string())))?;
-    options.server_selection_timeout = Some(timeout);
-    options.connect_timeout = Some(timeout);
+    // The URI's own settings win (e.g. `serverSelectionTimeoutMS`).
+    options.server_selection_timeout.get_or_insert(timeout);
+    options.connect_timeout.get_or_insert(timeout);
     options.app_name = Some("herald".into());
     let client = Client::with_options(options)
         .map_err(|e| format!("invalid --mongodb-uri: {}", one_line(&e.to_string())))?;

@@ -15,3 +15,4 @@ mod fixtures;
 mod harness_smoke;
 mod mux;
 mod openapi;
+mod startup;
