@@ -63,6 +63,7 @@ fn matching(c: &mut Criterion) {
             signer: Signer::new(vec![]),
             headers: Arc::new([]),
             enabled: true,
+            paused: false,
             rate_limit_per_second: None,
         });
     }

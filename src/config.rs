@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// Log format [default: text]
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Days a succeeded delivery is kept after it completed (TTL index) [default: 7]
+    #[arg(long, env = "HERALD_RETENTION_SUCCEEDED_DAYS")]
+    pub retention_succeeded_days: Option<u32>,
+    /// Days a failed delivery, and an inbound event record, is kept (TTL index) [default: 30]
+    #[arg(long, env = "HERALD_RETENTION_FAILED_DAYS")]
+    pub retention_failed_days: Option<u32>,
     /// Operator-defined event types for the catalog (config file only: `[[event-types]]`).
     #[arg(skip)]
     pub event_types: Option<Vec<EventTypeDef>>,
@@ -138,6 +144,11 @@ pub struct Config {
     pub max_in_flight_per_endpoint: usize,
     pub shutdown_grace_ms: u64,
     pub log_format: LogFormat,
+    /// Days succeeded deliveries are kept after `completed_at`.
+    pub retention_succeeded_days: u32,
+    /// Days failed deliveries are kept after `completed_at`, and `inbound_events` after
+    /// `received_at`.
+    pub retention_failed_days: u32,
     /// Operator-defined event types, added to the built-in catalog.
     pub event_types: Vec<EventTypeDef>,
 }
@@ -181,6 +192,10 @@ impl Config {
                 .unwrap_or(defaults.max_in_flight_per_endpoint),
             shutdown_grace_ms: pick!(shutdown_grace_ms).unwrap_or(defaults.shutdown_grace_ms),
             log_format: pick!(log_format).unwrap_or_default(),
+            retention_succeeded_days: pick!(retention_succeeded_days)
+                .unwrap_or(defaults.retention_succeeded_days),
+            retention_failed_days: pick!(retention_failed_days)
+                .unwrap_or(defaults.retention_failed_days),
             event_types: file.event_types.clone().unwrap_or_default(),
         };
         config.validate()?;
@@ -208,6 +223,15 @@ impl Config {
         }
         if self.max_in_flight_per_endpoint == 0 {
             return Err("--max-in-flight-per-endpoint must be at least 1".into());
+        }
+        // MongoDB caps expireAfterSeconds at 2^31 - 1 seconds (about 68 years).
+        for (flag, days) in [
+            ("--retention-succeeded-days", self.retention_succeeded_days),
+            ("--retention-failed-days", self.retention_failed_days),
+        ] {
+            if days == 0 || days > MAX_RETENTION_DAYS {
+                return Err(format!("{flag} must be between 1 and {MAX_RETENTION_DAYS}"));
+            }
         }
         for def in &self.event_types {
             if def.event_type.is_empty()
@@ -265,10 +289,15 @@ impl Default for Config {
             max_in_flight_per_endpoint: 64,
             shutdown_grace_ms: 10_000,
             log_format: LogFormat::Text,
+            retention_succeeded_days: 7,
+            retention_failed_days: 30,
             event_types: Vec::new(),
         }
     }
 }
+
+/// The longest retention MongoDB can express as a TTL (`expireAfterSeconds` is an int32).
+pub const MAX_RETENTION_DAYS: u32 = (i32::MAX as u32) / 86_400;
 
 fn parse_secret_key(hex: &str) -> Result<[u8; 32], String> {
     let hex = hex.trim();
@@ -313,6 +342,34 @@ mod tests {
             (5_000, 3_600_000, 15)
         );
         assert_eq!(config.attempt_timeout_ms, 10_000);
+        assert_eq!(
+            (
+                config.retention_succeeded_days,
+                config.retention_failed_days
+            ),
+            (7, 30)
+        );
+    }
+
+    #[test]
+    fn retention_comes_from_flags_env_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "retention-failed-days = 90\n").unwrap();
+        let config = Config::load(serve(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--retention-succeeded-days",
+            "1",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                config.retention_succeeded_days,
+                config.retention_failed_days
+            ),
+            (1, 90)
+        );
     }
 
     #[test]
@@ -347,6 +404,14 @@ mod tests {
             ),
             (&["--listen", "0.0.0.0:8080"], "--api-key is required"),
             (&["--database", "a/b"], "--database"),
+            (
+                &["--retention-succeeded-days", "0"],
+                "--retention-succeeded-days",
+            ),
+            (
+                &["--retention-failed-days", "100000"],
+                "--retention-failed-days",
+            ),
         ];
         for (args, expected) in cases {
             let error = Config::load(serve(args)).unwrap_err();

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod inbound;
 pub mod listener;
+pub mod metrics;
 pub mod serve;
 pub mod ssrf;
 pub mod store;

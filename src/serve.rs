@@ -5,10 +5,10 @@
 //! and only then does the change stream resume from the checkpoint.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::future::FutureExt;
-use herald_actors::ports::Ledger;
+use futures::StreamExt;
 use herald_actors::Engine;
 use ractor::Actor;
 use tokio_util::sync::CancellationToken;
@@ -24,13 +24,12 @@ use crate::store::events::{self, FeedHealth};
 use crate::store::webhooks::{self, WatchHealth};
 use crate::transport::{HttpsTransport, TransportOptions};
 
-/// Pending deliveries re-loaded per query at start.
-const RESUME_PAGE: usize = 1_000;
-
 /// Runs the daemon until `shutdown` fires (then drains and returns `Ok`) or a fatal error.
 /// Errors are one line, fit for the exit message.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {
     let config = Arc::new(config);
+    // Before the engine registers its instruments, so that they are live.
+    crate::metrics::install();
     if config.api_key.is_none() {
         warn!(listen = %config.listen, "no --api-key: the API is open to anyone who can reach this loopback address");
     }
@@ -49,6 +48,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     crate::inbound::ensure_indexes(&db)
         .await
         .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;
+    store::ensure_retention(
+        &db,
+        store::Retention {
+            succeeded_days: config.retention_succeeded_days,
+            failed_days: config.retention_failed_days,
+        },
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "cannot create the retention (TTL) indexes: {}",
+            store::one_line(&e.to_string())
+        )
+    })?;
 
     let transport = HttpsTransport::new(TransportOptions {
         ca_file: config.ca_file.clone(),
@@ -161,22 +174,26 @@ async fn resume_pending(
     ledger: &MongoLedger,
     engine: &herald_actors::EngineHandle,
 ) -> Result<usize, String> {
-    let horizon = SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let mut after = None;
+    // One cursor over the pending deliveries: the server streams them in batches, with
+    // no sort and no re-query per page (a paged, sorted query costs a scan per page on
+    // stores without a matching index plan).
+    let pending = ledger.pending().await.map_err(|e| {
+        format!(
+            "cannot load pending deliveries: {}",
+            store::one_line(&e.to_string())
+        )
+    })?;
+    let mut pending = std::pin::pin!(pending);
     let mut total = 0;
-    loop {
-        let page = ledger
-            .due(horizon, after.clone(), RESUME_PAGE)
-            .await
-            .map_err(|e| format!("cannot load pending deliveries: {e}"))?;
-        let n = page.len();
-        for pending in page {
-            after = Some(format!("{}:{}", pending.event_id, pending.webhook_id));
-            engine.resume(pending).map_err(|e| e.to_string())?;
-        }
-        total += n;
-        if n < RESUME_PAGE {
-            return Ok(total);
-        }
+    while let Some(delivery) = pending.next().await {
+        let delivery = delivery.map_err(|e| {
+            format!(
+                "cannot load pending deliveries: {}",
+                store::one_line(&e.to_string())
+            )
+        })?;
+        engine.resume(delivery).map_err(|e| e.to_string())?;
+        total += 1;
     }
+    Ok(total)
 }

@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub ledger_flush_interval: Duration,
     /// Endpoint actor restarts allowed per minute before the endpoint is given up on.
     pub max_restarts_per_minute: usize,
+    /// The feed checkpoint is written at most this often (a crash re-delivers what settled
+    /// since the last write).
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +39,7 @@ impl Default for EngineConfig {
             ledger_batch_max: 1_000,
             ledger_flush_interval: Duration::from_millis(5),
             max_restarts_per_minute: 10,
+            checkpoint_interval: Duration::from_millis(100),
         }
     }
 }

@@ -7,6 +7,12 @@
 //! [`EndpointMsg::AttemptDone`]: the actor never waits on the network, so a slow or dead
 //! endpoint only ever delays itself.
 //!
+//! A paused endpoint (the webhook's `paused`) accepts deliveries and holds them: it starts
+//! no attempt, and its retry timers only move deliveries back to the queue. Deliveries it
+//! holds that the ledger has not seen are recorded as `pending` (with their payload), so
+//! they are visible, survive a restart and do not hold the feed checkpoint back. Resuming
+//! delivers the backlog at the endpoint's rate limit.
+//!
 //! The work lives in a [`Backlog`] that the router keeps across restarts of this actor:
 //! if the actor crashes, its successor starts from the same queue, re-queues what was in
 //! flight and re-arms the retry timers.
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::EngineConfig;
 use crate::delivery::{
@@ -27,6 +33,7 @@ use crate::delivery::{
 };
 use crate::event::Event;
 use crate::ledger_writer::LedgerWriterMsg;
+use crate::metrics::{DeliveryCounters, EngineMetrics};
 use crate::ports::{OutboundRequest, Transport};
 use crate::retry::next_delay;
 use crate::webhook::WebhookSpec;
@@ -151,6 +158,7 @@ pub struct EndpointActor {
     pub config: Arc<EngineConfig>,
     pub transport: Arc<dyn Transport>,
     pub ledger: ActorRef<LedgerWriterMsg>,
+    pub metrics: EngineMetrics,
 }
 
 pub struct EndpointArgs {
@@ -160,6 +168,8 @@ pub struct EndpointArgs {
 
 pub struct EndpointState {
     spec: Arc<WebhookSpec>,
+    /// This endpoint's own connections (see [`Transport::isolated`]).
+    transport: Arc<dyn Transport>,
     backlog: SharedBacklog,
     limiter: Option<DefaultDirectRateLimiter>,
     in_flight: usize,
@@ -167,6 +177,10 @@ pub struct EndpointState {
     wake_armed: bool,
     /// Set by `Drain`: no new attempts; the reply waits for the in-flight ones.
     draining: Option<Vec<RpcReplyPort<()>>>,
+    /// `herald_deliveries_total` handles by event type.
+    deliveries: DeliveryCounters,
+    /// What this actor last added to the `herald_deliveries_paused` gauge.
+    reported_paused: usize,
 }
 
 /// Evenly spaced attempts (no burst): a receiver that asked for 50/s never sees more than
@@ -204,14 +218,34 @@ impl Actor for EndpointActor {
             }
         }
         let _ = myself.cast(EndpointMsg::Pump);
-        Ok(EndpointState {
+        let mut state = EndpointState {
+            transport: self
+                .transport
+                .isolated()
+                .unwrap_or_else(|| self.transport.clone()),
             limiter: limiter_for(&args.spec),
             spec: args.spec,
             backlog: args.backlog,
             in_flight: 0,
             wake_armed: false,
             draining: None,
-        })
+            deliveries: DeliveryCounters::default(),
+            reported_paused: 0,
+        };
+        if state.spec.paused {
+            self.record_held(&mut state);
+        }
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A successor (after a crash) reports the same backlog anew.
+        self.metrics.paused.decrement(state.reported_paused as f64);
+        Ok(())
     }
 
     async fn handle(
@@ -228,6 +262,10 @@ impl Actor for EndpointActor {
                         schedule(&myself, &mut backlog, job, due);
                     }
                     _ => backlog.queue.push_back(job),
+                }
+                drop(backlog);
+                if state.spec.paused {
+                    self.record_held(state);
                 }
             }
             EndpointMsg::Due(key) => {
@@ -267,7 +305,15 @@ impl Actor for EndpointActor {
                 if spec.rate_limit_per_second != state.spec.rate_limit_per_second {
                     state.limiter = limiter_for(&spec);
                 }
+                if spec.paused != state.spec.paused {
+                    let held = state.backlog.lock().expect("backlog lock").len();
+                    info!(webhook_id = %spec.id, held, paused = spec.paused,
+                        "{}", if spec.paused { "endpoint paused" } else { "endpoint resumed" });
+                }
                 state.spec = spec;
+                if state.spec.paused {
+                    self.record_held(state);
+                }
             }
             EndpointMsg::Drain(reply) => {
                 if state.in_flight == 0 {
@@ -284,6 +330,7 @@ impl Actor for EndpointActor {
             EndpointMsg::Crash => return Err("crash requested by a test".into()),
         }
         self.pump(&myself, state);
+        self.report_paused(state);
         Ok(())
     }
 }
@@ -298,7 +345,7 @@ fn schedule(myself: &ActorRef<EndpointMsg>, backlog: &mut Backlog, job: Job, due
 impl EndpointActor {
     /// Starts as many attempts as the in-flight cap and the rate limiter allow.
     fn pump(&self, myself: &ActorRef<EndpointMsg>, state: &mut EndpointState) {
-        if state.draining.is_some() {
+        if state.draining.is_some() || state.spec.paused {
             return;
         }
         while state.in_flight < self.config.max_in_flight_per_endpoint {
@@ -324,7 +371,13 @@ impl EndpointActor {
             backlog.in_flight.insert(key, job);
             drop(backlog);
             state.in_flight += 1;
-            self.spawn_attempt(myself.clone(), state.spec.clone(), event, key);
+            self.spawn_attempt(
+                myself.clone(),
+                state.transport.clone(),
+                state.spec.clone(),
+                event,
+                key,
+            );
         }
     }
 
@@ -332,23 +385,79 @@ impl EndpointActor {
     fn spawn_attempt(
         &self,
         myself: ActorRef<EndpointMsg>,
+        transport: Arc<dyn Transport>,
         spec: Arc<WebhookSpec>,
         event: Arc<Event>,
         key: u64,
     ) {
-        let transport = self.transport.clone();
         let timeout = self.config.attempt_timeout;
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
+            // Counted here rather than in the actor, so that an attempt whose actor died
+            // meanwhile still leaves the gauge.
+            metrics.in_flight.increment(1.0);
             let started_at = SystemTime::now();
             let started = Instant::now();
             let result = attempt(&*transport, &spec, &event, started_at, timeout).await;
+            let elapsed = started.elapsed();
+            metrics.in_flight.decrement(1.0);
+            metrics.attempt(&result, elapsed);
             let _ = myself.cast(EndpointMsg::AttemptDone {
                 key,
                 started_at,
-                elapsed: started.elapsed(),
+                elapsed,
                 result,
             });
         });
+    }
+
+    /// While paused: records every held delivery the ledger has not seen yet as `pending`,
+    /// due now, with its payload — visible through the API, re-loaded after a restart, and
+    /// no longer holding the feed checkpoint back.
+    fn record_held(&self, state: &mut EndpointState) {
+        let mut backlog = state.backlog.lock().expect("backlog lock");
+        let now = SystemTime::now();
+        let webhook_id = &*state.spec.id;
+        for job in backlog.queue.iter_mut().filter(|job| !job.persisted) {
+            let event_id = &*job.event.id;
+            let record = DeliveryRecord {
+                delivery_id: format!("{event_id}:{webhook_id}"),
+                event_id: event_id.to_owned(),
+                webhook_id: webhook_id.to_owned(),
+                event_type: job.event.event_type.to_string(),
+                task_id: job.event.task_id.as_deref().map(str::to_owned),
+                status: DeliveryStatus::Pending,
+                attempts: job.attempts,
+                next_attempt_at: Some(now),
+                last_status_code: None,
+                last_error: None,
+                new_attempts: Vec::new(),
+                first_write: true,
+                created_at: job.created_at,
+                completed_at: None,
+                payload: Some(job.event.body.clone()),
+            };
+            job.persisted = true;
+            let _ = self.ledger.cast(LedgerWriterMsg::Write {
+                record: Box::new(record),
+                retire: job.seq,
+            });
+        }
+    }
+
+    /// Keeps `herald_deliveries_paused` equal to what paused endpoints hold.
+    fn report_paused(&self, state: &mut EndpointState) {
+        let held = if state.spec.paused {
+            state.backlog.lock().expect("backlog lock").len()
+        } else {
+            0
+        };
+        if held != state.reported_paused {
+            self.metrics
+                .paused
+                .increment(held as f64 - state.reported_paused as f64);
+            state.reported_paused = held;
+        }
     }
 
     /// Decides what an ended attempt means, records it and schedules the retry.
@@ -376,6 +485,7 @@ impl EndpointActor {
         let next_attempt_at = delay.map(|d| now + d);
         let event_id = &*job.event.id;
         let webhook_id = &*state.spec.id;
+        state.deliveries.record(&job.event.event_type, status);
         match status {
             DeliveryStatus::Succeeded => {
                 debug!(event_id, webhook_id, attempt = job.attempts, status = ?status_code, "delivered")

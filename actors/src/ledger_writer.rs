@@ -17,6 +17,7 @@ use tracing::warn;
 
 use crate::config::EngineConfig;
 use crate::delivery::DeliveryRecord;
+use crate::metrics::EngineMetrics;
 use crate::ports::{Ledger, LedgerError};
 use crate::router::RouterMsg;
 
@@ -39,6 +40,7 @@ pub enum LedgerWriterMsg {
 pub struct LedgerWriter {
     pub config: Arc<EngineConfig>,
     pub ledger: Arc<dyn Ledger>,
+    pub metrics: EngineMetrics,
 }
 
 pub struct LedgerWriterArgs {
@@ -114,6 +116,7 @@ impl Actor for LedgerWriter {
                 self.start_write(&myself, state);
             }
             LedgerWriterMsg::Written(Err(error)) => {
+                self.metrics.ledger_write_errors.increment(1);
                 state.consecutive_failures += 1;
                 let wait = backoff(state.consecutive_failures);
                 warn!(%error, retry_in_ms = wait.as_millis() as u64, "ledger write failed, retrying");
@@ -153,6 +156,7 @@ impl LedgerWriter {
         } else {
             Vec::new()
         };
+        self.metrics.ledger_batch_size.record(records.len() as f64);
         let records = Arc::new(records);
         self.spawn_write(myself, records.clone());
         state.writing = Some(InFlightBatch { records, retire });

@@ -26,6 +26,7 @@ pub mod engine;
 pub mod event;
 pub mod fakes;
 pub mod ledger_writer;
+pub mod metrics;
 pub mod ports;
 pub mod retry;
 pub mod router;

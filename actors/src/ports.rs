@@ -31,6 +31,13 @@ pub struct OutboundRequest {
 /// Sends one attempt. The engine applies the whole-attempt timeout around this future.
 pub trait Transport: Send + Sync + 'static {
     fn send(&self, request: OutboundRequest) -> BoxFuture<'static, AttemptResult>;
+
+    /// A transport for one endpoint's exclusive use (its own connections), so that an
+    /// endpoint that never answers cannot hold resources its neighbours need. `None`:
+    /// share this one.
+    fn isolated(&self) -> Option<std::sync::Arc<dyn Transport>> {
+        None
+    }
 }
 
 /// A fault of the ledger's store (connection lost, write refused). The engine retries.

@@ -30,6 +30,7 @@ use crate::endpoint::{
 };
 use crate::event::Event;
 use crate::ledger_writer::{LedgerWriter, LedgerWriterArgs, LedgerWriterMsg};
+use crate::metrics::EngineMetrics;
 use crate::ports::{Ledger, LedgerError, Transport};
 use crate::webhook::{SubscriptionIndex, WebhookSpec};
 
@@ -52,6 +53,8 @@ pub enum RouterMsg {
     Durable(Vec<u64>),
     /// A checkpoint write ended.
     CheckpointSaved(Result<(), LedgerError>),
+    /// The checkpoint interval has passed: write the newest one if it is still pending.
+    CheckpointTick,
     /// Shutdown, step 1: endpoints start no new attempts; reply when none is in flight.
     Drain(RpcReplyPort<()>),
     /// Shutdown, step 2 (after the ledger writer synced): write the checkpoint now.
@@ -111,11 +114,14 @@ pub struct RouterState {
     /// The newest checkpoint below which everything is settled, not yet written.
     pending_checkpoint: Option<Bytes>,
     checkpoint_writing: bool,
+    last_checkpoint_write: Option<Instant>,
+    checkpoint_timer_armed: bool,
     /// Shutdown is waiting for the in-flight checkpoint write before writing the last one.
     final_reply: Option<RpcReplyPort<Result<(), LedgerError>>>,
     draining: bool,
     events_settled: u64,
     endpoint_restarts: u64,
+    metrics: EngineMetrics,
 }
 
 /// What every endpoint actor is built from.
@@ -123,6 +129,7 @@ struct EndpointActorTemplate {
     config: Arc<EngineConfig>,
     transport: Arc<dyn Transport>,
     ledger: ActorRef<LedgerWriterMsg>,
+    metrics: EngineMetrics,
 }
 
 impl EndpointActorTemplate {
@@ -131,6 +138,7 @@ impl EndpointActorTemplate {
             config: self.config.clone(),
             transport: self.transport.clone(),
             ledger: self.ledger.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -145,11 +153,13 @@ impl Actor for Router {
         myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
+        let metrics = EngineMetrics::new();
         let (ledger_writer, _) = Actor::spawn_linked(
             None,
             LedgerWriter {
                 config: self.config.clone(),
                 ledger: self.ledger.clone(),
+                metrics: metrics.clone(),
             },
             LedgerWriterArgs {
                 router: myself.clone(),
@@ -162,6 +172,7 @@ impl Actor for Router {
                 config: self.config.clone(),
                 transport: self.transport.clone(),
                 ledger: ledger_writer.clone(),
+                metrics: metrics.clone(),
             }),
             ledger_writer,
             index: SubscriptionIndex::default(),
@@ -171,11 +182,27 @@ impl Actor for Router {
             unsettled: BTreeMap::new(),
             pending_checkpoint: None,
             checkpoint_writing: false,
+            last_checkpoint_write: None,
+            checkpoint_timer_armed: false,
             final_reply: None,
             draining: false,
             events_settled: 0,
             endpoint_restarts: 0,
+            metrics,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // The endpoint actors stop with the router.
+        state
+            .metrics
+            .endpoint_actors
+            .decrement(state.endpoints.len() as f64);
+        Ok(())
     }
 
     async fn handle(
@@ -211,6 +238,7 @@ impl Actor for Router {
                 }
                 self.settle(state);
             }
+            RouterMsg::CheckpointTick => state.checkpoint_timer_armed = false,
             RouterMsg::CheckpointSaved(result) => {
                 state.checkpoint_writing = false;
                 match result {
@@ -333,6 +361,7 @@ impl Router {
             // it over again after the restart.
             return;
         }
+        state.metrics.events_routed.increment(1);
         let seq = state.next_seq;
         state.next_seq += 1;
         let mut remaining = 0;
@@ -385,14 +414,27 @@ impl Router {
         }
     }
 
+    /// Writes the newest checkpoint, at most one write in flight and one per
+    /// `checkpoint_interval`: under load the store sees a few writes a second, not one per
+    /// settled batch.
     fn write_checkpoint(&self, myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
-        if state.checkpoint_writing {
+        if state.checkpoint_writing || state.pending_checkpoint.is_none() {
+            return;
+        }
+        let since_last = state.last_checkpoint_write.map(|t| t.elapsed());
+        if let Some(wait) = since_last.and_then(|e| self.config.checkpoint_interval.checked_sub(e))
+        {
+            if !state.checkpoint_timer_armed {
+                state.checkpoint_timer_armed = true;
+                myself.send_after(wait, || RouterMsg::CheckpointTick);
+            }
             return;
         }
         let Some(checkpoint) = state.pending_checkpoint.take() else {
             return;
         };
         state.checkpoint_writing = true;
+        state.last_checkpoint_write = Some(Instant::now());
         let write = self.ledger.checkpoint(checkpoint);
         let myself = myself.clone();
         tokio::spawn(async move {
@@ -421,7 +463,8 @@ impl Router {
         }
         let backlog = Arc::new(Mutex::new(Backlog::default()));
         let actor = spawn_endpoint(myself, state, spec.clone(), backlog.clone()).await?;
-        info!(webhook_id = %spec.id, url = %spec.url, "endpoint started");
+        info!(webhook_id = %spec.id, url = %spec.url, paused = spec.paused, "endpoint started");
+        state.metrics.endpoint_actors.increment(1.0);
         state.endpoints.insert(
             spec.id.clone(),
             EndpointEntry {
@@ -443,6 +486,7 @@ impl Router {
         };
         state.by_actor.remove(&entry.actor.get_id());
         entry.actor.stop(Some(why.to_owned()));
+        state.metrics.endpoint_actors.decrement(1.0);
         let seqs = entry
             .backlog
             .lock()
@@ -484,6 +528,7 @@ impl Router {
         let (spec, backlog) = (entry.spec.clone(), entry.backlog.clone());
         let actor = spawn_endpoint(myself, state, spec, backlog).await?;
         state.endpoint_restarts += 1;
+        state.metrics.endpoint_restarts.increment(1);
         if let Some(entry) = state.endpoints.get_mut(&id) {
             entry.actor = actor;
         }

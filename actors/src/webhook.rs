@@ -44,6 +44,8 @@ pub struct WebhookSpec {
     /// Sent verbatim with every attempt.
     pub headers: Arc<[(String, String)]>,
     pub enabled: bool,
+    /// Paused: deliveries are accepted and held, none is attempted until resumed.
+    pub paused: bool,
     /// Requests per second; `None`: unlimited.
     pub rate_limit_per_second: Option<u32>,
 }
@@ -128,6 +130,7 @@ mod tests {
             signer: Signer::new(vec![]),
             headers: Arc::new([]),
             enabled,
+            paused: false,
             rate_limit_per_second: None,
         }
     }

@@ -78,6 +78,7 @@ fn spec(id: &str, url: &str, event_type: &str) -> WebhookSpec {
         signer: Signer::new(vec![SigningKey::parse(SECRET).unwrap()]),
         headers: Arc::new([("X-Mixpeek-Secret".to_owned(), "bench".to_owned())]),
         enabled: true,
+        paused: false,
         rate_limit_per_second: None,
     }
 }

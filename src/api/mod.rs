@@ -75,6 +75,7 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("POST", "/v1/webhooks"),
     ("GET", "/v1/webhooks"),
@@ -84,6 +85,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/webhooks/{webhook_id}"),
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"),
     ("POST", "/v1/webhooks/{webhook_id}/recover"),
+    ("POST", "/v1/webhooks/{webhook_id}/pause"),
+    ("POST", "/v1/webhooks/{webhook_id}/resume"),
     ("POST", "/v1/events"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{delivery_id}"),
@@ -119,6 +122,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
     let result = match route {
         Route::Healthz => Ok(json_response(StatusCode::OK, json!({"status": "ok"}))),
         Route::Readyz => Ok(readyz(&app).await),
+        Route::Metrics => Ok(metrics()),
         Route::OpenApi => Ok(openapi::serve()),
         Route::CreateWebhook => webhooks::create(&app, &request).await,
         Route::ListWebhooks => webhooks::list(&app, &request).await,
@@ -128,6 +132,8 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::DeleteWebhook(id) => webhooks::delete(&app, &request, &id).await,
         Route::RotateSecret(id) => webhooks::rotate_secret(&app, &request, &id).await,
         Route::Recover(id) => deliveries::recover(&app, &request, &id).await,
+        Route::Pause(id) => webhooks::set_paused(&app, &request, &id, true).await,
+        Route::Resume(id) => webhooks::set_paused(&app, &request, &id, false).await,
         Route::PublishEvent => events::publish(&app, &request).await,
         Route::ListDeliveries => deliveries::list(&app, &request).await,
         Route::GetDelivery(id) => deliveries::get(&app, &request, &id).await,
@@ -144,6 +150,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
 enum Route {
     Healthz,
     Readyz,
+    Metrics,
     OpenApi,
     CreateWebhook,
     ListWebhooks,
@@ -153,6 +160,8 @@ enum Route {
     DeleteWebhook(String),
     RotateSecret(String),
     Recover(String),
+    Pause(String),
+    Resume(String),
     PublishEvent,
     ListDeliveries,
     GetDelivery(String),
@@ -165,11 +174,12 @@ enum Route {
 }
 
 impl Route {
-    /// Health, the OpenAPI document and inbound provider routes need no API key.
+    /// Health, metrics, the OpenAPI document and inbound provider routes need no API key
+    /// (scrapers and orchestrators, like probes, carry none).
     fn is_public(&self) -> bool {
         matches!(
             self,
-            Route::Healthz | Route::Readyz | Route::OpenApi | Route::MuxInbound(_)
+            Route::Healthz | Route::Readyz | Route::Metrics | Route::OpenApi | Route::MuxInbound(_)
         )
     }
 }
@@ -202,6 +212,10 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
             "GET" | "HEAD" => Ok(Route::Readyz),
             _ => not_allowed("GET"),
         },
+        ["metrics"] => match m {
+            "GET" | "HEAD" => Ok(Route::Metrics),
+            _ => not_allowed("GET"),
+        },
         ["openapi.json"] => match m {
             "GET" => Ok(Route::OpenApi),
             _ => not_allowed("GET"),
@@ -231,6 +245,14 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
         },
         ["v1", "webhooks", webhook, "recover"] => match m {
             "POST" => Ok(Route::Recover(id(webhook))),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "webhooks", webhook, "pause"] => match m {
+            "POST" => Ok(Route::Pause(id(webhook))),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "webhooks", webhook, "resume"] => match m {
+            "POST" => Ok(Route::Resume(id(webhook))),
             _ => not_allowed("POST"),
         },
         ["v1", "events"] => match m {
@@ -307,4 +329,14 @@ async fn readyz(app: &AppState) -> Response<Body> {
         status,
         json!({"ready": ready, "mongodb": mongodb, "event_stream": feed, "webhook_stream": webhooks}),
     )
+}
+
+/// `GET /metrics`: the Prometheus text exposition format.
+fn metrics() -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render())));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }

@@ -7,7 +7,7 @@
 //! strictly than the watcher (HTTPS only, catalog event types, no header herald sets
 //! itself) and a webhook created here is live within moments.
 //!
-//! What is returned: `{webhook_id, url, event_types, name, headers, enabled,
+//! What is returned: `{webhook_id, url, event_types, name, headers, enabled, paused,
 //! rate_limit_per_second, created_at, updated_at}`. The signing secret appears only in the
 //! answers of create and rotate-secret, and header values are always redacted — they are
 //! credentials too (`X-Mixpeek-Secret`).
@@ -360,6 +360,33 @@ pub async fn patch(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     }
 }
 
+/// `POST /v1/webhooks/{id}/pause` and `/resume` → 200 with the webhook / 404. Stored as
+/// `paused` in the document, where the watcher picks it up like any change; the endpoint
+/// actor then holds deliveries (recorded as `pending`) or delivers its backlog at the rate
+/// limit. Idempotent; no body is read.
+///
+/// The new state is also handed to this daemon's engine before answering, so an event
+/// published after the 200 is held (or delivered): the watcher's copy of the change may
+/// otherwise reach the engine after the event does. Applying it twice is harmless.
+pub async fn set_paused(app: &AppState, _req: &ApiRequest, id: &str, paused: bool) -> ApiResult {
+    let id = &path_id(id)?;
+    let updated = collection(app)
+        .find_one_and_update(
+            doc! {"_id": id},
+            doc! {"$set": {"paused": paused, "updated_at": DateTime::now()}},
+        )
+        .return_document(ReturnDocument::After)
+        .await?;
+    let Some(document) = updated else {
+        return Err(ApiError::not_found("webhook", id));
+    };
+    // A document the watcher refuses stays with the watcher's verdict (removed).
+    if let Ok(spec) = crate::store::webhooks::spec_from_doc(&document, SystemTime::now()) {
+        let _ = app.engine.upsert_webhook(spec);
+    }
+    Ok(json_response(StatusCode::OK, view(&document)))
+}
+
 /// `DELETE /v1/webhooks/{id}` → 204, also when there was nothing to delete.
 pub async fn delete(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
     let id = &path_id(id)?;
@@ -704,6 +731,8 @@ fn view(document: &Document) -> Value {
         "name": document.get_str("name").ok(),
         "headers": headers,
         "enabled": enabled,
+        // Absent (every webhook written before pausing existed): not paused.
+        "paused": document.get_bool("paused").unwrap_or(false),
         "rate_limit_per_second": rate_limit,
         "created_at": rfc3339(document, "created_at"),
         "updated_at": rfc3339(document, "updated_at"),
@@ -913,7 +942,12 @@ mod tests {
         // A sparse hand-written document still renders.
         let sparse = super::view(&doc! {"_id": "wh_1"});
         assert_eq!(sparse["enabled"], true);
+        assert_eq!(sparse["paused"], false);
         assert_eq!(sparse["rate_limit_per_second"], Value::Null);
+        assert_eq!(
+            super::view(&doc! {"_id": "wh_1", "paused": true})["paused"],
+            true
+        );
         assert_eq!(sparse["event_types"], json!([]));
     }
 }

@@ -312,7 +312,30 @@ pub enum ReceiveError {
 const MAX_CONNECTION_ID_BYTES: usize = 128;
 
 /// Handles one inbound request for `provider`; see the module docs for the order of steps.
+/// Every request is counted in `herald_inbound_webhooks_total` by its outcome.
 pub async fn receive(
+    db: &Database,
+    provider: &dyn InboundProvider,
+    connection_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Outcome, ReceiveError> {
+    use crate::metrics::inbound_outcome as o;
+    let result = receive_once(db, provider, connection_id, headers, body, now).await;
+    let outcome = match &result {
+        Ok(outcome) if outcome.handled => o::HANDLED,
+        Ok(_) => o::IGNORED,
+        Err(ReceiveError::UnknownConnection(_)) => o::UNKNOWN_CONNECTION,
+        Err(ReceiveError::Unauthorized(_)) => o::UNAUTHORIZED,
+        Err(ReceiveError::BadPayload(_)) => o::BAD_PAYLOAD,
+        Err(ReceiveError::Store(_)) => o::ERROR,
+    };
+    crate::metrics::count_inbound(provider.name(), outcome);
+    result
+}
+
+async fn receive_once(
     db: &Database,
     provider: &dyn InboundProvider,
     connection_id: &str,

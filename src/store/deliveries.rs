@@ -48,6 +48,19 @@ impl MongoLedger {
         }))
     }
 
+    /// Every pending delivery that can be retried, streamed in server-sized batches.
+    pub async fn pending(
+        &self,
+    ) -> mongodb::error::Result<impl futures::Stream<Item = mongodb::error::Result<PendingDelivery>>>
+    {
+        let cursor = self
+            .deliveries
+            .find(doc! {"status": "pending"})
+            .batch_size(1_000)
+            .await?;
+        Ok(cursor.try_filter_map(|d| futures::future::ready(Ok(pending_from_doc(&d)))))
+    }
+
     async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
         let (inserts, updates): (Vec<&DeliveryRecord>, Vec<&DeliveryRecord>) =
             batch.iter().partition(|r| r.first_write);

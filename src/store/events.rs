@@ -320,9 +320,15 @@ pub async fn run_feed(
             };
             match next {
                 Some(Ok(change)) => {
+                    let at = change_time(&change);
+                    crate::metrics::set_change_stream_lag(
+                        std::time::SystemTime::now()
+                            .duration_since(at.to_system_time())
+                            .unwrap_or_default(),
+                    );
                     let position = FeedPosition {
                         token: change.id.clone(),
-                        at: Some(change_time(&change)),
+                        at: Some(at),
                     };
                     let checkpoint = encode_position(&position);
                     resume = Some(position);

@@ -2,6 +2,9 @@
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
 //! `deliveries`); `herald_state` holds the feed checkpoint.
+//!
+//! Indexes are created at start, idempotently: those every query needs
+//! ([`ensure_indexes`]) and the TTL indexes that bound the ledger ([`ensure_retention`]).
 
 pub mod deliveries;
 pub mod events;
@@ -9,9 +12,11 @@ pub mod webhooks;
 
 use std::time::Duration;
 
-use mongodb::bson::doc;
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Document};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Database, IndexModel};
+use tracing::info;
 
 pub const EVENTS: &str = "events";
 pub const OBJECTS: &str = "objects";
@@ -60,6 +65,149 @@ pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
     });
     deliveries.create_indexes(models).await?;
     Ok(())
+}
+
+/// How long finished records are kept (`--retention-succeeded-days`,
+/// `--retention-failed-days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub succeeded_days: u32,
+    pub failed_days: u32,
+}
+
+/// One TTL index herald owns, by name.
+struct TtlIndex {
+    collection: &'static str,
+    name: &'static str,
+    field: &'static str,
+    expire_after: Duration,
+    partial: Option<Document>,
+}
+
+/// The TTL index names herald creates (and re-creates when the retention changes).
+pub const TTL_SUCCEEDED: &str = "herald_ttl_succeeded";
+pub const TTL_FAILED: &str = "herald_ttl_failed";
+pub const TTL_INBOUND: &str = "herald_ttl_inbound_events";
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
+}
+
+impl Retention {
+    fn indexes(&self) -> [TtlIndex; 3] {
+        [
+            // Two TTL indexes on one field, told apart by their partial filters: a delivery
+            // expires by its final status, and a pending one (completed_at null) never does.
+            TtlIndex {
+                collection: DELIVERIES,
+                name: TTL_SUCCEEDED,
+                field: "completed_at",
+                expire_after: days(self.succeeded_days),
+                partial: Some(doc! {"status": "succeeded"}),
+            },
+            TtlIndex {
+                collection: DELIVERIES,
+                name: TTL_FAILED,
+                field: "completed_at",
+                expire_after: days(self.failed_days),
+                partial: Some(doc! {"status": "failed"}),
+            },
+            // A provider retries for hours, not weeks: past that, the apply-once record
+            // is no longer needed.
+            TtlIndex {
+                collection: crate::inbound::INBOUND_EVENTS,
+                name: TTL_INBOUND,
+                field: "received_at",
+                expire_after: days(self.failed_days),
+                partial: None,
+            },
+        ]
+    }
+}
+
+/// Creates the TTL indexes of `retention` (idempotent). An index of the same name with
+/// other options (the operator changed a retention flag) is changed in place with `collMod`
+/// when only its expiry differs and the server allows it, else dropped and re-created.
+pub async fn ensure_retention(db: &Database, retention: Retention) -> mongodb::error::Result<()> {
+    for ttl in retention.indexes() {
+        let collection = db.collection::<Document>(ttl.collection);
+        let existing = match collection.list_indexes().await {
+            Ok(cursor) => cursor.try_collect::<Vec<IndexModel>>().await?,
+            // The collection does not exist yet: creating the index creates it.
+            Err(e) if is_namespace_not_found(&e) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let found = existing
+            .iter()
+            .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(ttl.name));
+        let wanted_keys = doc! {ttl.field: 1};
+        if let Some(model) = found {
+            let options = model.options.clone().unwrap_or_default();
+            let same_shape = same_keys(&model.keys, &wanted_keys)
+                && options.partial_filter_expression == ttl.partial;
+            if same_shape && options.expire_after == Some(ttl.expire_after) {
+                continue;
+            }
+            let expire = ttl.expire_after.as_secs() as i64;
+            if same_shape {
+                let changed = db
+                    .run_command(doc! {
+                        "collMod": ttl.collection,
+                        "index": {"name": ttl.name, "expireAfterSeconds": expire},
+                    })
+                    .await;
+                if changed.is_ok() {
+                    info!(
+                        collection = ttl.collection,
+                        index = ttl.name,
+                        expire_after_seconds = expire,
+                        "retention changed; TTL index updated in place"
+                    );
+                    continue;
+                }
+            }
+            info!(
+                collection = ttl.collection,
+                index = ttl.name,
+                expire_after_seconds = expire,
+                "retention changed; re-creating the TTL index"
+            );
+            collection.drop_index(ttl.name).await?;
+        }
+        let options = IndexOptions::builder()
+            .name(ttl.name.to_owned())
+            .expire_after(ttl.expire_after)
+            .partial_filter_expression(ttl.partial)
+            .build();
+        collection
+            .create_index(
+                IndexModel::builder()
+                    .keys(wanted_keys)
+                    .options(options)
+                    .build(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Key patterns compared by field and direction, whatever numeric type the server used.
+fn same_keys(a: &Document, b: &Document) -> bool {
+    let direction = |v: &mongodb::bson::Bson| match v {
+        mongodb::bson::Bson::Int32(n) => Some(f64::from(*n)),
+        mongodb::bson::Bson::Int64(n) => Some(*n as f64),
+        mongodb::bson::Bson::Double(n) => Some(*n),
+        _ => None,
+    };
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|((ka, va), (kb, vb))| ka == kb && direction(va) == direction(vb))
+}
+
+fn is_namespace_not_found(error: &mongodb::error::Error) -> bool {
+    const NAMESPACE_NOT_FOUND: i32 = 26;
+    matches!(&*error.kind, mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND)
 }
 
 /// The first line of a driver error, for one-line messages.

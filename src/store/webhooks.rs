@@ -39,6 +39,8 @@ pub enum BadWebhook {
     RateLimit,
     #[error("enabled must be a boolean")]
     Enabled,
+    #[error("paused must be a boolean")]
+    Paused,
 }
 
 fn legal_header_name(name: &str) -> bool {
@@ -112,6 +114,11 @@ pub fn spec_from_doc(doc: &Document, now: SystemTime) -> Result<WebhookSpec, Bad
         Some(Bson::Boolean(b)) => *b,
         Some(_) => return Err(BadWebhook::Enabled),
     };
+    let paused = match doc.get("paused") {
+        None | Some(Bson::Null) => false,
+        Some(Bson::Boolean(b)) => *b,
+        Some(_) => return Err(BadWebhook::Paused),
+    };
     let rate_limit_per_second = match doc.get("rate_limit_per_second") {
         None | Some(Bson::Null) => None,
         Some(Bson::Int32(n)) if *n > 0 => Some(*n as u32),
@@ -128,6 +135,7 @@ pub fn spec_from_doc(doc: &Document, now: SystemTime) -> Result<WebhookSpec, Bad
         signer: Signer::new(keys),
         headers: headers.into(),
         enabled,
+        paused,
         rate_limit_per_second,
     })
 }
@@ -281,6 +289,7 @@ mod tests {
         .unwrap();
         assert_eq!(spec.filter, EventFilter::All);
         assert!(spec.enabled);
+        assert!(!spec.paused);
         assert_eq!(spec.rate_limit_per_second, Some(50));
         assert_eq!(
             &*spec.headers,
@@ -310,6 +319,7 @@ mod tests {
             ),
             (with("rate_limit_per_second", Bson::Int32(0)), "rate_limit"),
             (with("enabled", Bson::String("yes".into())), "enabled"),
+            (with("paused", Bson::Int32(1)), "paused"),
         ];
         for (doc, expected) in cases {
             let error = spec_from_doc(&doc, SystemTime::now())

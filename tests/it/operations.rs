@@ -1,0 +1,380 @@
+//! Operating herald, as an operator relies on it: `GET /metrics` shows deliveries succeed
+//! and fail as they happen; pausing a webhook holds everything sent to it and resuming
+//! delivers all of it; the ledger is bounded by TTL indexes with the configured expiry.
+//!
+//! Metrics are process-wide (every daemon in this test binary shares one recorder), so the
+//! metric story uses an event type of its own and compares scrapes before and after.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use herald::config::Config;
+use mongodb::bson::{doc, Document};
+use mongodb::{Database, IndexModel};
+use serde_json::{json, Value};
+
+use crate::api_client::{assert_error, Api};
+use crate::daemon::{test_config, InProcess};
+use crate::fixtures::*;
+use crate::support::{self, Receiver};
+
+const KEY: &str = "operations-test-key";
+
+/// Generous: SecantusDB and the receivers share a small machine with other tests.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const DAY: u64 = 86_400;
+
+async fn start(uri: &str, name: &str, tweak: impl FnOnce(&mut Config)) -> (InProcess, Api) {
+    let mut config = test_config(uri, name, support::test_ca_pem_path());
+    config.api_key = Some(KEY.to_owned());
+    tweak(&mut config);
+    let daemon = InProcess::start(config).await;
+    let api = Api::new(daemon.listen, Some(KEY));
+    (daemon, api)
+}
+
+/// One scrape: every sample by name and sorted labels (`name{a="1",b="2"}` → value).
+async fn scrape(api: &Api) -> BTreeMap<String, f64> {
+    // No API key: Prometheus scrapers carry none.
+    let response = api.anonymous().get("/metrics").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let content_type = response.headers["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = match &response.body {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => panic!("metrics are not text: {other}"),
+    };
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((normalise(series), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `name{b="2",a="1"}` → `name{a="1",b="2"}`, so lookups do not depend on label order.
+fn normalise(series: &str) -> String {
+    match series.split_once('{') {
+        None => series.to_owned(),
+        Some((name, labels)) => {
+            let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+            labels.sort_unstable();
+            format!("{name}{{{}}}", labels.join(","))
+        }
+    }
+}
+
+fn sample(metrics: &BTreeMap<String, f64>, series: &str) -> f64 {
+    metrics.get(&normalise(series)).copied().unwrap_or(0.0)
+}
+
+fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, series: &str) -> f64 {
+    sample(after, series) - sample(before, series)
+}
+
+async fn wait_for_count(db: &Database, filter: Document, n: usize, what: &str) {
+    support::eventually(DEADLINE, what, || {
+        let filter = filter.clone();
+        async move { deliveries(db, filter).await.len() == n }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
+    let (uri, name, db) = database("ops_metrics").await;
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.respond_with(500);
+    // An event type of this story alone: other stories in this process deliver too.
+    let event_type = format!("ops.metrics.{}", &name[name.len().saturating_sub(8)..]);
+    insert_webhook(
+        &db,
+        webhook("wh_0000000000000a01", &ok.url, &[event_type.as_str()]),
+    )
+    .await;
+    insert_webhook(
+        &db,
+        webhook("wh_0000000000000a02", &failing.url, &[event_type.as_str()]),
+    )
+    .await;
+    let (herald, api) = start(&uri, &name, |c| c.retry_max_attempts = 2).await;
+
+    let before = scrape(&api).await;
+    for i in 0..3 {
+        insert_event(&db, &format!("evt_ops_metrics_{i}"), &event_type).await;
+    }
+    wait_for_count(
+        &db,
+        doc! {"webhook_id": "wh_0000000000000a01", "status": "succeeded"},
+        3,
+        "3 succeeded deliveries",
+    )
+    .await;
+    wait_for_count(
+        &db,
+        doc! {"webhook_id": "wh_0000000000000a02", "status": "failed"},
+        3,
+        "3 failed deliveries",
+    )
+    .await;
+    let after = scrape(&api).await;
+
+    // Exactly ours, by the labels only this story uses.
+    let outcome = |outcome: &str| {
+        format!("herald_deliveries_total{{outcome=\"{outcome}\",event_type=\"{event_type}\"}}")
+    };
+    assert_eq!(delta(&before, &after, &outcome("succeeded")), 3.0);
+    assert_eq!(delta(&before, &after, &outcome("failed")), 3.0);
+    // Each failed delivery was first retried once (two attempts in all).
+    assert_eq!(delta(&before, &after, &outcome("retrying")), 3.0);
+
+    // Process-wide: at least ours.
+    let at_least = |series: &str, n: f64| {
+        let moved = delta(&before, &after, series);
+        assert!(
+            moved >= n,
+            "{series} moved by {moved}, expected at least {n}"
+        );
+    };
+    at_least("herald_attempts_total{result=\"2xx\"}", 3.0);
+    at_least("herald_attempts_total{result=\"5xx\"}", 6.0);
+    at_least("herald_attempt_duration_seconds_count", 9.0);
+    at_least("herald_events_routed_total", 3.0);
+    assert!(
+        sample(&after, "herald_endpoint_actors") >= 2.0,
+        "endpoint actors: {}",
+        sample(&after, "herald_endpoint_actors")
+    );
+    assert!(after.contains_key("herald_attempts_in_flight"));
+    assert!(after.contains_key("herald_change_stream_lag_seconds"));
+    assert!(after.contains_key("herald_ledger_batch_size_count"));
+    assert!(
+        after
+            .keys()
+            .any(|k| k.starts_with("herald_attempt_duration_seconds_bucket{le=\"0.005\"}")),
+        "the attempt latency is a histogram with buckets"
+    );
+    assert_eq!(ok.count(), 3);
+    assert_eq!(failing.count(), 6);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_webhook_holds_every_delivery_and_resuming_delivers_them_all() {
+    let (uri, name, db) = database("ops_pause").await;
+    let receiver = Receiver::start().await;
+    const WH: &str = "wh_0000000000000b01";
+    let mut hook = webhook(WH, &receiver.url, &["collection.documents.written"]);
+    hook.insert("rate_limit_per_second", 10);
+    insert_webhook(&db, hook).await;
+    let (herald, api) = start(&uri, &name, |_| {}).await;
+
+    let paused = api
+        .post(&format!("/v1/webhooks/{WH}/pause"), json!({}))
+        .await;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.body["paused"], true);
+    assert_eq!(paused.body["webhook_id"], WH);
+    assert_eq!(
+        api.get(&format!("/v1/webhooks/{WH}")).await.body["paused"],
+        true
+    );
+
+    for i in 0..5 {
+        let published = api
+            .post(
+                "/v1/events",
+                json!({"event_id": format!("evt_ops_pause_{i}"),
+                       "event_type": "collection.documents.written",
+                       "data": {"collection_id": "col_1"}}),
+            )
+            .await;
+        assert_eq!(published.status, 202, "{}", published.body);
+    }
+    // Held, and visible as pending without an attempt.
+    wait_for_count(
+        &db,
+        doc! {"webhook_id": WH, "status": "pending", "attempts": 0},
+        5,
+        "5 held deliveries",
+    )
+    .await;
+    let listed = api
+        .get(&format!("/v1/deliveries?status=pending&webhook_id={WH}"))
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body["results"].as_array().unwrap().len(), 5);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.count(), 0, "a paused webhook was sent something");
+
+    // Pausing twice is harmless.
+    let again = api
+        .post(&format!("/v1/webhooks/{WH}/pause"), json!({}))
+        .await;
+    assert_eq!(again.status, 200);
+
+    let resumed = api
+        .send("POST", &format!("/v1/webhooks/{WH}/resume"), None)
+        .await;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    assert_eq!(resumed.body["paused"], false);
+    let requests = receiver.wait_for(5, DEADLINE).await;
+    wait_for_count(
+        &db,
+        doc! {"webhook_id": WH, "status": "succeeded", "attempts": 1},
+        5,
+        "5 deliveries after resume",
+    )
+    .await;
+    let mut ids: Vec<String> = requests
+        .iter()
+        .map(|r| r.json()["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (0..5)
+            .map(|i| format!("evt_ops_pause_{i}"))
+            .collect::<Vec<_>>()
+    );
+    for request in &requests {
+        assert_signed(request);
+    }
+    // At the rate limit (10/s, evenly spaced): five requests span about 0.4 s.
+    let span = requests.last().unwrap().at - requests.first().unwrap().at;
+    assert!(
+        span >= Duration::from_millis(300),
+        "the backlog went out faster than its rate limit: {span:?}"
+    );
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pause_and_resume_refuse_unknown_webhooks_and_callers_without_the_key() {
+    let (uri, name, _db) = database("ops_pause_errors").await;
+    let (herald, api) = start(&uri, &name, |_| {}).await;
+    for action in ["pause", "resume"] {
+        let path = format!("/v1/webhooks/wh_00000000000000ff/{action}");
+        let message = assert_error(&api.post(&path, json!({})).await, 404);
+        assert!(message.contains("wh_00000000000000ff"), "{message}");
+        assert_error(&api.anonymous().post(&path, json!({})).await, 401);
+        assert_error(
+            &api.post(&format!("/v1/webhooks/%ff/{action}"), json!({}))
+                .await,
+            400,
+        );
+        let huge = vec![b' '; herald::api::MAX_BODY_BYTES + 1];
+        assert_error(&api.raw("POST", &path, huge, &[]).await, 413);
+        let answer = api.get(&path).await;
+        assert_error(&answer, 405);
+        assert_eq!(answer.headers["allow"], "POST");
+    }
+    herald.stop().await.unwrap();
+}
+
+async fn ttl_indexes(db: &Database, collection: &str) -> BTreeMap<String, IndexModel> {
+    db.collection::<Document>(collection)
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect::<Vec<IndexModel>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.options.as_ref().is_some_and(|o| o.expire_after.is_some()))
+        .map(|m| (m.options.as_ref().unwrap().name.clone().unwrap(), m))
+        .collect()
+}
+
+fn expiry_days(model: &IndexModel) -> u64 {
+    model
+        .options
+        .as_ref()
+        .unwrap()
+        .expire_after
+        .unwrap()
+        .as_secs()
+        / DAY
+}
+
+fn partial(model: &IndexModel) -> Option<Document> {
+    model
+        .options
+        .as_ref()
+        .unwrap()
+        .partial_filter_expression
+        .clone()
+}
+
+#[tokio::test]
+async fn ttl_indexes_expire_deliveries_by_status_with_the_configured_retention() {
+    let (uri, name, db) = database("ops_ttl").await;
+    let (herald, _api) = start(&uri, &name, |c| {
+        c.retention_succeeded_days = 3;
+        c.retention_failed_days = 45;
+    })
+    .await;
+
+    let deliveries = ttl_indexes(&db, "deliveries").await;
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    let succeeded = &deliveries["herald_ttl_succeeded"];
+    assert_eq!(succeeded.keys, doc! {"completed_at": 1});
+    assert_eq!(expiry_days(succeeded), 3);
+    assert_eq!(partial(succeeded), Some(doc! {"status": "succeeded"}));
+    let failed = &deliveries["herald_ttl_failed"];
+    assert_eq!(failed.keys, doc! {"completed_at": 1});
+    assert_eq!(expiry_days(failed), 45);
+    assert_eq!(partial(failed), Some(doc! {"status": "failed"}));
+    let inbound = ttl_indexes(&db, "inbound_events").await;
+    let inbound = &inbound["herald_ttl_inbound_events"];
+    assert_eq!(inbound.keys, doc! {"received_at": 1});
+    assert_eq!(expiry_days(inbound), 45);
+    herald.stop().await.unwrap();
+
+    // The operator changes a retention flag: the next start applies it, in place.
+    let (herald, _api) = start(&uri, &name, |c| {
+        c.retention_succeeded_days = 5;
+        c.retention_failed_days = 45;
+    })
+    .await;
+    let deliveries = ttl_indexes(&db, "deliveries").await;
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert_eq!(expiry_days(&deliveries["herald_ttl_succeeded"]), 5);
+    assert_eq!(
+        partial(&deliveries["herald_ttl_succeeded"]),
+        Some(doc! {"status": "succeeded"})
+    );
+    assert_eq!(expiry_days(&deliveries["herald_ttl_failed"]), 45);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn default_retention_is_a_week_for_successes_and_a_month_for_failures() {
+    let (uri, name, db) = database("ops_ttl_default").await;
+    let (herald, _api) = start(&uri, &name, |_| {}).await;
+    let deliveries = ttl_indexes(&db, "deliveries").await;
+    assert_eq!(expiry_days(&deliveries["herald_ttl_succeeded"]), 7);
+    assert_eq!(expiry_days(&deliveries["herald_ttl_failed"]), 30);
+    // The query indexes are there too.
+    let names: Vec<String> = db
+        .collection::<Document>("deliveries")
+        .list_index_names()
+        .await
+        .unwrap();
+    for expected in [
+        "status_1_next_attempt_at_1",
+        "webhook_id_1_created_at_-1",
+        "event_id_1",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing: {names:?}"
+        );
+    }
+    herald.stop().await.unwrap();
+}
