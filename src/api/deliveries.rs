@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::request::cursor;
+use super::request::path_id;
 use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
 use crate::store::deliveries::pending_from_doc;
 use crate::store::webhooks::spec_from_doc;
@@ -420,44 +421,9 @@ fn date_or_null(value: Option<&Bson>) -> Value {
     }
 }
 
-/// A path segment with its percent-escapes decoded (a client may escape the `:` of a
-/// delivery id, or any character of an event id written directly into MongoDB).
-fn path_id(raw: &str) -> Result<String, ApiError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("the id in the path is not UTF-8"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_ids_are_percent_decoded() {
-        assert_eq!(path_id("evt_1%3Awh_2").unwrap(), "evt_1:wh_2".to_owned());
-        assert_eq!(path_id("evt_1:wh_2").unwrap(), "evt_1:wh_2");
-        assert_eq!(path_id("100%").unwrap(), "100%");
-        assert_eq!(path_id("a%2Fb%zz").unwrap(), "a/b%zz");
-        assert!(path_id("%FF").is_err());
-    }
 
     #[test]
     fn summaries_never_show_the_payload_and_tolerate_odd_documents() {

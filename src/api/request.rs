@@ -109,6 +109,32 @@ impl ApiRequest {
     }
 }
 
+/// A path segment, percent-decoded (clients escape ids such as `evt_1:wh_2`); an escape
+/// that is not one stays as written, and a result that is not UTF-8 is a 400.
+pub fn path_id(raw: &str) -> Result<String, ApiError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("the id in the path is not UTF-8"))
+}
+
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,5 +164,23 @@ pub mod cursor {
             .ok_or_else(|| {
                 ApiError::bad_request("query parameter cursor: not a cursor returned by this API")
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_id;
+
+    #[test]
+    fn path_ids_are_percent_decoded() {
+        assert_eq!(
+            path_id("wh_0123456789abcdef").unwrap(),
+            "wh_0123456789abcdef"
+        );
+        assert_eq!(path_id("evt_1%3Awh_2").unwrap(), "evt_1:wh_2");
+        assert_eq!(path_id("hand%20made%2Fid").unwrap(), "hand made/id");
+        assert_eq!(path_id("100%").unwrap(), "100%");
+        assert_eq!(path_id("%zz%4").unwrap(), "%zz%4");
+        assert_eq!(path_id("%FF").unwrap_err().status, 400);
     }
 }

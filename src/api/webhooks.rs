@@ -29,6 +29,7 @@ use serde_json::{json, Map, Value};
 
 use super::catalog::Catalog;
 use super::request::cursor;
+use super::request::path_id;
 use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
 use crate::store::{bson_date, WEBHOOKS};
 
@@ -490,33 +491,6 @@ fn not_null(field: &str) -> ApiError {
     ApiError::invalid_field(field, "may not be null")
 }
 
-/// A path segment with its percent-escapes decoded: the CLI escapes ids, and a webhook
-/// written directly into MongoDB may have any `_id`.
-fn path_id(raw: &str) -> Result<String, ApiError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .filter(|_| bytes[i] == b'%')
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| ApiError::bad_request("the webhook id in the path is not UTF-8"))
-}
-
 /// An absolute `https://` URL with a host, normalized (so the watcher can parse it too).
 fn validate_url(raw: &str) -> Result<String, ApiError> {
     if raw.len() > MAX_URL_BYTES {
@@ -746,18 +720,6 @@ mod tests {
     fn status(result: Result<impl std::fmt::Debug, ApiError>) -> (u16, String) {
         let e = result.unwrap_err();
         (e.status.as_u16(), e.message)
-    }
-
-    #[test]
-    fn path_ids_are_percent_decoded() {
-        assert_eq!(
-            path_id("wh_0123456789abcdef").unwrap(),
-            "wh_0123456789abcdef"
-        );
-        assert_eq!(path_id("hand%20made%2Fid").unwrap(), "hand made/id");
-        assert_eq!(path_id("100%").unwrap(), "100%");
-        assert_eq!(path_id("%zz%4").unwrap(), "%zz%4");
-        assert_eq!(status(path_id("%ff")).0, 400);
     }
 
     #[test]
