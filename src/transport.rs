@@ -12,7 +12,9 @@
 //!   with tokio and drops every address [`SsrfGuard::check`] refuses, so a public-looking
 //!   name that resolves to `127.0.0.1` cannot reach the daemon's own network. hyper-util
 //!   skips the resolver for IP-literal hosts, so those are checked in [`Transport::send`]
-//!   before the request is handed to the client.
+//!   before the request is handed to the client — along with numeric spellings such as
+//!   `2130706433` or `0x7f.0.0.1`, judged as the address they spell. `localhost` names
+//!   always resolve to loopback (RFC 6761), whatever the system resolver thinks of them.
 //!
 //! Failures come back as [`DeliveryError`] values with short one-line messages; header
 //! values (which carry shared secrets) never appear in them.
@@ -147,6 +149,11 @@ pub struct HttpsTransport {
     client: Client<GuardedConnector, Full<Bytes>>,
     /// Checks IP-literal hosts, which the client's resolver never sees.
     guard: Arc<SsrfGuard>,
+    /// What [`Transport::isolated`] builds more clients from (TLS config and resolver are
+    /// shared; the connection pool is not).
+    connector: GuardedConnector,
+    pool_idle_timeout: Duration,
+    max_idle_per_host: usize,
 }
 
 impl fmt::Debug for HttpsTransport {
@@ -186,15 +193,32 @@ impl HttpsTransport {
             .enable_http2()
             .wrap_connector(http);
 
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(opts.pool_idle_timeout)
-            .pool_max_idle_per_host(opts.max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-
-        Ok(Self { client, guard })
+        let client = pooled_client(
+            connector.clone(),
+            opts.pool_idle_timeout,
+            opts.max_idle_per_host,
+        );
+        Ok(Self {
+            client,
+            guard,
+            connector,
+            pool_idle_timeout: opts.pool_idle_timeout,
+            max_idle_per_host: opts.max_idle_per_host,
+        })
     }
+}
+
+fn pooled_client(
+    connector: GuardedConnector,
+    pool_idle_timeout: Duration,
+    max_idle_per_host: usize,
+) -> Client<GuardedConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_max_idle_per_host(max_idle_per_host)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
 }
 
 impl Transport for HttpsTransport {
@@ -202,6 +226,24 @@ impl Transport for HttpsTransport {
         let client = self.client.clone();
         let guard = Arc::clone(&self.guard);
         async move { attempt(&client, &guard, request).await }.boxed()
+    }
+
+    /// The same TLS settings and SSRF guard over a connection pool of the endpoint's own:
+    /// with HTTP/2 one connection carries every stream to a host, so endpoints sharing a
+    /// host would otherwise share its stream limit, and one that never answers would hold
+    /// the streams its neighbours need.
+    fn isolated(&self) -> Option<Arc<dyn Transport>> {
+        Some(Arc::new(Self {
+            client: pooled_client(
+                self.connector.clone(),
+                self.pool_idle_timeout,
+                self.max_idle_per_host,
+            ),
+            guard: Arc::clone(&self.guard),
+            connector: self.connector.clone(),
+            pool_idle_timeout: self.pool_idle_timeout,
+            max_idle_per_host: self.max_idle_per_host,
+        }))
     }
 }
 
@@ -258,19 +300,43 @@ fn parse_https_url(url: &str) -> Result<Uri, DeliveryError> {
     Ok(uri)
 }
 
-/// hyper-util dials IP-literal hosts without asking the resolver, so they are judged here.
+/// hyper-util dials IP-literal hosts without asking the resolver, so they are judged here,
+/// and so are the spellings whose fate would otherwise depend on the system resolver:
+/// numeric IPv4 spellings that are not dotted-quad (`2130706433`, `0x7f.0.0.1`,
+/// `0177.0.0.1`, `127.1`, `0`). glibc's resolver reads them as addresses, exactly like the
+/// WHATWG URL parser browsers use, so they are judged as the address they spell. An allowed
+/// one is still refused: TLS cannot verify a server name that is not a name, and a delivery
+/// URL should say plainly where it goes.
 fn check_literal_host(uri: &Uri, guard: &SsrfGuard) -> Result<(), DeliveryError> {
     let host = uri.host().unwrap_or_default();
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => guard
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return guard
             .check(ip)
-            .map_err(|reason| DeliveryError::Blocked(format!("{ip} is {reason}"))),
-        Err(_) => Ok(()),
+            .map_err(|reason| DeliveryError::Blocked(format!("{ip} is {reason}")));
     }
+    let spelled = match url::Host::parse(host) {
+        Ok(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Ok(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        // Names go to the guarded resolver; what the URL parser rejects, hyper rejects too.
+        Ok(url::Host::Domain(_)) | Err(_) => return Ok(()),
+    };
+    guard.check(spelled).map_err(|reason| {
+        DeliveryError::Blocked(format!("{host} is {spelled}, which is {reason}"))
+    })?;
+    Err(DeliveryError::InvalidUrl(format!(
+        "host {host} is a non-canonical spelling of {spelled}; write the address as {spelled}"
+    )))
+}
+
+/// `localhost` or a name under it, in any case, with or without the root's trailing dot:
+/// the names RFC 6761 reserves for loopback.
+fn is_localhost_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// The signed `POST`: the webhook's own headers first, then herald's, which win.
@@ -515,12 +581,24 @@ impl tower_service::Service<Name> for GuardedResolver {
         let guard = Arc::clone(&self.guard);
         async move {
             let host = name.as_str();
-            // Port 0: the connector puts the URL's port on every address.
-            let resolved = tokio::net::lookup_host((host, 0))
-                .await
-                .map_err(ResolveError::Lookup)?;
+            // RFC 6761: localhost names are loopback whatever the system resolver says
+            // (glibc does not know `localhost.`, and some resolvers forward `*.localhost`),
+            // so the guard judges them as what they must be.
+            let resolved: Vec<SocketAddr> = if is_localhost_name(host) {
+                vec![
+                    SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+                ]
+            } else {
+                // Port 0: the connector puts the URL's port on every address.
+                tokio::net::lookup_host((host, 0))
+                    .await
+                    .map_err(ResolveError::Lookup)?
+                    .collect()
+            };
             let mut refused = None;
             let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
                 .filter(|addr| match guard.check(addr.ip()) {
                     Ok(()) => true,
                     Err(reason) => {
@@ -978,5 +1056,105 @@ mod tests {
                 .contains(&empty.path().display().to_string()),
             "{error}"
         );
+    }
+
+    #[test]
+    fn numeric_ipv4_spellings_are_judged_as_the_address_they_spell() {
+        let strict = SsrfGuard::default();
+        let loopback_allowed =
+            SsrfGuard::new(SsrfGuard::parse_allow_list("127.0.0.0/8").expect("allow list"));
+        let check = |url: &str, guard: &SsrfGuard| {
+            check_literal_host(&parse_https_url(url).expect("parses"), guard)
+        };
+        let blocked = [
+            (
+                "https://2130706433/",
+                "2130706433 is 127.0.0.1, which is loopback",
+            ),
+            (
+                "https://0x7f.0.0.1/",
+                "0x7f.0.0.1 is 127.0.0.1, which is loopback",
+            ),
+            ("https://0x7f000001/", "is 127.0.0.1, which is loopback"),
+            ("https://017700000001/", "is 127.0.0.1, which is loopback"),
+            ("https://0177.0.0.1/", "is 127.0.0.1, which is loopback"),
+            ("https://127.1/", "127.1 is 127.0.0.1, which is loopback"),
+            ("https://0/", "0 is 0.0.0.0, which is unspecified"),
+            (
+                "https://0xa9fea9fe/",
+                "is 169.254.169.254, which is link-local",
+            ),
+            ("https://127.0.0.1/", "127.0.0.1 is loopback"),
+            (
+                "https://[::ffff:7f00:1]/",
+                "127.0.0.1 in IPv6 form: loopback",
+            ),
+        ];
+        for (url, reason) in blocked {
+            match check(url, &strict) {
+                Err(DeliveryError::Blocked(message)) => {
+                    assert!(message.contains(reason), "{url}: {message}")
+                }
+                other => panic!("{url}: expected Blocked, got {other:?}"),
+            }
+        }
+
+        // Allowed or public, a numeric spelling is still refused, and says how to fix it.
+        for (url, guard) in [
+            ("https://2130706433/", &loopback_allowed),
+            ("https://134744072/", &strict),
+        ] {
+            match check(url, guard) {
+                Err(DeliveryError::InvalidUrl(message)) => {
+                    assert!(
+                        message.contains("non-canonical spelling"),
+                        "{url}: {message}"
+                    )
+                }
+                other => panic!("{url}: expected InvalidUrl, got {other:?}"),
+            }
+        }
+        // Names and canonical addresses pass when allowed: the resolver judges names.
+        for (url, guard) in [
+            ("https://localhost./", &strict),
+            ("https://127.0.0.1/", &loopback_allowed),
+            ("https://example.com/", &strict),
+            ("https://localhost.example.com/", &strict),
+            ("https://1.1.1.1/", &strict),
+        ] {
+            assert_eq!(check(url, guard), Ok(()), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn localhost_names_resolve_to_loopback_whatever_the_system_resolver_says() {
+        use std::str::FromStr;
+        use tower_service::Service;
+
+        let mut strict = GuardedResolver {
+            guard: Arc::new(SsrfGuard::default()),
+        };
+        for name in ["localhost", "LOCALHOST", "localhost.", "api.localhost"] {
+            let error = strict
+                .call(Name::from_str(name).expect("name"))
+                .await
+                .expect_err(name);
+            assert_eq!(
+                error.to_string(),
+                format!("{name} resolves to 127.0.0.1, which is loopback (127.0.0.0/8)")
+            );
+        }
+
+        let mut v4_only = GuardedResolver {
+            guard: Arc::new(SsrfGuard::new(
+                SsrfGuard::parse_allow_list("127.0.0.0/8").expect("allow list"),
+            )),
+        };
+        let addrs: Vec<SocketAddr> = v4_only
+            .call(Name::from_str("localhost.").expect("name"))
+            .await
+            .expect("allowed")
+            .collect();
+        assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 0))]);
     }
 }

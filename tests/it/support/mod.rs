@@ -4,6 +4,7 @@
 //! Not every test uses every helper or re-export, hence the blanket allowances.
 #![allow(dead_code, unused_imports)]
 
+pub mod chaos_receiver;
 pub mod mongo;
 pub mod receiver;
 
