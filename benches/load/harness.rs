@@ -132,6 +132,12 @@ impl Database {
             .local_addr()
             .unwrap()
             .port();
+        // The dev server's TTL sweeper decodes every document of every collection each
+        // minute while holding the GIL (mongod's uses the index); with herald's retention
+        // indexes that stalls the server for seconds mid-run. Benchmarks measure herald,
+        // not that sweep, so it is switched off here (test setup only).
+        let config = std::env::temp_dir().join(format!("herald-bench-secantus-{port}.toml"));
+        std::fs::write(&config, "[storage]\nttl_sweep_seconds = 0\n").unwrap();
         let child = Command::new(&python)
             .args([
                 "-m",
@@ -142,6 +148,8 @@ impl Database {
                 &port.to_string(),
             ])
             .args(["--storage-path", ":memory:"])
+            .arg("--config")
+            .arg(&config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -207,6 +207,7 @@ pub async fn isolation(ctx: &Ctx) -> Vec<Outcome> {
 
 /// herald in this process (its own runtime), against `db`.
 struct Daemon {
+    listen: SocketAddr,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -264,11 +265,33 @@ impl Daemon {
         }
         (
             Self {
+                listen,
                 shutdown,
                 thread: Some(thread),
             },
             started.elapsed(),
         )
+    }
+
+    /// A value from herald's `/metrics` (0 when absent).
+    async fn metric(&self, name: &str) -> f64 {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<Bytes>>();
+        let Ok(response) = client
+            .get(format!("http://{}/metrics", self.listen).parse().unwrap())
+            .await
+        else {
+            return 0.0;
+        };
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
     }
 
     fn stop(mut self) {
@@ -330,6 +353,7 @@ pub async fn e2e(ctx: &Ctx) -> Vec<Outcome> {
             .unwrap();
         let (daemon, _) = Daemon::start(ctx, &db.uri, &name).await;
         ctx.receiver.reset().await;
+        let ledger_before = daemon.metric("herald_ledger_batch_size_sum").await;
         let deliveries = (n * fanout) as u64;
         let bar = progress(deliveries, &format!("e2e, fan-out {fanout}"));
         let cpu = cpu_seconds();
@@ -347,15 +371,17 @@ pub async fn e2e(ctx: &Ctx) -> Vec<Outcome> {
         ctx.receiver
             .wait_ok(deliveries, Duration::from_secs(900), &bar)
             .await;
-        // ... and recorded in MongoDB. A filtered count is a scan on the dev server and
-        // would compete with herald for its one core: poll the cheap estimate, sparingly.
+        // ... and recorded in MongoDB. Counting documents is a scan on the dev server that
+        // would compete with herald for its one core, so follow herald's own metric of
+        // records handed to the ledger, then confirm the count once.
+        while daemon.metric("herald_ledger_batch_size_sum").await
+            < ledger_before + deliveries as f64
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let recorded = database.collection::<Document>("deliveries");
-        loop {
-            let count = recorded.estimated_document_count().await.unwrap();
-            if count >= deliveries {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        while recorded.estimated_document_count().await.unwrap() < deliveries {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bar.finish_and_clear();
         let rate = deliveries as f64 / started.elapsed().as_secs_f64();
