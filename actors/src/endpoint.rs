@@ -181,7 +181,17 @@ pub struct EndpointState {
     deliveries: DeliveryCounters,
     /// What this actor last added to the `herald_deliveries_paused` gauge.
     reported_paused: usize,
+    /// Attempts in a row that did not answer 2xx. From [`FAILING_STREAK`] on, the endpoint
+    /// probes with at most [`PROBE_IN_FLIGHT`] attempts at a time until one succeeds, so a
+    /// dead endpoint stops costing connections and handshakes its neighbours need.
+    failing_streak: u32,
 }
+
+/// Failed attempts in a row after which an endpoint is treated as failing.
+pub const FAILING_STREAK: u32 = 3;
+
+/// Attempts in flight, at most, to an endpoint that is failing.
+pub const PROBE_IN_FLIGHT: usize = 2;
 
 /// Evenly spaced attempts (no burst): a receiver that asked for 50/s never sees more than
 /// 50 requests in any one-second window, even right after a backlog builds up.
@@ -231,6 +241,7 @@ impl Actor for EndpointActor {
             draining: None,
             deliveries: DeliveryCounters::default(),
             reported_paused: 0,
+            failing_streak: 0,
         };
         if state.spec.paused {
             self.record_held(&mut state);
@@ -348,7 +359,12 @@ impl EndpointActor {
         if state.draining.is_some() || state.spec.paused {
             return;
         }
-        while state.in_flight < self.config.max_in_flight_per_endpoint {
+        let cap = if state.failing_streak >= FAILING_STREAK {
+            PROBE_IN_FLIGHT.min(self.config.max_in_flight_per_endpoint)
+        } else {
+            self.config.max_in_flight_per_endpoint
+        };
+        while state.in_flight < cap {
             let mut backlog = state.backlog.lock().expect("backlog lock");
             if backlog.queue.is_empty() {
                 return;
@@ -471,6 +487,10 @@ impl EndpointActor {
         result: AttemptResult,
     ) {
         job.attempts += 1;
+        match &result {
+            Ok(response) if response.is_success() => state.failing_streak = 0,
+            _ => state.failing_streak = state.failing_streak.saturating_add(1),
+        }
         let delay = next_delay(&self.config.retry, job.attempts, &result, &mut rand::rng());
         let (status_code, error) = match &result {
             Ok(response) => (Some(response.status), None),

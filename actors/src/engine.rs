@@ -442,14 +442,14 @@ mod tests {
         transport.set_default("https://slow.example/hook", Answer::Hang);
 
         let started = Instant::now();
-        for i in 0..50 {
+        for i in 0..20 {
             handle
                 .submit(event(&format!("evt_{i}"), "x"), None)
                 .await
                 .unwrap();
         }
         until("fast endpoint done", || {
-            transport.sent_to("https://fast.example/hook") == 50
+            transport.sent_to("https://fast.example/hook") == 20
         })
         .await;
         assert!(
@@ -459,7 +459,7 @@ mod tests {
         );
 
         until("slow endpoint exhausted", || {
-            ledger.count_with(DeliveryStatus::Failed) == 50
+            ledger.count_with(DeliveryStatus::Failed) == 20
         })
         .await;
         let stored = ledger.delivery("evt_0:slow").unwrap();
@@ -559,6 +559,42 @@ mod tests {
         assert_eq!(transport.sent_to("https://a.example/hook"), 1);
         assert_eq!(handle.stats().await.unwrap().endpoints, 0);
         engine.shutdown(Duration::from_millis(100)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failing_endpoint_is_probed_with_few_attempts_until_it_recovers() {
+        let mut config = config();
+        config.attempt_timeout = Duration::from_millis(100);
+        config.retry.max_attempts = 50;
+        let (engine, transport, ledger) = start(config).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("dead", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.set_default("https://dead.example/hook", Answer::Hang);
+
+        for i in 0..40 {
+            handle
+                .submit(event(&format!("evt_{i}"), "x"), None)
+                .await
+                .unwrap();
+        }
+        until("the first wave", || {
+            transport.sent_to("https://dead.example/hook") >= 40
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Uncapped, every 100 ms timeout would re-send all 40 (~240 by now); failing, the
+        // endpoint is probed two at a time.
+        let sent = transport.sent_to("https://dead.example/hook");
+        assert!(sent < 80, "{sent} attempts to a dead endpoint");
+
+        // Once it answers again, the backlog flows at full concurrency.
+        transport.set_default("https://dead.example/hook", Answer::Status(200));
+        until("all delivered after recovery", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 40
+        })
+        .await;
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
 
     #[tokio::test]
