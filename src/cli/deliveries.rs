@@ -9,7 +9,7 @@ use super::output::{
     details, emit, emit_json, field, note, render_table, results, string_field, table,
 };
 use super::webhooks::PAGE_SIZE;
-use super::{CliError, ConnectArgs, Session};
+use super::{CliError, ConnectArgs, PageArgs, Session};
 
 /// Id fields of a delivery, in the order they are looked for.
 pub const ID_KEYS: &[&str] = &["delivery_id", "id", "_id"];
@@ -50,15 +50,8 @@ pub struct ListArgs {
     /// Only deliveries of events carrying this task id.
     #[arg(long, value_name = "ID")]
     pub task_id: Option<String>,
-    /// Page size.
-    #[arg(long)]
-    pub limit: Option<u32>,
-    /// Continue from the `next_cursor` of an earlier page.
-    #[arg(long, conflicts_with = "all")]
-    pub cursor: Option<String>,
-    /// Follow cursors and list every matching delivery.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub page: PageArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -158,7 +151,7 @@ async fn run_list(session: &Session, args: &ListArgs) -> Result<(), CliError> {
             ],
         )
     };
-    let (deliveries, next_cursor) = if args.all {
+    let (deliveries, next_cursor) = if args.page.all {
         (
             session.api.list_all(|c| query(Some(PAGE_SIZE), c)).await?,
             None,
@@ -166,7 +159,7 @@ async fn run_list(session: &Session, args: &ListArgs) -> Result<(), CliError> {
     } else {
         let page = session
             .api
-            .get(&query(args.limit, args.cursor.clone()))
+            .get(&query(args.page.limit, args.page.cursor.clone()))
             .await?;
         let next = page["next_cursor"].as_str().map(str::to_owned);
         (results(&page).to_vec(), next)

@@ -66,6 +66,20 @@ pub fn finish(result: Result<(), CliError>) -> ExitCode {
     }
 }
 
+/// Paging flags shared by the list subcommands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PageArgs {
+    /// Page size.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Continue from the `next_cursor` of an earlier page.
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Follow cursors and list everything that matches.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// How to reach the daemon: accepted after every client subcommand, and before the
 /// subcommand of a group (`herald webhooks --url … list`); the innermost one wins.
 #[derive(Debug, Clone, Default, Args)]

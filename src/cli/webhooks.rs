@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, with_query, ApiClient};
 use super::output::{details, emit, emit_json, field, note, render_table, results, table};
-use super::{AuthArgs, CliError, ConnectArgs, Session};
+use super::{AuthArgs, CliError, ConnectArgs, PageArgs, Session};
 
 /// The largest page asked for when following cursors.
 pub const PAGE_SIZE: u32 = 100;
@@ -86,15 +86,8 @@ pub struct ListArgs {
     /// Only enabled (true) or disabled (false) webhooks.
     #[arg(long, value_name = "BOOL")]
     pub enabled: Option<bool>,
-    /// Page size.
-    #[arg(long)]
-    pub limit: Option<u32>,
-    /// Continue from the `next_cursor` of an earlier page.
-    #[arg(long, conflicts_with = "all")]
-    pub cursor: Option<String>,
-    /// Follow cursors and list every webhook.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub page: PageArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -238,12 +231,16 @@ async fn run_list(session: &Session, args: &ListArgs) -> Result<(), CliError> {
         event_type: args.event_type.clone(),
         enabled: args.enabled,
     };
-    let (webhooks, next_cursor) = if args.all {
+    let (webhooks, next_cursor) = if args.page.all {
         (list_all(&session.api, &filters).await?, None)
     } else {
         let page = session
             .api
-            .get(&list_path(&filters, args.limit, args.cursor.clone()))
+            .get(&list_path(
+                &filters,
+                args.page.limit,
+                args.page.cursor.clone(),
+            ))
             .await?;
         let next = page["next_cursor"].as_str().map(str::to_owned);
         (results(&page).to_vec(), next)
