@@ -12,7 +12,7 @@
 //! retired so they do not hold the checkpoint back (they are re-delivered after a restart
 //! of the daemon only if they precede the checkpoint, i.e. never: this is logged loudly).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use crate::event::Event;
 use crate::ledger_writer::{LedgerWriter, LedgerWriterArgs, LedgerWriterMsg};
 use crate::metrics::EngineMetrics;
 use crate::ports::{Ledger, LedgerError, Transport};
+use crate::supervisor::RestartWindow;
 use crate::webhook::{SubscriptionIndex, WebhookSpec};
 
 pub enum RouterMsg {
@@ -94,7 +95,7 @@ struct EndpointEntry {
     actor: ActorRef<EndpointMsg>,
     spec: Arc<WebhookSpec>,
     backlog: SharedBacklog,
-    restarts: VecDeque<Instant>,
+    restarts: RestartWindow,
 }
 
 /// Deliveries of one event not yet durable, and the feed position after it.
@@ -471,7 +472,7 @@ impl Router {
                 actor,
                 spec,
                 backlog,
-                restarts: VecDeque::new(),
+                restarts: RestartWindow::default(),
             },
         );
         Ok(())
@@ -515,16 +516,11 @@ impl Router {
         let Some(entry) = state.endpoints.get_mut(&id) else {
             return Ok(());
         };
-        let now = Instant::now();
-        entry
-            .restarts
-            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        if entry.restarts.len() >= self.config.max_restarts_per_minute {
+        if !entry.restarts.allow(self.config.max_restarts_per_minute) {
             error!(webhook_id = %id, "endpoint actor keeps failing; giving up on it until the webhook changes");
             self.remove(state, &id, "failing");
             return Ok(());
         }
-        entry.restarts.push_back(now);
         let (spec, backlog) = (entry.spec.clone(), entry.backlog.clone());
         let actor = spawn_endpoint(myself, state, spec, backlog).await?;
         state.endpoint_restarts += 1;

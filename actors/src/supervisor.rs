@@ -32,6 +32,28 @@ use crate::router::{Router, RouterMsg};
 pub type ServiceFactory =
     Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 
+/// The restarts of one child in the last minute: the cap on restarts per window that both
+/// the root supervisor (services) and the router (endpoint actors) apply.
+#[derive(Debug, Default)]
+pub struct RestartWindow {
+    restarts: VecDeque<Instant>,
+}
+
+impl RestartWindow {
+    /// Records a restart and returns true, unless `max` restarts already happened in the
+    /// last minute (then nothing is recorded and the child should be given up on).
+    pub fn allow(&mut self, max: usize) -> bool {
+        let now = Instant::now();
+        self.restarts
+            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if self.restarts.len() >= max {
+            return false;
+        }
+        self.restarts.push_back(now);
+        true
+    }
+}
+
 pub enum SupervisorMsg {
     /// Spawn a service under the supervisor and keep it running.
     AddService {
@@ -53,7 +75,7 @@ pub struct Supervisor {
 struct Service {
     name: String,
     factory: ServiceFactory,
-    restarts: VecDeque<Instant>,
+    restarts: RestartWindow,
 }
 
 pub struct SupervisorState {
@@ -108,7 +130,7 @@ impl Actor for Supervisor {
                             Service {
                                 name,
                                 factory,
-                                restarts: VecDeque::new(),
+                                restarts: RestartWindow::default(),
                             },
                         );
                         Ok(())
@@ -145,17 +167,12 @@ impl Actor for Supervisor {
         let Some(mut service) = state.services.remove(&cell.get_id()) else {
             return Ok(());
         };
-        let now = Instant::now();
-        service
-            .restarts
-            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        if service.restarts.len() >= self.config.max_restarts_per_minute {
+        if !service.restarts.allow(self.config.max_restarts_per_minute) {
             error!(service = %service.name, %reason, "service keeps failing; stopping the engine");
             myself.stop(Some(format!("{} keeps failing: {reason}", service.name)));
             return Ok(());
         }
         warn!(service = %service.name, %reason, "service stopped; restarting it");
-        service.restarts.push_back(now);
         match (service.factory)(myself.get_cell()).await {
             Ok(cell) => {
                 state.services.insert(cell.get_id(), service);
