@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::health::HealthPolicy;
 use crate::retry::RetryPolicy;
 
 /// How the engine delivers. Built by the daemon from its validated configuration.
@@ -27,6 +28,8 @@ pub struct EngineConfig {
     /// The feed checkpoint is written at most this often (a crash re-delivers what settled
     /// since the last write).
     pub checkpoint_interval: Duration,
+    /// When an endpoint counts as failing, and whether it is disabled after a while.
+    pub health: HealthPolicy,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +43,7 @@ impl Default for EngineConfig {
             ledger_flush_interval: Duration::from_millis(5),
             max_restarts_per_minute: 10,
             checkpoint_interval: Duration::from_millis(100),
+            health: HealthPolicy::default(),
         }
     }
 }

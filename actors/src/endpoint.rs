@@ -32,6 +32,7 @@ use crate::delivery::{
     AttemptLogEntry, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus,
 };
 use crate::event::Event;
+use crate::health::{event_types, Alert, EndpointHealth, HealthSnapshot};
 use crate::ledger_writer::LedgerWriterMsg;
 use crate::metrics::{DeliveryCounters, EngineMetrics};
 use crate::ports::{OutboundRequest, Transport};
@@ -79,6 +80,8 @@ pub struct Backlog {
     /// Retries waiting for their timer, by job key.
     scheduled: HashMap<u64, (Job, SystemTime)>,
     next_key: u64,
+    /// The endpoint's health record, kept across restarts of the actor like the work.
+    health: EndpointHealth,
 }
 
 impl Backlog {
@@ -109,6 +112,11 @@ impl Backlog {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The endpoint's health as of `now`.
+    pub fn health(&self, now: SystemTime) -> HealthSnapshot {
+        self.health.snapshot(now)
     }
 
     fn key(&mut self) -> u64 {
@@ -491,6 +499,15 @@ impl EndpointActor {
             Ok(response) if response.is_success() => state.failing_streak = 0,
             _ => state.failing_streak = state.failing_streak.saturating_add(1),
         }
+        let alerts = state.backlog.lock().expect("backlog lock").health.record(
+            &self.config.health,
+            started_at + elapsed,
+            &result,
+            (&state.spec.id, &state.spec.url),
+        );
+        for alert in alerts {
+            self.raise(alert);
+        }
         let delay = next_delay(&self.config.retry, job.attempts, &result, &mut rand::rng());
         let (status_code, error) = match &result {
             Ok(response) => (Some(response.status), None),
@@ -547,14 +564,39 @@ impl EndpointActor {
         };
         let retire = if job.persisted { None } else { job.seq };
         job.persisted = true;
+        // An exhausted `delivery.exhausted` raises no other: a dead operator endpoint must
+        // not feed itself an endless chain.
+        let exhausted = (status == DeliveryStatus::Failed
+            && &*job.event.event_type != event_types::DELIVERY_EXHAUSTED)
+            .then(|| Alert::DeliveryExhausted {
+                delivery_id: record.delivery_id.clone(),
+                event_id: record.event_id.clone(),
+                webhook_id: record.webhook_id.clone(),
+                event_type: record.event_type.clone(),
+                task_id: record.task_id.clone(),
+                attempts: record.attempts,
+                last_status_code: record.last_status_code,
+                last_error: record.last_error.clone(),
+            });
         let _ = self.ledger.cast(LedgerWriterMsg::Write {
             record: Box::new(record),
             retire,
         });
+        if let Some(alert) = exhausted {
+            self.raise(alert);
+        }
         if let Some(due) = next_attempt_at {
             let mut backlog = state.backlog.lock().expect("backlog lock");
             schedule(myself, &mut backlog, job, due);
         }
+    }
+}
+
+impl EndpointActor {
+    /// Hands an alert to the ledger writer, which publishes it.
+    fn raise(&self, alert: Alert) {
+        info!(event_type = alert.event_type(), alert = ?alert, "alert");
+        let _ = self.ledger.cast(LedgerWriterMsg::Alert(Box::new(alert)));
     }
 }
 

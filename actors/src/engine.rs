@@ -14,7 +14,7 @@ use crate::delivery::PendingDelivery;
 use crate::event::Event;
 use crate::ledger_writer::LedgerWriterMsg;
 use crate::ports::{Ledger, Transport};
-use crate::router::{RouterMsg, RouterStats};
+use crate::router::{EndpointReport, RouterMsg, RouterStats};
 use crate::supervisor::{ServiceFactory, Supervisor, SupervisorMsg};
 use crate::webhook::WebhookSpec;
 
@@ -172,6 +172,25 @@ impl EngineHandle {
             .await
         {
             Ok(ractor::rpc::CallResult::Success(stats)) => Ok(stats),
+            _ => Err(EngineStopped),
+        }
+    }
+
+    /// One endpoint's backlog and health; `None` when no endpoint actor runs for the
+    /// webhook (unknown, disabled or deleted).
+    pub async fn endpoint(
+        &self,
+        webhook_id: &str,
+    ) -> Result<Option<EndpointReport>, EngineStopped> {
+        match self
+            .router
+            .call(
+                |reply| RouterMsg::Endpoint(webhook_id.into(), reply),
+                Some(Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(report)) => Ok(report),
             _ => Err(EngineStopped),
         }
     }
@@ -594,6 +613,113 @@ mod tests {
             ledger.count_with(DeliveryStatus::Succeeded) == 40
         })
         .await;
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failing_endpoint_raises_one_failing_and_one_recovered_alert() {
+        let mut config = config();
+        config.retry.max_attempts = 100;
+        config.health.failing_after = 4;
+        let (engine, transport, ledger) = start(config).await;
+        let handle = engine.handle();
+        transport.set_default("https://a.example/hook", Answer::Status(503));
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        for i in 0..3 {
+            handle
+                .submit(event(&format!("evt_{i}"), "object.created"), None)
+                .await
+                .unwrap();
+        }
+        until("12 failed attempts", || {
+            transport.sent_to("https://a.example/hook") >= 12
+        })
+        .await;
+        let report = handle
+            .endpoint("a")
+            .await
+            .unwrap()
+            .expect("endpoint a runs");
+        assert!(report.health.failing);
+        assert!(report.health.consecutive_failures >= 12);
+        assert_eq!(report.health.last_status_code, Some(503));
+        assert_eq!(report.health.last_success_at, None);
+        assert_eq!(report.health.success_rate(), Some(0.0));
+
+        transport.set_default("https://a.example/hook", Answer::Status(200));
+        until("3 deliveries succeed", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 3
+        })
+        .await;
+        until("the recovered alert", || ledger.alerts().len() >= 2).await;
+        let alerts = ledger.alerts();
+        let types: Vec<_> = alerts.iter().map(|a| a.event_type()).collect();
+        assert_eq!(
+            types,
+            ["webhook.endpoint.failing", "webhook.endpoint.recovered"],
+            "{alerts:?}"
+        );
+        match &alerts[0] {
+            crate::health::Alert::EndpointFailing {
+                webhook_id,
+                consecutive_failures,
+                last_status_code,
+                ..
+            } => {
+                assert_eq!(webhook_id, "a");
+                assert_eq!(*consecutive_failures, 4);
+                assert_eq!(*last_status_code, Some(503));
+            }
+            other => panic!("{other:?}"),
+        }
+        let report = handle.endpoint("a").await.unwrap().unwrap();
+        assert!(!report.health.failing);
+        assert_eq!(report.health.consecutive_failures, 0);
+        assert!(report.health.last_success_at.is_some());
+        assert!(handle.endpoint("nope").await.unwrap().is_none());
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_delivery_raises_delivery_exhausted_but_not_for_its_own_kind() {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        transport.set_default("https://a.example/hook", Answer::Status(500));
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        handle
+            .submit(event("evt_x", "object.created"), None)
+            .await
+            .unwrap();
+        handle
+            .submit(event("evt_y", "delivery.exhausted"), None)
+            .await
+            .unwrap();
+        until("both deliveries failed", || {
+            ledger.count_with(DeliveryStatus::Failed) == 2
+        })
+        .await;
+        until("the exhausted alert", || !ledger.alerts().is_empty()).await;
+        // Give a wrongly raised second alert the time to show up.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let alerts = ledger.alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        match &alerts[0] {
+            crate::health::Alert::DeliveryExhausted {
+                delivery_id,
+                event_id,
+                attempts,
+                last_status_code,
+                ..
+            } => {
+                assert_eq!(delivery_id, "evt_x:a");
+                assert_eq!(event_id, "evt_x");
+                assert_eq!(*attempts, 3);
+                assert_eq!(*last_status_code, Some(500));
+            }
+            other => panic!("{other:?}"),
+        }
         engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
 

@@ -128,6 +128,7 @@ struct MemoryInner {
     deliveries: HashMap<String, StoredDelivery>,
     checkpoints: Vec<Bytes>,
     writes: usize,
+    alerts: Vec<crate::health::Alert>,
 }
 
 /// A delivery as the memory ledger keeps it.
@@ -171,6 +172,11 @@ impl MemoryLedger {
     pub fn writes(&self) -> usize {
         self.inner.lock().unwrap().writes
     }
+
+    /// Alerts published so far, in order.
+    pub fn alerts(&self) -> Vec<crate::health::Alert> {
+        self.inner.lock().unwrap().alerts.clone()
+    }
 }
 
 impl Ledger for MemoryLedger {
@@ -202,6 +208,11 @@ impl Ledger for MemoryLedger {
 
     fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {
         self.inner.lock().unwrap().checkpoints.push(checkpoint);
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn alert(&self, alert: crate::health::Alert) -> BoxFuture<'static, Result<(), LedgerError>> {
+        self.inner.lock().unwrap().alerts.push(alert);
         futures::future::ready(Ok(())).boxed()
     }
 

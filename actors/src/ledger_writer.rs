@@ -8,15 +8,23 @@
 //!
 //! A failed write is retried with backoff, never dropped: until it succeeds the checkpoint
 //! cannot pass those events, and the feed window eventually stops taking new ones.
+//!
+//! Alerts (an endpoint failing or recovered, a delivery exhausted) pass through here too:
+//! one task publishes them through [`Ledger::alert`] in the order they were raised,
+//! retrying each with backoff. They wait in a bounded queue; should the store be gone for so
+//! long that it fills up, further alerts are dropped and logged (the deliveries themselves
+//! are never dropped).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::warn;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
 
 use crate::config::EngineConfig;
 use crate::delivery::DeliveryRecord;
+use crate::health::Alert;
 use crate::metrics::EngineMetrics;
 use crate::ports::{Ledger, LedgerError};
 use crate::router::RouterMsg;
@@ -35,7 +43,12 @@ pub enum LedgerWriterMsg {
     RetryWrite,
     /// Reply once every record received so far is durable.
     Sync(RpcReplyPort<()>),
+    /// Publish an operational alert.
+    Alert(Box<Alert>),
 }
+
+/// Alerts waiting to be published, at most.
+const ALERT_QUEUE: usize = 10_000;
 
 pub struct LedgerWriter {
     pub config: Arc<EngineConfig>,
@@ -61,6 +74,8 @@ pub struct LedgerWriterState {
     timer_armed: bool,
     consecutive_failures: u32,
     waiters: Vec<RpcReplyPort<()>>,
+    /// The alert publisher's queue.
+    alerts: mpsc::Sender<Alert>,
 }
 
 impl Actor for LedgerWriter {
@@ -81,6 +96,7 @@ impl Actor for LedgerWriter {
             timer_armed: false,
             consecutive_failures: 0,
             waiters: Vec::new(),
+            alerts: spawn_alert_publisher(self.ledger.clone()),
         })
     }
 
@@ -131,6 +147,11 @@ impl Actor for LedgerWriter {
                 state.waiters.push(reply);
                 self.start_write(&myself, state);
             }
+            LedgerWriterMsg::Alert(alert) => {
+                if let Err(e) = state.alerts.try_send(*alert) {
+                    error!(alert = ?e.into_inner(), "alert queue full, alert dropped");
+                }
+            }
         }
         if state.writing.is_none() && state.buffer.is_empty() {
             state.waiters.drain(..).for_each(|reply| {
@@ -170,6 +191,25 @@ impl LedgerWriter {
             let _ = myself.cast(LedgerWriterMsg::Written(result));
         });
     }
+}
+
+/// Publishes alerts one at a time, in order, each retried until the ledger takes it. Ends
+/// when the writer (the only sender) stops.
+fn spawn_alert_publisher(ledger: Arc<dyn Ledger>) -> mpsc::Sender<Alert> {
+    let (tx, mut rx) = mpsc::channel::<Alert>(ALERT_QUEUE);
+    tokio::spawn(async move {
+        while let Some(alert) = rx.recv().await {
+            let mut failures = 0;
+            while let Err(error) = ledger.alert(alert.clone()).await {
+                failures += 1;
+                let wait = backoff(failures);
+                warn!(%error, event_type = alert.event_type(), retry_in_ms = wait.as_millis() as u64,
+                    "publishing an alert failed, retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    });
+    tx
 }
 
 /// 50 ms doubling to 5 s.

@@ -25,6 +25,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod event;
 pub mod fakes;
+pub mod health;
 pub mod ledger_writer;
 pub mod metrics;
 pub mod ports;
@@ -39,6 +40,7 @@ pub use engine::{Engine, EngineHandle, EngineStopped};
 
 pub use delivery::{AttemptResponse, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus};
 pub use event::{Event, Payload};
+pub use health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot};
 pub use ports::{Ledger, LedgerError, OutboundRequest, Transport};
 pub use retry::{next_delay, RetryPolicy};
 pub use signing::{Signer, SigningKey};

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
+use crate::health::Alert;
 
 /// One signed POST, ready to send. Everything is pre-built: the transport only dials.
 #[derive(Debug, Clone)]
@@ -65,4 +66,12 @@ pub trait Ledger: Send + Sync + 'static {
         after: Option<String>,
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<PendingDelivery>, LedgerError>>;
+
+    /// Publishes an operational alert (an endpoint failing or recovered, a delivery
+    /// exhausted) as an event, and acts on a disable request. Must be idempotent: the same
+    /// alert may be handed over again after a failed attempt.
+    fn alert(&self, alert: Alert) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let _ = alert;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }

@@ -29,6 +29,7 @@ use crate::endpoint::{
     Backlog, EndpointActor, EndpointArgs, EndpointMsg, EndpointStats, Job, SharedBacklog,
 };
 use crate::event::Event;
+use crate::health::HealthSnapshot;
 use crate::ledger_writer::{LedgerWriter, LedgerWriterArgs, LedgerWriterMsg};
 use crate::metrics::EngineMetrics;
 use crate::ports::{Ledger, LedgerError, Transport};
@@ -61,11 +62,21 @@ pub enum RouterMsg {
     /// Shutdown, step 2 (after the ledger writer synced): write the checkpoint now.
     FinalCheckpoint(RpcReplyPort<Result<(), LedgerError>>),
     Stats(RpcReplyPort<RouterStats>),
+    /// What one endpoint holds and how healthy it is; `None` if no actor runs for it
+    /// (unknown, disabled or deleted webhook).
+    Endpoint(Arc<str>, RpcReplyPort<Option<EndpointReport>>),
     /// The ledger writer, for the shutdown sequence.
     LedgerWriter(RpcReplyPort<ActorRef<LedgerWriterMsg>>),
     /// Make an endpoint actor fail (tests of supervision).
     #[cfg(test)]
     CrashEndpoint(Arc<str>),
+}
+
+/// One endpoint, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct EndpointReport {
+    pub stats: EndpointStats,
+    pub health: HealthSnapshot,
 }
 
 /// A snapshot of the router's bookkeeping.
@@ -280,6 +291,16 @@ impl Actor for Router {
             }
             RouterMsg::LedgerWriter(reply) => {
                 let _ = reply.send(state.ledger_writer.clone());
+            }
+            RouterMsg::Endpoint(id, reply) => {
+                let report = state.endpoints.get(&id).map(|entry| {
+                    let backlog = entry.backlog.lock().expect("backlog lock");
+                    EndpointReport {
+                        stats: backlog.stats(),
+                        health: backlog.health(std::time::SystemTime::now()),
+                    }
+                });
+                let _ = reply.send(report);
             }
             RouterMsg::Stats(reply) => {
                 let mut per_endpoint = HashMap::new();
