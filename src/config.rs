@@ -104,6 +104,14 @@ pub struct ServeArgs {
     /// Days a failed delivery, and an inbound event record, is kept (TTL index) [default: 30]
     #[arg(long, env = "HERALD_RETENTION_FAILED_DAYS")]
     pub retention_failed_days: Option<u32>,
+    /// Failed attempts in a row after which an endpoint is failing and one
+    /// `webhook.endpoint.failing` event is published [default: 10]
+    #[arg(long, env = "HERALD_ENDPOINT_FAILING_AFTER")]
+    pub endpoint_failing_after: Option<u32>,
+    /// Disable a webhook whose endpoint has failed every attempt for this many seconds
+    /// (publishes `webhook.endpoint.disabled`); 0 = never [default: 0]
+    #[arg(long, env = "HERALD_ENDPOINT_DISABLE_AFTER_SECS")]
+    pub endpoint_disable_after_secs: Option<u64>,
     /// Operator-defined event types for the catalog (config file only: `[[event-types]]`).
     #[arg(skip)]
     pub event_types: Option<Vec<EventTypeDef>>,
@@ -149,6 +157,10 @@ pub struct Config {
     /// Days failed deliveries are kept after `completed_at`, and `inbound_events` after
     /// `received_at`.
     pub retention_failed_days: u32,
+    /// Failed attempts in a row after which an endpoint is failing.
+    pub endpoint_failing_after: u32,
+    /// Seconds of failing without a 2xx after which the webhook is disabled; 0 = never.
+    pub endpoint_disable_after_secs: u64,
     /// Operator-defined event types, added to the built-in catalog.
     pub event_types: Vec<EventTypeDef>,
 }
@@ -196,6 +208,10 @@ impl Config {
                 .unwrap_or(defaults.retention_succeeded_days),
             retention_failed_days: pick!(retention_failed_days)
                 .unwrap_or(defaults.retention_failed_days),
+            endpoint_failing_after: pick!(endpoint_failing_after)
+                .unwrap_or(defaults.endpoint_failing_after),
+            endpoint_disable_after_secs: pick!(endpoint_disable_after_secs)
+                .unwrap_or(defaults.endpoint_disable_after_secs),
             event_types: file.event_types.clone().unwrap_or_default(),
         };
         config.validate()?;
@@ -220,6 +236,9 @@ impl Config {
         }
         if self.attempt_timeout_ms == 0 {
             return Err("--attempt-timeout-ms must be at least 1".into());
+        }
+        if self.endpoint_failing_after == 0 {
+            return Err("--endpoint-failing-after must be at least 1".into());
         }
         if self.max_in_flight_per_endpoint == 0 {
             return Err("--max-in-flight-per-endpoint must be at least 1".into());
@@ -267,6 +286,11 @@ impl Config {
             },
             attempt_timeout: self.attempt_timeout(),
             max_in_flight_per_endpoint: self.max_in_flight_per_endpoint,
+            health: herald_actors::HealthPolicy {
+                failing_after: self.endpoint_failing_after,
+                disable_after: (self.endpoint_disable_after_secs > 0)
+                    .then(|| Duration::from_secs(self.endpoint_disable_after_secs)),
+            },
             ..herald_actors::EngineConfig::default()
         }
     }
@@ -291,6 +315,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             retention_succeeded_days: 7,
             retention_failed_days: 30,
+            endpoint_failing_after: 10,
+            endpoint_disable_after_secs: 0,
             event_types: Vec::new(),
         }
     }
@@ -412,12 +438,36 @@ mod tests {
                 &["--retention-failed-days", "100000"],
                 "--retention-failed-days",
             ),
+            (
+                &["--endpoint-failing-after", "0"],
+                "--endpoint-failing-after",
+            ),
         ];
         for (args, expected) in cases {
             let error = Config::load(serve(args)).unwrap_err();
             assert!(error.contains(expected), "{args:?}: {error}");
             assert!(!error.contains('\n'));
         }
+    }
+
+    #[test]
+    fn endpoint_health_policy_reaches_the_engine() {
+        let engine = Config::load(serve(&[])).unwrap().engine();
+        assert_eq!(engine.health.failing_after, 10);
+        assert_eq!(engine.health.disable_after, None);
+        let engine = Config::load(serve(&[
+            "--endpoint-failing-after",
+            "3",
+            "--endpoint-disable-after-secs",
+            "86400",
+        ]))
+        .unwrap()
+        .engine();
+        assert_eq!(engine.health.failing_after, 3);
+        assert_eq!(
+            engine.health.disable_after,
+            Some(Duration::from_secs(86_400))
+        );
     }
 
     #[test]

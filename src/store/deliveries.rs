@@ -28,6 +28,7 @@ pub struct MongoLedger {
     db: Database,
     deliveries: Collection<Document>,
     state: Collection<Document>,
+    alerts: super::alerts::AlertPublisher,
 }
 
 impl MongoLedger {
@@ -36,6 +37,7 @@ impl MongoLedger {
             db: db.clone(),
             deliveries: db.collection(DELIVERIES),
             state: db.collection(STATE),
+            alerts: super::alerts::AlertPublisher::new(db),
         }
     }
 
@@ -238,6 +240,14 @@ impl Ledger for MongoLedger {
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
         let this = self.clone();
         async move { this.write_batch(&batch).await }.boxed()
+    }
+
+    fn alert(
+        &self,
+        alert: herald_actors::health::Alert,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let alerts = self.alerts.clone();
+        async move { alerts.publish(&alert).await }.boxed()
     }
 
     fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {

@@ -6,6 +6,7 @@
 //! Indexes are created at start, idempotently: those every query needs
 //! ([`ensure_indexes`]) and the TTL indexes that bound the ledger ([`ensure_retention`]).
 
+pub mod alerts;
 pub mod deliveries;
 pub mod events;
 pub mod webhooks;

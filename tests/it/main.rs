@@ -14,6 +14,7 @@ mod daemon;
 mod delivery;
 mod fixtures;
 mod harness_smoke;
+mod health;
 mod mux;
 mod openapi;
 mod operations;
