@@ -26,6 +26,13 @@ pub const CHANGE_STREAM_LAG_SECONDS: &str = "herald_change_stream_lag_seconds";
 /// `herald_inbound_webhooks_total{provider, outcome}`: inbound provider requests.
 pub const INBOUND_WEBHOOKS_TOTAL: &str = "herald_inbound_webhooks_total";
 
+/// `herald_deliveries_pending{database}`: deliveries waiting for an attempt (status
+/// `pending`, including those held by paused webhooks and those of disabled ones).
+pub const DELIVERIES_PENDING: &str = "herald_deliveries_pending";
+
+/// How often [`DELIVERIES_PENDING`] is counted.
+const PENDING_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The `outcome` label of [`INBOUND_WEBHOOKS_TOTAL`].
 pub mod inbound_outcome {
     /// Applied (or already applied: a provider retry).
@@ -81,6 +88,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 Unit::Seconds,
                 "Now minus the time of the last change the event feed read"
             );
+            describe_gauge!(
+                DELIVERIES_PENDING,
+                "Deliveries waiting for an attempt (counted in MongoDB every 5 s)"
+            );
             describe_counter!(
                 INBOUND_WEBHOOKS_TOTAL,
                 "Inbound provider webhook requests, by provider and outcome"
@@ -120,6 +131,39 @@ pub fn count_inbound(provider: &'static str, outcome: &'static str) {
     install();
     metrics::counter!(INBOUND_WEBHOOKS_TOTAL, "provider" => provider, "outcome" => outcome)
         .increment(1);
+}
+
+/// Keeps [`DELIVERIES_PENDING`] current: counts `deliveries` with status `pending` (an
+/// index count) every few seconds, in a task of its own so that a scrape never waits on
+/// MongoDB. A failed count leaves the last value. The task stops when the returned guard is
+/// dropped.
+pub fn spawn_pending_gauge(db: mongodb::Database) -> PendingGauge {
+    install();
+    let gauge = metrics::gauge!(DELIVERIES_PENDING, "database" => db.name().to_owned());
+    let deliveries = db.collection::<mongodb::bson::Document>(crate::store::DELIVERIES);
+    PendingGauge(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(PENDING_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match deliveries
+                .count_documents(mongodb::bson::doc! {"status": "pending"})
+                .await
+            {
+                Ok(n) => gauge.set(n as f64),
+                Err(error) => tracing::debug!(%error, "cannot count pending deliveries"),
+            }
+        }
+    }))
+}
+
+/// Stops the [`DELIVERIES_PENDING`] task when dropped.
+pub struct PendingGauge(tokio::task::JoinHandle<()>);
+
+impl Drop for PendingGauge {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,15 @@ async fn health(api: &Api, id: &str) -> Value {
     response.body["health"].clone()
 }
 
+/// `herald_deliveries_pending` of this test's database, from `GET /metrics`.
+async fn pending_gauge(api: &Api, database: &str) -> Option<f64> {
+    let text = api.anonymous().get("/metrics").await.body;
+    let series = format!("herald_deliveries_pending{{database=\"{database}\"}} ");
+    text.as_str()?
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+}
+
 async fn wait_for_health(api: &Api, id: &str, what: &str, check: impl Fn(&Value) -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -97,6 +106,16 @@ async fn a_failing_endpoint_alerts_once_and_recovers_once() {
     assert_eq!(failing["last_success_at"], Value::Null);
     assert_eq!(failing["success_rate"], 0.0);
     assert_eq!(failing["window_seconds"], 3600);
+    // The three deliveries wait for their next attempt, and the gauge says so.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while pending_gauge(&api, &name).await != Some(3.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "herald_deliveries_pending never showed 3: {:?}",
+            pending_gauge(&api, &name).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let alerts = ops.wait_for(1, DEADLINE).await;
     let first = of_type(&alerts, "webhook.endpoint.failing");
