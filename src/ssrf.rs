@@ -292,6 +292,13 @@ mod tests {
             ("64:ff9b::7f00:1", "loopback"),
             ("64:ff9b::a9fe:a9fe", "link-local"),
             ("2002:7f00:1::", "loopback"),
+            ("::ffff:0.0.0.0", "unspecified"),
+            ("::ffff:100.64.0.1", "CGNAT"),
+            ("::ffff:224.0.0.1", "multicast"),
+            ("::ffff:255.255.255.255", "broadcast"),
+            ("64:ff9b::a00:1", "private"),
+            ("2002:a9fe:a9fe::1", "link-local"),
+            ("ff05::1:3", "multicast"),
         ];
         for (addr, class) in cases {
             let err = guard

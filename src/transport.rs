@@ -169,6 +169,15 @@ impl HttpsTransport {
     /// rustls with the ring provider (no process-wide provider needed), HTTP/1.1 and HTTP/2,
     /// HTTPS only, and the SSRF guard on every resolved address.
     pub fn new(opts: TransportOptions) -> Result<Self, TransportBuildError> {
+        Self::with_resolver(opts, Arc::new(SystemResolver))
+    }
+
+    /// [`new`](Self::new) with another name resolver behind the SSRF guard (tests use a
+    /// fake whose answers change, to prove the guard judges what is dialled).
+    fn with_resolver(
+        opts: TransportOptions,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<Self, TransportBuildError> {
         let roots = root_store(opts.ca_file.as_deref())?;
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -180,6 +189,7 @@ impl HttpsTransport {
         let guard = Arc::new(SsrfGuard::new(opts.allow_private));
         let mut http = HttpConnector::new_with_resolver(GuardedResolver {
             guard: Arc::clone(&guard),
+            resolver,
         });
         // The TLS layer checks the scheme; the TCP layer must accept `https://` URIs.
         http.enforce_http(false);
@@ -543,11 +553,36 @@ fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TransportBuildErr
     Ok(roots)
 }
 
-/// Resolves with tokio (the system resolver) and keeps only addresses the SSRF guard lets
-/// through, so the client can only ever dial an allowed address.
+/// Turns a host name into addresses. Asked afresh for every new connection, so what it
+/// answers then — not at webhook creation — is what the guard judges.
+trait Resolve: Send + Sync + fmt::Debug {
+    fn resolve(&self, host: &str) -> BoxFuture<'static, io::Result<Vec<IpAddr>>>;
+}
+
+/// The system resolver, through tokio (`getaddrinfo` on a blocking thread).
+#[derive(Debug)]
+struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, host: &str) -> BoxFuture<'static, io::Result<Vec<IpAddr>>> {
+        let host = host.to_owned();
+        async move {
+            // Port 0: the connector puts the URL's port on every address.
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|addr| addr.ip())
+                .collect())
+        }
+        .boxed()
+    }
+}
+
+/// Resolves with `resolver` (the system resolver outside tests) and keeps only addresses
+/// the SSRF guard lets through, so the client can only ever dial an allowed address.
 #[derive(Debug, Clone)]
 struct GuardedResolver {
     guard: Arc<SsrfGuard>,
+    resolver: Arc<dyn Resolve>,
 }
 
 /// Why the guarded resolver produced no address.
@@ -579,6 +614,7 @@ impl tower_service::Service<Name> for GuardedResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let guard = Arc::clone(&self.guard);
+        let resolver = Arc::clone(&self.resolver);
         async move {
             let host = name.as_str();
             // RFC 6761: localhost names are loopback whatever the system resolver says
@@ -591,9 +627,12 @@ impl tower_service::Service<Name> for GuardedResolver {
                 ]
             } else {
                 // Port 0: the connector puts the URL's port on every address.
-                tokio::net::lookup_host((host, 0))
+                resolver
+                    .resolve(host)
                     .await
                     .map_err(ResolveError::Lookup)?
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
                     .collect()
             };
             let mut refused = None;
@@ -1089,6 +1128,32 @@ mod tests {
                 "https://[::ffff:7f00:1]/",
                 "127.0.0.1 in IPv6 form: loopback",
             ),
+            (
+                "https://[::ffff:127.0.0.1]/",
+                "127.0.0.1 in IPv6 form: loopback",
+            ),
+            ("https://[::]/", ":: is unspecified"),
+            ("https://0.0.0.0/", "0.0.0.0 is unspecified"),
+            (
+                "https://1681915905/",
+                "1681915905 is 100.64.0.1, which is shared CGNAT",
+            ),
+            (
+                "https://0xe0000001/",
+                "0xe0000001 is 224.0.0.1, which is multicast",
+            ),
+            (
+                "https://012.0.0.1/",
+                "012.0.0.1 is 10.0.0.1, which is private",
+            ),
+            (
+                "https://0300.0250.1.1/",
+                "0300.0250.1.1 is 192.168.1.1, which is private",
+            ),
+            (
+                "https://[::ffff:a9fe:a9fe]/",
+                "169.254.169.254 in IPv6 form: link-local",
+            ),
         ];
         for (url, reason) in blocked {
             match check(url, &strict) {
@@ -1133,8 +1198,16 @@ mod tests {
 
         let mut strict = GuardedResolver {
             guard: Arc::new(SsrfGuard::default()),
+            resolver: Arc::new(SystemResolver),
         };
-        for name in ["localhost", "LOCALHOST", "localhost.", "api.localhost"] {
+        for name in [
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "LocalHost.",
+            "api.localhost",
+            "api.LOCALHOST.",
+        ] {
             let error = strict
                 .call(Name::from_str(name).expect("name"))
                 .await
@@ -1149,6 +1222,7 @@ mod tests {
             guard: Arc::new(SsrfGuard::new(
                 SsrfGuard::parse_allow_list("127.0.0.0/8").expect("allow list"),
             )),
+            resolver: Arc::new(SystemResolver),
         };
         let addrs: Vec<SocketAddr> = v4_only
             .call(Name::from_str("localhost.").expect("name"))
@@ -1156,5 +1230,76 @@ mod tests {
             .expect("allowed")
             .collect();
         assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 0))]);
+    }
+
+    /// A resolver whose answer changes under herald's feet: `first` for the first lookup
+    /// (say, when the webhook is created), `then` for every later one.
+    #[derive(Debug)]
+    struct Rebinding {
+        first: IpAddr,
+        then: IpAddr,
+        lookups: AtomicUsize,
+    }
+
+    impl Resolve for Rebinding {
+        fn resolve(&self, _host: &str) -> BoxFuture<'static, io::Result<Vec<IpAddr>>> {
+            let n = self.lookups.fetch_add(1, Ordering::SeqCst);
+            let ip = if n == 0 { self.first } else { self.then };
+            futures::future::ready(Ok(vec![ip])).boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_rebound_to_loopback_after_creation_is_refused_at_dial_time_unless_allowed() {
+        use std::str::FromStr;
+        use tower_service::Service;
+
+        let cert = rcgen::generate_simple_self_signed(vec!["rebind.example".to_owned()])
+            .expect("self-signed certificate");
+        let receiver = start_receiver(&cert).await;
+        let ca = ca_file(&cert);
+        let resolver = Arc::new(Rebinding {
+            first: "93.184.216.34".parse().expect("ip"),
+            then: IpAddr::from([127, 0, 0, 1]),
+            lookups: AtomicUsize::new(0),
+        });
+        let options = |allow: &str| TransportOptions {
+            ca_file: Some(ca.path().to_owned()),
+            allow_private: SsrfGuard::parse_allow_list(allow).expect("allow list"),
+            ..TransportOptions::default()
+        };
+        let url = format!("https://rebind.example:{}/hook", receiver.port);
+
+        // When the webhook is created the name is public, and the guard agrees.
+        let mut at_creation = GuardedResolver {
+            guard: Arc::new(SsrfGuard::default()),
+            resolver: resolver.clone(),
+        };
+        let public: Vec<SocketAddr> = at_creation
+            .call(Name::from_str("rebind.example").expect("name"))
+            .await
+            .expect("a public address passes")
+            .collect();
+        assert_eq!(public, [SocketAddr::from(([93, 184, 216, 34], 0))]);
+
+        // At dial time it resolves to loopback: refused, and nothing reaches the receiver
+        // listening there.
+        let strict =
+            HttpsTransport::with_resolver(options(""), resolver.clone()).expect("transport");
+        assert_eq!(
+            strict.send(outbound(&url)).await,
+            Err(DeliveryError::Blocked(
+                "rebind.example resolves to 127.0.0.1, which is loopback (127.0.0.0/8)".to_owned()
+            ))
+        );
+        assert_eq!(receiver.connections(), 0);
+
+        // Inside --allow-private-networks the same dial goes through.
+        let allowed = HttpsTransport::with_resolver(options("127.0.0.0/8"), resolver.clone())
+            .expect("transport");
+        let response = allowed.send(outbound(&url)).await.expect("delivered");
+        assert_eq!(response.status, 503);
+        assert_eq!(receiver.requests().len(), 1);
+        assert_eq!(resolver.lookups.load(Ordering::SeqCst), 3);
     }
 }

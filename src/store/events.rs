@@ -260,7 +260,7 @@ pub async fn run_feed(
             Err(e) => {
                 health.live.store(false, Ordering::Relaxed);
                 failures += 1;
-                let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                let wait = reopen_backoff(failures);
                 warn!(error = %one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64, "cannot open the change stream");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -310,9 +310,11 @@ pub async fn run_feed(
         }
         health.live.store(true, Ordering::Relaxed);
         if failures > 0 {
-            info!("change stream reopened");
+            info!(
+                resumed = resume.is_some(),
+                "change stream reopened after {failures} failure(s)"
+            );
         }
-        failures = 0;
         loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -320,6 +322,8 @@ pub async fn run_feed(
             };
             match next {
                 Some(Ok(change)) => {
+                    // The stream works again: the next failure starts the backoff anew.
+                    failures = 0;
                     let at = change_time(&change);
                     crate::metrics::set_change_stream_lag(
                         std::time::SystemTime::now()
@@ -347,10 +351,20 @@ pub async fn run_feed(
                         return;
                     }
                 }
+                // The driver has already tried to resume once on a resumable error (network
+                // error, primary stepped down, …), as MongoDB's change-stream spec says; what
+                // reaches us it could not cure. Reopen from the last change seen, after a
+                // pause that grows while failures repeat (a stream that opens and fails at
+                // once must not spin).
                 Some(Err(e)) => {
                     health.live.store(false, Ordering::Relaxed);
-                    warn!(error = %one_line(&e.to_string()), "change stream failed; reopening");
-                    break;
+                    failures += 1;
+                    let wait = reopen_backoff(failures);
+                    warn!(error = %one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64, "change stream failed; reopening from the last change seen");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => break,
+                    }
                 }
                 None => break,
             }
@@ -398,6 +412,12 @@ pub async fn scan_events(
         }
     }
     Ok(found)
+}
+
+/// How long the feed waits before reopening its change stream after the `failures`-th
+/// failure in a row: 200 ms doubling to 6.4 s.
+fn reopen_backoff(failures: u32) -> Duration {
+    Duration::from_millis(100 * 2u64.pow(failures.clamp(1, 6)))
 }
 
 fn is_history_lost(e: &mongodb::error::Error) -> bool {
@@ -477,6 +497,14 @@ mod tests {
             p.data,
             serde_json::json!({"bucket_id": "b1", "object_id": "obj_1", "metadata": {"k": 1}})
         );
+    }
+
+    #[test]
+    fn reopening_backs_off_from_200_ms_to_6_4_s() {
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| reopen_backoff(n).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [200, 400, 800, 1_600, 3_200, 6_400, 6_400, 6_400]);
     }
 
     #[test]

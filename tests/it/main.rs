@@ -18,4 +18,5 @@ mod health;
 mod mux;
 mod openapi;
 mod operations;
+mod outage;
 mod startup;
