@@ -5,6 +5,8 @@
 //! - [`config`]: flags, env vars and the TOML file, validated into one `Config`;
 //! - [`store`]: MongoDB — the outbox change stream ([`store::events`]), the live webhook
 //!   watcher ([`store::webhooks`]) and the delivery ledger ([`store::deliveries`]);
+//! - [`secrets`]: encryption at rest (`--secret-key`) of the webhook and connection secrets
+//!   the store and the API read and write;
 //! - [`transport`]: the one shared hyper client over rustls, with the [`ssrf`] guard on the
 //!   address actually dialled;
 //! - [`listener`] and [`api`]: the hyper server actor and its routes;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod inbound;
 pub mod listener;
 pub mod metrics;
+pub mod secrets;
 pub mod serve;
 pub mod ssrf;
 pub mod store;

@@ -18,6 +18,7 @@ use crate::api::catalog::Catalog;
 use crate::api::AppState;
 use crate::config::Config;
 use crate::listener::Listener;
+use crate::secrets::SecretBox;
 use crate::store;
 use crate::store::deliveries::MongoLedger;
 use crate::store::events::{self, FeedHealth};
@@ -33,8 +34,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     if config.api_key.is_none() {
         warn!(listen = %config.listen, "no --api-key: the API is open to anyone who can reach this loopback address");
     }
-    if config.secret_key.is_some() {
-        warn!("--secret-key is accepted but encryption at rest is not implemented yet: secrets are stored as given");
+    // Webhook secrets, header values and connection secrets are sealed with this on write
+    // and opened on read; without a key they are stored as given.
+    let secrets = SecretBox::new(config.secret_key);
+    if secrets.encrypts() {
+        info!("--secret-key set: webhook and connection secrets are encrypted at rest");
     }
     let db = store::connect(
         &config.mongodb_uri,
@@ -92,6 +96,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     let watcher = tokio::spawn(webhooks::run_watcher(
         db.clone(),
         handle.clone(),
+        secrets.clone(),
         watcher_health.clone(),
         loaded_tx,
         tasks.clone(),
@@ -117,6 +122,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         catalog: Catalog::new(&config.event_types),
         feed: feed_health.clone(),
         watcher: watcher_health.clone(),
+        secrets,
     });
     let listen = config.listen;
     handle

@@ -5,7 +5,8 @@
 //! assets sync into, with the `metadata_filters` an asset must satisfy to belong. The
 //! secret is write-only: accepted by `POST`, used to verify inbound webhooks, and never
 //! returned — not even by the `POST` that set it — nor logged. Documents are stored in the
-//! shape of [`Connection::to_doc`].
+//! shape of [`Connection::to_doc`], the secret sealed under `--secret-key` when one is set
+//! ([`crate::secrets`]).
 
 use futures::TryStreamExt;
 use hyper::StatusCode;
@@ -18,6 +19,7 @@ use tracing::{info, warn};
 use super::request::cursor;
 use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
 use crate::inbound::{self, filters, Connection, CONNECTIONS};
+use crate::secrets::{SecretBox, SEALED_PREFIX};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
@@ -67,11 +69,18 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
             "must not contain control characters",
         ));
     }
-    // The message never repeats the secret.
+    // The messages never repeat the secret.
     if body.webhook_secret.is_empty() || body.webhook_secret.len() > MAX_SECRET_BYTES {
         return Err(ApiError::invalid_field(
             "webhook_secret",
             format!("must be a non-empty string of at most {MAX_SECRET_BYTES} bytes"),
+        ));
+    }
+    // Stored as given without a key, it would read back as a value herald encrypted.
+    if SecretBox::is_sealed(&body.webhook_secret) {
+        return Err(ApiError::invalid_field(
+            "webhook_secret",
+            format!("may not start with {SEALED_PREFIX:?} (reserved for values herald encrypts)"),
         ));
     }
     let metadata_filters = match &body.metadata_filters {
@@ -95,7 +104,10 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
             metadata_filters.clone(),
             DateTime::now(),
         );
-        match collection(app).insert_one(connection.to_doc()).await {
+        match collection(app)
+            .insert_one(connection.to_doc(&app.secrets))
+            .await
+        {
             Ok(_) => break connection,
             // 64 random bits collided: draw again.
             Err(e) if is_duplicate_key(&e) && attempts < 3 => continue,
@@ -168,7 +180,7 @@ pub async fn delete(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
 fn view(document: &Document) -> Value {
     let mut with_secret = document.clone();
     with_secret.insert("webhook_secret", "-");
-    if let Ok(connection) = Connection::from_doc(&with_secret) {
+    if let Ok(connection) = Connection::from_doc(&with_secret, &SecretBox::default()) {
         return connection.view();
     }
     let text = |field: &str| match document.get(field) {

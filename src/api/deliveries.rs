@@ -218,7 +218,7 @@ pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiR
         .find_one(doc! {"_id": &webhook_id})
         .await?
         .ok_or_else(|| ApiError::not_found("webhook", &webhook_id))?;
-    deliverable(&webhook_id, &webhook)?;
+    deliverable(app, &webhook_id, &webhook)?;
 
     let deliveries = collection(app);
     let mut recovered: u64 = 0;
@@ -333,13 +333,13 @@ async fn check_webhook_deliverable(app: &AppState, webhook_id: &str) -> Result<(
                 "webhook {webhook_id:?} no longer exists, so its delivery cannot be retried"
             ))
         })?;
-    deliverable(webhook_id, &webhook)
+    deliverable(app, webhook_id, &webhook)
 }
 
 /// The engine only runs endpoints for enabled, valid webhooks; a delivery handed over for
 /// any other would sit `pending` until a restart.
-fn deliverable(webhook_id: &str, webhook: &Document) -> Result<(), ApiError> {
-    match spec_from_doc(webhook, SystemTime::now()) {
+fn deliverable(app: &AppState, webhook_id: &str, webhook: &Document) -> Result<(), ApiError> {
+    match spec_from_doc(webhook, &app.secrets, SystemTime::now()) {
         Ok(spec) if spec.enabled => Ok(()),
         Ok(_) => Err(ApiError::conflict(format!(
             "webhook {webhook_id:?} is disabled; enable it first"

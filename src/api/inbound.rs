@@ -27,6 +27,7 @@ async fn receive(
 ) -> ApiResult {
     let outcome = inbound::receive(
         &app.db,
+        &app.secrets,
         provider,
         connection_id,
         &req.parts.headers,

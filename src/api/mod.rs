@@ -40,6 +40,8 @@ pub struct AppState {
     pub catalog: catalog::Catalog,
     pub feed: Arc<FeedHealth>,
     pub watcher: Arc<WatchHealth>,
+    /// Seals webhook and connection secrets on write, opens them on read (`--secret-key`).
+    pub secrets: crate::secrets::SecretBox,
 }
 
 pub type Body = Full<Bytes>;

@@ -76,9 +76,9 @@ impl ApiRequest {
             if inner.is_syntax() || inner.is_eof() {
                 ApiError::bad_request(format!("malformed JSON: {inner}"))
             } else if path == "." {
-                ApiError::invalid_field("body", inner)
+                ApiError::invalid_field("body", without_quoted_strings(&inner.to_string()))
             } else {
-                ApiError::invalid_field(&path, inner)
+                ApiError::invalid_field(&path, without_quoted_strings(&inner.to_string()))
             }
         })
     }
@@ -135,6 +135,32 @@ pub fn path_id(raw: &str) -> Result<String, ApiError> {
     String::from_utf8(out).map_err(|_| ApiError::bad_request("the id in the path is not UTF-8"))
 }
 
+/// serde quotes the offending string in type errors (`invalid type: string "…", expected
+/// a map`). That string may be a credential sent in the wrong field, and error messages end
+/// up in client and CI logs, so it is left out: `invalid type: a string, expected a map`.
+fn without_quoted_strings(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("string \"") {
+        // serde writes the string with `{:?}`: an inner `"` is escaped, so the first
+        // unescaped `"` ends it.
+        let after = &rest[start + "string \"".len()..];
+        let mut escaped = false;
+        let Some(end) = after.find(|c| {
+            let ends = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            ends
+        }) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        out.push_str("a string");
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -169,7 +195,27 @@ pub mod cursor {
 
 #[cfg(test)]
 mod tests {
-    use super::path_id;
+    use super::{path_id, without_quoted_strings};
+
+    #[test]
+    fn type_errors_do_not_repeat_the_string_sent() {
+        let error = serde_json::from_str::<std::collections::BTreeMap<String, bool>>(
+            r#"{"a": "whsec_s3cret \", expected x"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("whsec_s3cret"), "{error}");
+        let shown = without_quoted_strings(&error);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.starts_with("invalid type: a string, expected a boolean"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_quoted_strings("invalid type: integer `5`, expected a string"),
+            "invalid type: integer `5`, expected a string"
+        );
+    }
 
     #[test]
     fn path_ids_are_percent_decoded() {

@@ -10,7 +10,8 @@
 //! What is returned: `{webhook_id, url, event_types, name, headers, enabled, paused,
 //! rate_limit_per_second, created_at, updated_at}`. The signing secret appears only in the
 //! answers of create and rotate-secret, and header values are always redacted — they are
-//! credentials too (`X-Mixpeek-Secret`).
+//! credentials too (`X-Mixpeek-Secret`). With `--secret-key`, the secret, the rotated-out
+//! secrets and every header value are stored sealed ([`crate::secrets`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -31,6 +32,7 @@ use super::catalog::Catalog;
 use super::request::cursor;
 use super::request::path_id;
 use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
+use crate::secrets::{SecretBox, SEALED_PREFIX};
 use crate::store::{bson_date, WEBHOOKS};
 
 /// What header values read as in every answer.
@@ -183,6 +185,7 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
     }
     document.insert("created_at", now);
     document.insert("updated_at", now);
+    seal_credentials(&app.secrets, &mut document);
 
     let webhooks = collection(app);
     let _guard = match &name {
@@ -331,6 +334,7 @@ pub async fn patch(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
         ));
     }
     set.insert("updated_at", DateTime::now());
+    seal_credentials(&app.secrets, &mut set);
     let mut update = doc! {"$set": set};
     if !unset.is_empty() {
         update.insert("$unset", unset);
@@ -382,7 +386,9 @@ pub async fn set_paused(app: &AppState, _req: &ApiRequest, id: &str, paused: boo
         return Err(ApiError::not_found("webhook", id));
     };
     // A document the watcher refuses stays with the watcher's verdict (removed).
-    if let Ok(spec) = crate::store::webhooks::spec_from_doc(&document, SystemTime::now()) {
+    if let Ok(spec) =
+        crate::store::webhooks::spec_from_doc(&document, &app.secrets, SystemTime::now())
+    {
         let _ = app.engine.upsert_webhook(spec);
     }
     Ok(json_response(StatusCode::OK, view(&document)))
@@ -417,13 +423,14 @@ pub async fn rotate_secret(app: &AppState, req: &ApiRequest, id: &str) -> ApiRes
             return Err(ApiError::not_found("webhook", id));
         };
         let now = SystemTime::now();
-        let previous = previous_secrets_after_rotation(&current, &secret, now);
+        let previous = previous_secrets_after_rotation(&current, &secret, &app.secrets, now);
+        // As stored (sealed or not): the swap compares stored values.
         let old = current.get("secret").cloned().unwrap_or(Bson::Null);
         let result = webhooks
             .update_one(
                 doc! {"_id": id, "secret": {"$eq": old}},
                 doc! {"$set": {
-                    "secret": &secret,
+                    "secret": app.secrets.seal(&secret),
                     "previous_secrets": previous,
                     "updated_at": bson_date(now),
                 }},
@@ -441,34 +448,73 @@ pub async fn rotate_secret(app: &AppState, req: &ApiRequest, id: &str) -> ApiRes
     ))
 }
 
-/// The `previous_secrets` array after replacing `current`'s secret by `new`: the still
-/// valid previous secrets plus the current one, valid for [`PREVIOUS_SECRET_TTL`].
-fn previous_secrets_after_rotation(current: &Document, new: &str, now: SystemTime) -> Vec<Bson> {
-    let mut kept: Vec<(String, DateTime)> = current
+/// The `previous_secrets` array after replacing `current`'s secret by `new` (plaintext):
+/// the still valid previous secrets plus the current one, valid for [`PREVIOUS_SECRET_TTL`].
+/// Secrets are compared opened and stored sealed by `secrets`; one that cannot be opened
+/// (another key) is kept as stored until it expires.
+fn previous_secrets_after_rotation(
+    current: &Document,
+    new: &str,
+    secrets: &SecretBox,
+    now: SystemTime,
+) -> Vec<Bson> {
+    let opened = |stored: &str| secrets.open(stored).ok().map(|s| s.into_owned());
+    // (opened if it opens, as stored, expiry)
+    let mut kept: Vec<(Option<String>, String, DateTime)> = current
         .get_array("previous_secrets")
         .map(|a| a.as_slice())
         .unwrap_or_default()
         .iter()
         .filter_map(Bson::as_document)
         .filter_map(|entry| {
-            let secret = entry.get_str("secret").ok()?;
+            let stored = entry.get_str("secret").ok()?;
             let expires = entry.get_datetime("expires_at").ok()?;
-            (expires.to_system_time() > now && secret != new).then(|| (secret.to_owned(), *expires))
+            let secret = opened(stored);
+            (expires.to_system_time() > now && secret.as_deref() != Some(new))
+                .then(|| (secret, stored.to_owned(), *expires))
         })
         .collect();
-    if let Ok(old) = current.get_str("secret") {
-        if old != new {
-            kept.retain(|(s, _)| s != old);
-            kept.push((old.to_owned(), bson_date(now + PREVIOUS_SECRET_TTL)));
+    if let Ok(stored) = current.get_str("secret") {
+        let old = opened(stored);
+        if old.as_deref() != Some(new) {
+            if old.is_some() {
+                kept.retain(|(secret, _, _)| *secret != old);
+            }
+            kept.push((old, stored.to_owned(), bson_date(now + PREVIOUS_SECRET_TTL)));
         }
     }
     let skip = kept.len().saturating_sub(MAX_PREVIOUS_SECRETS);
     kept.into_iter()
         .skip(skip)
-        .map(|(secret, expires_at)| {
+        .map(|(_, stored, expires_at)| {
+            // Plaintext from before the key was set gets sealed on the way.
+            let secret = if secrets.encrypts() && !SecretBox::is_sealed(&stored) {
+                secrets.seal(&stored)
+            } else {
+                stored
+            };
             Bson::Document(doc! {"secret": secret, "expires_at": expires_at})
         })
         .collect()
+}
+
+/// Seals the credentials in a webhook document or a `$set` of one: `secret` and every
+/// header value. Without `--secret-key` nothing changes.
+fn seal_credentials(secrets: &SecretBox, fields: &mut Document) {
+    if !secrets.encrypts() {
+        return;
+    }
+    if let Ok(secret) = fields.get_str("secret") {
+        let sealed = secrets.seal(secret);
+        fields.insert("secret", sealed);
+    }
+    if let Ok(headers) = fields.get_document_mut("headers") {
+        for (_, value) in headers.iter_mut() {
+            if let Bson::String(value) = value {
+                *value = secrets.seal(value);
+            }
+        }
+    }
 }
 
 /// `wh_` + 16 lowercase hex digits.
@@ -624,6 +670,13 @@ fn validate_headers(headers: BTreeMap<String, String>) -> Result<Document, ApiEr
             return Err(ApiError::invalid_field(
                 &field,
                 "not a legal HTTP header value (visible ASCII, spaces and tabs only)",
+            ));
+        }
+        // Stored as given without a key, it would read back as a value herald encrypted.
+        if SecretBox::is_sealed(&value) {
+            return Err(ApiError::invalid_field(
+                &field,
+                format!("values may not start with {SEALED_PREFIX:?} (reserved for values herald encrypts)"),
             ));
         }
         document.insert(name, value);
@@ -813,6 +866,7 @@ mod tests {
             (&[("X-A", "1"), ("x-a", "2")][..], "headers.x-a"),
             (&[("$where", "v")][..], "headers.$where"),
             (&[("X.Dotted", "v")][..], "headers.X.Dotted"),
+            (&[("X-Sealed", "enc:v1:abc")][..], "headers.X-Sealed"),
         ] {
             let (code, message) = status(validate_headers(headers(pairs)));
             assert_eq!(code, 422);
@@ -853,7 +907,8 @@ mod tests {
                 {"secret": 5},
             ],
         };
-        let previous = previous_secrets_after_rotation(&current, "whsec_new", now);
+        let plain = SecretBox::default();
+        let previous = previous_secrets_after_rotation(&current, "whsec_new", &plain, now);
         let secrets: Vec<&str> = previous
             .iter()
             .map(|b| b.as_document().unwrap().get_str("secret").unwrap())
@@ -869,14 +924,14 @@ mod tests {
         assert!(ttl > PREVIOUS_SECRET_TTL - Duration::from_secs(1) && ttl <= PREVIOUS_SECRET_TTL);
 
         // Rotating to the same secret keeps nothing twice.
-        let same = previous_secrets_after_rotation(&current, "whsec_current", now);
+        let same = previous_secrets_after_rotation(&current, "whsec_current", &plain, now);
         assert_eq!(same.len(), 1);
 
         // Rotating in a loop does not grow the document without bound.
         let mut document = current.clone();
         for i in 0..3 * MAX_PREVIOUS_SECRETS {
             let new = format!("whsec_{i}");
-            let previous = previous_secrets_after_rotation(&document, &new, now);
+            let previous = previous_secrets_after_rotation(&document, &new, &plain, now);
             document.insert("previous_secrets", previous);
             document.insert("secret", new);
         }
@@ -884,6 +939,72 @@ mod tests {
             document.get_array("previous_secrets").unwrap().len(),
             MAX_PREVIOUS_SECRETS
         );
+    }
+
+    #[test]
+    fn with_a_key_rotation_compares_opened_secrets_and_stores_them_sealed() {
+        let secrets = SecretBox::new(Some([5; 32]));
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let foreign = SecretBox::new(Some([6; 32])).seal("whsec_foreign");
+        let current = doc! {
+            "_id": "wh_1",
+            "secret": secrets.seal("whsec_current"),
+            "previous_secrets": [
+                // Written before the key was set.
+                {"secret": "whsec_plain", "expires_at": bson_date(now + hour)},
+                {"secret": secrets.seal("whsec_sealed"), "expires_at": bson_date(now + hour)},
+                {"secret": &foreign, "expires_at": bson_date(now + hour)},
+            ],
+        };
+        let previous = previous_secrets_after_rotation(&current, "whsec_new", &secrets, now);
+        let stored: Vec<&str> = previous
+            .iter()
+            .map(|b| b.as_document().unwrap().get_str("secret").unwrap())
+            .collect();
+        assert!(stored.iter().all(|s| SecretBox::is_sealed(s)), "{stored:?}");
+        let opened: Vec<Option<String>> = stored
+            .iter()
+            .map(|s| secrets.open(s).ok().map(|s| s.into_owned()))
+            .collect();
+        assert_eq!(
+            opened,
+            [
+                Some("whsec_plain".to_owned()),
+                Some("whsec_sealed".to_owned()),
+                None,
+                Some("whsec_current".to_owned())
+            ]
+        );
+        // The one sealed under another key is kept as it was.
+        assert_eq!(stored[2], foreign);
+        // Rotating to a secret already listed (sealed differently) keeps it once.
+        let again = previous_secrets_after_rotation(&current, "whsec_sealed", &secrets, now);
+        assert_eq!(again.len(), 3);
+        // Rotating to the current secret changes nothing.
+        let same = previous_secrets_after_rotation(&current, "whsec_current", &secrets, now);
+        assert_eq!(same.len(), 3);
+    }
+
+    #[test]
+    fn sealing_covers_the_secret_and_every_header_value() {
+        let secrets = SecretBox::new(Some([5; 32]));
+        let mut document = doc! {"_id": "wh_1", "url": "https://a.example/h",
+        "secret": "whsec_x", "headers": {"X-Mixpeek-Secret": "s3cret", "X-Other": "o"}};
+        seal_credentials(&secrets, &mut document);
+        assert!(!document.to_string().contains("whsec_x"), "{document}");
+        assert!(!document.to_string().contains("s3cret"), "{document}");
+        assert_eq!(document.get_str("url").unwrap(), "https://a.example/h");
+        let headers = document.get_document("headers").unwrap();
+        assert_eq!(
+            secrets.open(headers.get_str("X-Other").unwrap()).unwrap(),
+            "o"
+        );
+        assert_eq!(view(&document)["headers"]["X-Mixpeek-Secret"], REDACTED);
+        // Without a key, stored as given.
+        let mut plain = doc! {"secret": "whsec_x", "headers": {"X-A": "a"}};
+        seal_credentials(&SecretBox::default(), &mut plain);
+        assert_eq!(plain, doc! {"secret": "whsec_x", "headers": {"X-A": "a"}});
     }
 
     #[test]

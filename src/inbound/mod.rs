@@ -30,6 +30,7 @@ use mongodb::{Database, IndexModel};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use crate::secrets::{SecretBox, SecretError};
 use crate::store::OBJECTS;
 
 pub use filters::Filter;
@@ -127,7 +128,8 @@ pub const PROVIDERS: &[&str] = &["mux"];
 
 /// A connection as stored in `connections`:
 /// `{_id: "conn_<16 hex>", provider, bucket_id, webhook_secret,
-///   metadata_filters: [{path, value}], created_at}`.
+///   metadata_filters: [{path, value}], created_at}`. `webhook_secret` is stored sealed
+/// under `--secret-key` (`enc:v1:…`) or in plaintext; the struct always holds it opened.
 #[derive(Clone, PartialEq)]
 pub struct Connection {
     pub id: String,
@@ -175,20 +177,21 @@ impl Connection {
         &self.webhook_secret
     }
 
-    /// The stored document.
-    pub fn to_doc(&self) -> Document {
+    /// The stored document, with the secret sealed by `secrets`.
+    pub fn to_doc(&self, secrets: &SecretBox) -> Document {
         doc! {
             "_id": &self.id,
             "provider": &self.provider,
             "bucket_id": &self.bucket_id,
-            "webhook_secret": &self.webhook_secret,
+            "webhook_secret": secrets.seal(&self.webhook_secret),
             "metadata_filters": filters::to_bson(&self.metadata_filters),
             "created_at": self.created_at.map(Bson::DateTime).unwrap_or(Bson::Null),
         }
     }
 
-    /// Reads a stored document; a connection written by hand may lack `created_at`.
-    pub fn from_doc(doc: &Document) -> Result<Self, &'static str> {
+    /// Reads a stored document, opening its secret with `secrets`; a connection written by
+    /// hand may lack `created_at`, and its secret may be plaintext.
+    pub fn from_doc(doc: &Document, secrets: &SecretBox) -> Result<Self, &'static str> {
         let text = |field: &'static str, why: &'static str| {
             doc.get_str(field)
                 .ok()
@@ -196,11 +199,27 @@ impl Connection {
                 .map(str::to_owned)
                 .ok_or(why)
         };
+        let sealed = text("webhook_secret", "webhook_secret must be a string")?;
+        // The reasons never include the value.
+        let webhook_secret = match secrets.open(&sealed) {
+            Ok(secret) => secret.into_owned(),
+            Err(SecretError::NoKey) => {
+                return Err("webhook_secret is encrypted but herald runs without --secret-key")
+            }
+            Err(SecretError::WrongKeyOrTampered) => return Err(
+                "webhook_secret does not decrypt with this --secret-key (another key, or altered)",
+            ),
+            Err(SecretError::Malformed) => {
+                return Err(
+                    "webhook_secret starts with enc:v1: but is not a well-formed encrypted value",
+                )
+            }
+        };
         Ok(Self {
             id: text("_id", "_id must be a string")?,
             provider: text("provider", "provider must be a string")?,
             bucket_id: text("bucket_id", "bucket_id must be a string")?,
-            webhook_secret: text("webhook_secret", "webhook_secret must be a string")?,
+            webhook_secret,
             metadata_filters: filters::from_doc(doc)?,
             created_at: doc.get_datetime("created_at").ok().copied(),
         })
@@ -312,9 +331,11 @@ pub enum ReceiveError {
 const MAX_CONNECTION_ID_BYTES: usize = 128;
 
 /// Handles one inbound request for `provider`; see the module docs for the order of steps.
-/// Every request is counted in `herald_inbound_webhooks_total` by its outcome.
+/// The connection's secret is opened with `secrets`. Every request is counted in
+/// `herald_inbound_webhooks_total` by its outcome.
 pub async fn receive(
     db: &Database,
+    secrets: &SecretBox,
     provider: &dyn InboundProvider,
     connection_id: &str,
     headers: &HeaderMap,
@@ -322,7 +343,7 @@ pub async fn receive(
     now: SystemTime,
 ) -> Result<Outcome, ReceiveError> {
     use crate::metrics::inbound_outcome as o;
-    let result = receive_once(db, provider, connection_id, headers, body, now).await;
+    let result = receive_once(db, secrets, provider, connection_id, headers, body, now).await;
     let outcome = match &result {
         Ok(outcome) if outcome.handled => o::HANDLED,
         Ok(_) => o::IGNORED,
@@ -337,6 +358,7 @@ pub async fn receive(
 
 async fn receive_once(
     db: &Database,
+    secrets: &SecretBox,
     provider: &dyn InboundProvider,
     connection_id: &str,
     headers: &HeaderMap,
@@ -360,7 +382,7 @@ async fn receive_once(
     else {
         return Err(unknown());
     };
-    let connection = match Connection::from_doc(&stored) {
+    let connection = match Connection::from_doc(&stored, secrets) {
         Ok(c) if c.provider == provider.name() => c,
         Ok(_) => return Err(unknown()),
         Err(why) => {
@@ -424,6 +446,40 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_secret_is_stored_sealed_under_a_key_and_read_back_opened() {
+        let secrets = SecretBox::new(Some([9; 32]));
+        let connection = Connection::new(
+            "conn_0123456789abcdef".into(),
+            "mux".into(),
+            "bkt_1".into(),
+            "hunter2".into(),
+            Vec::new(),
+            DateTime::now(),
+        );
+        let stored = connection.to_doc(&secrets);
+        assert!(!stored.to_string().contains("hunter2"), "{stored}");
+        assert!(SecretBox::is_sealed(
+            stored.get_str("webhook_secret").unwrap()
+        ));
+        let back = Connection::from_doc(&stored, &secrets).unwrap();
+        assert_eq!(back, connection);
+        // Plaintext written by hand is used as it is.
+        let mut by_hand = stored.clone();
+        by_hand.insert("webhook_secret", "hunter2");
+        assert_eq!(
+            Connection::from_doc(&by_hand, &secrets)
+                .unwrap()
+                .webhook_secret(),
+            "hunter2"
+        );
+        // Without the key, or with another one: unusable, and the reason shows no value.
+        for other in [SecretBox::default(), SecretBox::new(Some([8; 32]))] {
+            let why = Connection::from_doc(&stored, &other).unwrap_err();
+            assert!(why.starts_with("webhook_secret"), "{why}");
+        }
+    }
+
+    #[test]
     fn a_connection_never_shows_its_secret() {
         let connection = Connection::new(
             "conn_0123456789abcdef".into(),
@@ -435,7 +491,8 @@ mod tests {
         );
         assert!(!format!("{connection:?}").contains("hunter2"));
         assert!(!connection.view().to_string().contains("hunter2"));
-        let back = Connection::from_doc(&connection.to_doc()).unwrap();
+        let plain = SecretBox::default();
+        let back = Connection::from_doc(&connection.to_doc(&plain), &plain).unwrap();
         assert_eq!(back.webhook_secret(), "hunter2");
         assert_eq!(
             back.view()["inbound_path"],

@@ -4,6 +4,11 @@
 //! so no change between the two is missed; then it applies each insert, update, replace and
 //! delete to the engine. Documents are validated here: a bad one (unparseable URL, bad
 //! secret, illegal header) disables only that webhook, with a log line saying why.
+//!
+//! The secret, the rotated-out secrets and the header values may be stored sealed
+//! (`enc:v1:…`, see [`crate::secrets`]) or in plaintext; the engine gets them opened. One
+//! that cannot be opened (no `--secret-key`, another key) disables the webhook like any other
+//! bad field, and the log line names the field, never its value.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{one_line, WEBHOOKS};
+use crate::secrets::{SecretBox, SecretError};
 
 /// Why a webhook document cannot be delivered to.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +47,9 @@ pub enum BadWebhook {
     Enabled,
     #[error("paused must be a boolean")]
     Paused,
+    /// A sealed value that cannot be opened; `field` is `secret` or `headers.<name>`.
+    #[error("{field}: {reason}")]
+    Sealed { field: String, reason: SecretError },
 }
 
 fn legal_header_name(name: &str) -> bool {
@@ -58,9 +67,14 @@ fn parse_url(url: &str) -> bool {
     }
 }
 
-/// Parses and validates a webhook document. `http://` URLs are accepted here: the engine
-/// refuses to dial them and records why in each delivery.
-pub fn spec_from_doc(doc: &Document, now: SystemTime) -> Result<WebhookSpec, BadWebhook> {
+/// Parses and validates a webhook document, opening its sealed values with `secrets`.
+/// `http://` URLs are accepted here: the engine refuses to dial them and records why in each
+/// delivery.
+pub fn spec_from_doc(
+    doc: &Document,
+    secrets: &SecretBox,
+    now: SystemTime,
+) -> Result<WebhookSpec, BadWebhook> {
     let id = doc.get_str("_id").map_err(|_| BadWebhook::Id)?;
     let url = doc.get_str("url").map_err(|_| BadWebhook::Url)?;
     if !parse_url(url) {
@@ -77,8 +91,13 @@ pub fn spec_from_doc(doc: &Document, now: SystemTime) -> Result<WebhookSpec, Bad
     let secret = doc
         .get_str("secret")
         .map_err(|_| BadWebhook::Secret("missing".into()))?;
-    let mut keys = vec![SigningKey::parse(secret).map_err(|e| BadWebhook::Secret(e.to_string()))?];
-    // Rotated-out secrets keep signing until they expire.
+    let secret = secrets.open(secret).map_err(|reason| BadWebhook::Sealed {
+        field: "secret".into(),
+        reason,
+    })?;
+    let mut keys = vec![SigningKey::parse(&secret).map_err(|e| BadWebhook::Secret(e.to_string()))?];
+    // Rotated-out secrets keep signing until they expire; one that cannot be opened is
+    // skipped like one that cannot be parsed (the current secret still signs).
     if let Ok(previous) = doc.get_array("previous_secrets") {
         for entry in previous.iter().filter_map(Bson::as_document) {
             let (Ok(secret), Ok(expires)) =
@@ -87,7 +106,10 @@ pub fn spec_from_doc(doc: &Document, now: SystemTime) -> Result<WebhookSpec, Bad
                 continue;
             };
             if expires.to_system_time() > now {
-                if let Ok(key) = SigningKey::parse(secret) {
+                let Ok(secret) = secrets.open(secret) else {
+                    continue;
+                };
+                if let Ok(key) = SigningKey::parse(&secret) {
                     keys.push(key.expiring_at(expires.to_system_time()));
                 }
             }
@@ -101,10 +123,14 @@ pub fn spec_from_doc(doc: &Document, now: SystemTime) -> Result<WebhookSpec, Bad
                 let Some(value) = value.as_str() else {
                     return Err(BadWebhook::Header(name.clone()));
                 };
-                if !legal_header_name(name) || !legal_header_value(value) {
+                let value = secrets.open(value).map_err(|reason| BadWebhook::Sealed {
+                    field: format!("headers.{name}"),
+                    reason,
+                })?;
+                if !legal_header_name(name) || !legal_header_value(&value) {
                     return Err(BadWebhook::Header(name.clone()));
                 }
-                headers.push((name.clone(), value.to_owned()));
+                headers.push((name.clone(), value.into_owned()));
             }
         }
         Some(_) => return Err(BadWebhook::Header("headers".into())),
@@ -147,8 +173,8 @@ pub struct WatchHealth {
 }
 
 /// Applies one webhook document to the engine; `known` tracks the ids the engine has.
-fn apply(engine: &EngineHandle, doc: &Document, known: &mut HashSet<String>) {
-    match spec_from_doc(doc, SystemTime::now()) {
+fn apply(engine: &EngineHandle, secrets: &SecretBox, doc: &Document, known: &mut HashSet<String>) {
+    match spec_from_doc(doc, secrets, SystemTime::now()) {
         Ok(spec) => {
             known.insert(spec.id.to_string());
             let _ = engine.upsert_webhook(spec);
@@ -165,10 +191,12 @@ fn apply(engine: &EngineHandle, doc: &Document, known: &mut HashSet<String>) {
 }
 
 /// Loads every webhook into the engine, then follows changes until `cancel` fires.
-/// The first load completes before this returns `ready` through `loaded`.
+/// The first load completes before this returns `ready` through `loaded`. Sealed values are
+/// opened with `secrets`.
 pub async fn run_watcher(
     db: Database,
     engine: EngineHandle,
+    secrets: SecretBox,
     health: Arc<WatchHealth>,
     loaded: tokio::sync::oneshot::Sender<Result<usize, String>>,
     cancel: CancellationToken,
@@ -222,7 +250,7 @@ pub async fn run_watcher(
             known.remove(&gone);
         }
         for doc in &docs {
-            apply(&engine, doc, &mut known);
+            apply(&engine, &secrets, doc, &mut known);
         }
         health.live.store(true, Ordering::Relaxed);
         if let Some(tx) = loaded.take() {
@@ -238,7 +266,7 @@ pub async fn run_watcher(
                 Some(Ok(change)) => match change.operation_type {
                     OperationType::Insert | OperationType::Update | OperationType::Replace => {
                         match change.full_document {
-                            Some(doc) => apply(&engine, &doc, &mut known),
+                            Some(doc) => apply(&engine, &secrets, &doc, &mut known),
                             None => {
                                 // Deleted again before the lookup.
                                 if let Some(Ok(id)) =
@@ -284,6 +312,7 @@ mod tests {
         let spec = spec_from_doc(
             &doc! {"_id": "wh_0123456789abcdef", "url": "https://a.example/h", "event_types": ["*"],
             "secret": SECRET, "headers": {"X-Mixpeek-Secret": "s"}, "rate_limit_per_second": 50},
+            &SecretBox::default(),
             SystemTime::now(),
         )
         .unwrap();
@@ -322,7 +351,7 @@ mod tests {
             (with("paused", Bson::Int32(1)), "paused"),
         ];
         for (doc, expected) in cases {
-            let error = spec_from_doc(&doc, SystemTime::now())
+            let error = spec_from_doc(&doc, &SecretBox::default(), SystemTime::now())
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{doc}: {error}");
@@ -330,8 +359,67 @@ mod tests {
         // Plaintext is accepted here and refused at delivery time.
         assert!(spec_from_doc(
             &with("url", Bson::String("http://a.example/h".into())),
+            &SecretBox::default(),
             SystemTime::now()
         )
         .is_ok());
+    }
+
+    #[test]
+    fn sealed_values_are_opened_and_plaintext_ones_used_as_they_are() {
+        let secrets = SecretBox::new(Some([3; 32]));
+        let now = SystemTime::now();
+        let previous = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let document = doc! {"_id": "wh_1", "url": "https://a.example/h", "event_types": ["*"],
+        "secret": secrets.seal(SECRET),
+        "previous_secrets": [
+            {"secret": secrets.seal(previous), "expires_at": crate::store::bson_date(now + Duration::from_secs(60))},
+        ],
+        "headers": {"X-Mixpeek-Secret": secrets.seal("s3cret"), "X-Plain": "as-is"}};
+        let spec = spec_from_doc(&document, &secrets, now).unwrap();
+        let mut headers = spec.headers.to_vec();
+        headers.sort();
+        assert_eq!(
+            headers,
+            [
+                ("X-Mixpeek-Secret".to_owned(), "s3cret".to_owned()),
+                ("X-Plain".to_owned(), "as-is".to_owned())
+            ]
+        );
+        // Both secrets sign, exactly as if they had been stored in plaintext.
+        let plain = doc! {"_id": "wh_1", "url": "https://a.example/h", "event_types": ["*"],
+        "secret": SECRET,
+        "previous_secrets": [
+            {"secret": previous, "expires_at": crate::store::bson_date(now + Duration::from_secs(60))},
+        ]};
+        let expected = spec_from_doc(&plain, &SecretBox::default(), now).unwrap();
+        let at = 1_700_000_000;
+        let signatures = spec.signer.header_value("evt_1", at, b"{}", now);
+        assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+        assert_eq!(
+            signatures,
+            expected.signer.header_value("evt_1", at, b"{}", now)
+        );
+
+        // Without the key, or with another, the webhook is refused naming the field only.
+        for other in [SecretBox::default(), SecretBox::new(Some([4; 32]))] {
+            let error = spec_from_doc(&document, &other, now).unwrap_err();
+            assert!(matches!(&error, BadWebhook::Sealed { field, .. } if field == "secret"));
+            let mut headers_only = document.clone();
+            headers_only.insert("secret", SECRET);
+            let error = spec_from_doc(&headers_only, &other, now)
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("headers.X-Mixpeek-Secret:"), "{error}");
+            let sealed = document
+                .get_document("headers")
+                .unwrap()
+                .get_str("X-Mixpeek-Secret")
+                .unwrap();
+            assert!(
+                !error.contains("s3cret") && !error.contains(sealed),
+                "{error}"
+            );
+        }
     }
 }

@@ -18,5 +18,6 @@ mod health;
 mod mux;
 mod openapi;
 mod operations;
+mod secrets;
 mod outage;
 mod startup;
