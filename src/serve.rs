@@ -1,14 +1,15 @@
 //! `herald serve`: wires the engine to MongoDB and HTTPS, and runs until told to stop.
 //!
 //! Start-up order matters for "nothing lost": webhooks are loaded before the feed starts
-//! (an event must find its subscribers), pending retries are re-loaded from the ledger,
-//! and only then does the change stream resume from the checkpoint.
+//! (an event must find its subscribers), endpoints with pending retries in the ledger are
+//! told to read them back (a page at a time, as they have room: memory stays bounded
+//! however large the backlog), and only then does the change stream resume from the
+//! checkpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::FutureExt;
-use futures::StreamExt;
 use herald_actors::Engine;
 use ractor::Actor;
 use tokio_util::sync::CancellationToken;
@@ -107,11 +108,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         Err(_) => return Err("webhook watcher stopped during start-up".into()),
     }
 
-    // 2. Retries that were pending when the daemon last stopped.
-    let resumed = resume_pending(&ledger, &handle).await?;
-    if resumed > 0 {
-        info!(deliveries = resumed, "re-loaded pending deliveries");
-    }
+    // 2. Retries that were pending when the daemon last stopped: each endpoint reads its
+    // own back, a page at a time. Which webhooks have some is one query, made in the
+    // background: on a large backlog it can take seconds on a store that scans, and
+    // nothing else waits for it (the deliveries are safe in the ledger meanwhile).
+    let resume = tokio::spawn(resume_pending(
+        ledger.clone(),
+        handle.clone(),
+        tasks.clone(),
+    ));
 
     // 3. The listener, supervised.
     let feed_health = Arc::new(FeedHealth::default());
@@ -163,6 +168,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         _ = engine.stopped() => true,
     };
     tasks.cancel();
+    let _ = resume.await;
     let _ = feed.await;
     let _ = watcher.await;
     if stopped_by_failure {
@@ -175,31 +181,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         .map_err(|e| format!("shutdown: {e}"))
 }
 
-/// Hands every pending delivery in the ledger back to the engine, page by page.
+/// Tells the endpoints of the webhooks that have pending deliveries to read them back from
+/// the ledger (each pages its own, oldest due first). Retries until it succeeds or herald
+/// stops.
 async fn resume_pending(
-    ledger: &MongoLedger,
-    engine: &herald_actors::EngineHandle,
-) -> Result<usize, String> {
-    // One cursor over the pending deliveries: the server streams them in batches, with
-    // no sort and no re-query per page (a paged, sorted query costs a scan per page on
-    // stores without a matching index plan).
-    let pending = ledger.pending().await.map_err(|e| {
-        format!(
-            "cannot load pending deliveries: {}",
-            store::one_line(&e.to_string())
-        )
-    })?;
-    let mut pending = std::pin::pin!(pending);
-    let mut total = 0;
-    while let Some(delivery) = pending.next().await {
-        let delivery = delivery.map_err(|e| {
-            format!(
-                "cannot load pending deliveries: {}",
-                store::one_line(&e.to_string())
-            )
-        })?;
-        engine.resume(delivery).map_err(|e| e.to_string())?;
-        total += 1;
+    ledger: MongoLedger,
+    engine: herald_actors::EngineHandle,
+    stop: CancellationToken,
+) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let found = tokio::select! {
+            _ = stop.cancelled() => return,
+            found = ledger.webhooks_with_pending() => found,
+        };
+        match found {
+            Ok(webhooks) => {
+                if !webhooks.is_empty() {
+                    info!(
+                        webhooks = webhooks.len(),
+                        "webhooks with pending deliveries read them back"
+                    );
+                }
+                let _ = engine.page_pending(webhooks);
+                return;
+            }
+            Err(e) => {
+                warn!(error = %store::one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64,
+                    "cannot find the webhooks with pending deliveries");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
     }
-    Ok(total)
 }

@@ -30,6 +30,21 @@ pub struct EngineConfig {
     pub checkpoint_interval: Duration,
     /// When an endpoint counts as failing, and whether it is disabled after a while.
     pub health: HealthPolicy,
+    /// Deliveries one endpoint holds in memory (queued, in flight and waiting for a retry
+    /// timer), at most. Beyond it they are spilled: recorded as `pending` in the ledger and
+    /// paged back in, oldest due first, when the endpoint has room. Large enough that a
+    /// healthy endpoint rides out a burst without touching the ledger (half the feed
+    /// window), small enough that a dead endpoint with any backlog costs a few MiB.
+    pub max_held_per_endpoint: usize,
+    /// Deliveries all endpoints together hold in memory, at most (beyond it, an endpoint
+    /// holding more than `max_in_flight_per_endpoint` spills), so many dead endpoints cannot
+    /// add up to unbounded memory either.
+    pub max_held_total: usize,
+    /// Pending deliveries read from the ledger per page (and per server round trip).
+    pub ledger_page_size: usize,
+    /// An endpoint with spilled deliveries that are not due yet looks again at least this
+    /// often (it otherwise wakes at the earliest due time the ledger reports).
+    pub ledger_poll_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +59,10 @@ impl Default for EngineConfig {
             max_restarts_per_minute: 10,
             checkpoint_interval: Duration::from_millis(100),
             health: HealthPolicy::default(),
+            max_held_per_endpoint: 10_000,
+            max_held_total: 100_000,
+            ledger_page_size: 1_000,
+            ledger_poll_interval: Duration::from_secs(60),
         }
     }
 }

@@ -16,9 +16,17 @@
 //! The work lives in a [`Backlog`] that the router keeps across restarts of this actor:
 //! if the actor crashes, its successor starts from the same queue, re-queues what was in
 //! flight and re-arms the retry timers.
+//!
+//! Memory is bounded: an endpoint holds at most `max_held_per_endpoint` deliveries (and
+//! all of them together `max_held_total`). Beyond that, deliveries are [spilled](crate::spill)
+//! to the ledger as `pending` and read back, oldest due first, when there is room again; a
+//! retry waiting for a far-off timer makes way for a delivery that is due. A failing
+//! endpoint records its first attempts as `pending` as soon as it accepts them, like a
+//! paused one, so that a dead endpoint never holds the feed checkpoint back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,14 +37,15 @@ use tracing::{debug, info, warn};
 
 use crate::config::EngineConfig;
 use crate::delivery::{
-    AttemptLogEntry, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus,
+    AttemptLogEntry, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus, PendingDelivery,
 };
 use crate::event::Event;
 use crate::health::{event_types, Alert, EndpointHealth, HealthSnapshot};
 use crate::ledger_writer::LedgerWriterMsg;
 use crate::metrics::{DeliveryCounters, EngineMetrics};
-use crate::ports::{OutboundRequest, Transport};
+use crate::ports::{Ledger, LedgerError, OutboundRequest, Transport};
 use crate::retry::next_delay;
+use crate::spill::{Spilled, Sweep, SweepArgs, LEDGER_READ_TIMEOUT};
 use crate::webhook::WebhookSpec;
 
 /// One delivery: an event on its way to this endpoint.
@@ -67,6 +76,24 @@ impl Job {
             due_at: None,
         }
     }
+
+    /// A pending delivery read back from the ledger (its document exists).
+    pub fn from_pending(pending: PendingDelivery) -> Self {
+        let event = Arc::new(Event {
+            id: pending.event_id.into(),
+            event_type: pending.event_type.into(),
+            task_id: pending.task_id.map(Into::into),
+            body: pending.payload,
+        });
+        Self {
+            event,
+            seq: None,
+            attempts: pending.attempts,
+            created_at: pending.created_at,
+            persisted: true,
+            due_at: Some(pending.next_attempt_at),
+        }
+    }
 }
 
 /// The endpoint's work, owned jointly with the router so that it survives a restart of the
@@ -79,6 +106,13 @@ pub struct Backlog {
     in_flight: HashMap<u64, Job>,
     /// Retries waiting for their timer, by job key.
     scheduled: HashMap<u64, (Job, SystemTime)>,
+    /// The same retries by due time, latest last: the first to make way for due work.
+    by_due: BTreeSet<(SystemTime, u64)>,
+    /// Event ids of the deliveries held in any state, with how many times (a replayed event
+    /// can meet its re-loaded copy). A delivery read back from the ledger is skipped if held.
+    held: HashMap<Arc<str>, u32>,
+    /// What the ledger holds of this endpoint that memory does not.
+    spilled: Spilled,
     next_key: u64,
     /// The endpoint's health record, kept across restarts of the actor like the work.
     health: EndpointHealth,
@@ -123,6 +157,59 @@ impl Backlog {
         self.next_key += 1;
         self.next_key
     }
+
+    /// Whether a delivery of this event is held.
+    pub fn holds(&self, event_id: &str) -> bool {
+        self.held.contains_key(event_id)
+    }
+
+    fn hold(&mut self, event_id: &Arc<str>) {
+        *self.held.entry(event_id.clone()).or_default() += 1;
+    }
+
+    fn release(&mut self, event_id: &str) {
+        if let Some(n) = self.held.get_mut(event_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(event_id);
+            }
+        }
+    }
+
+    /// Queues a delivery that is due now.
+    fn push_queue(&mut self, job: Job) {
+        self.hold(&job.event.id);
+        self.queue.push_back(job);
+    }
+
+    /// An attempt ended: the job leaves memory (a retry comes back through `schedule`).
+    fn finish(&mut self, key: u64) -> Option<Job> {
+        let job = self.in_flight.remove(&key)?;
+        self.release(&job.event.id);
+        Some(job)
+    }
+
+    /// A retry timer fired: the job moves to the queue.
+    fn due(&mut self, key: u64) {
+        if let Some((job, due)) = self.scheduled.remove(&key) {
+            self.by_due.remove(&(due, key));
+            self.queue.push_back(job);
+        }
+    }
+
+    /// Drops the retry due last from memory to make room for due work (its record in the
+    /// ledger is `pending` with that due time). `false` when no retry waits.
+    fn evict_latest(&mut self) -> bool {
+        let Some((due, key)) = self.by_due.pop_last() else {
+            return false;
+        };
+        if let Some((job, _)) = self.scheduled.remove(&key) {
+            debug_assert!(job.persisted, "only recorded retries wait for a timer");
+            self.release(&job.event.id);
+            self.spilled.note(due);
+        }
+        true
+    }
 }
 
 /// Shared handle on a [`Backlog`].
@@ -148,6 +235,19 @@ pub enum EndpointMsg {
     Drain(RpcReplyPort<()>),
     /// Counters, for stats and tests.
     Stats(RpcReplyPort<EndpointStats>),
+    /// The ledger may hold pending deliveries of this endpoint (at start-up, or the webhook
+    /// was enabled again): read them back.
+    Spilled,
+    /// A page of sweep `sweep` (`true`: the sweep has read everything it covers).
+    Paged {
+        sweep: u64,
+        result: Result<(Vec<PendingDelivery>, bool), LedgerError>,
+    },
+    /// The ledger's earliest due time among this endpoint's pending deliveries after the
+    /// last sweep (`None`: there are none).
+    NextDue(Result<Option<SystemTime>, LedgerError>),
+    /// Time to look at the ledger again.
+    LedgerWake,
     /// Fail the handler, as a bug would (tests of supervision).
     #[cfg(test)]
     Crash,
@@ -166,7 +266,11 @@ pub struct EndpointActor {
     pub config: Arc<EngineConfig>,
     pub transport: Arc<dyn Transport>,
     pub ledger: ActorRef<LedgerWriterMsg>,
+    /// The ledger itself, to read spilled deliveries back.
+    pub store: Arc<dyn Ledger>,
     pub metrics: EngineMetrics,
+    /// Deliveries held by all endpoints (each adds what it holds), for `max_held_total`.
+    pub held_total: Arc<AtomicUsize>,
 }
 
 pub struct EndpointArgs {
@@ -193,7 +297,23 @@ pub struct EndpointState {
     /// probes with at most [`PROBE_IN_FLIGHT`] attempts at a time until one succeeds, so a
     /// dead endpoint stops costing connections and handshakes its neighbours need.
     failing_streak: u32,
+    /// The sweep reading spilled deliveries back, if one runs.
+    sweep: Option<Sweep>,
+    sweeps: u64,
+    /// Waiting for the ledger's answer to "when is the next one due?".
+    asking: bool,
+    /// A `LedgerWake` is armed for then.
+    ledger_wake_at: Option<SystemTime>,
+    /// What this actor last added to the shared count of held deliveries.
+    reported_held: usize,
 }
+
+/// A sweep stops skipping by name beyond this many deliveries per held one, and a new
+/// sweep begins instead (a flood of manual retries during a long sweep).
+const MAX_EXCLUDED_PER_HELD: usize = 2;
+
+/// After a failed read of the ledger, look again this much later.
+const LEDGER_RETRY: Duration = Duration::from_secs(2);
 
 /// Failed attempts in a row after which an endpoint is treated as failing.
 pub const FAILING_STREAK: u32 = 3;
@@ -234,6 +354,8 @@ impl Actor for EndpointActor {
                 let wait = due.duration_since(now).unwrap_or_default();
                 myself.send_after(wait, move || EndpointMsg::Due(key));
             }
+            // Its sweep (or question to the ledger) died with it.
+            backlog.spilled.restart(now);
         }
         let _ = myself.cast(EndpointMsg::Pump);
         let mut state = EndpointState {
@@ -250,6 +372,11 @@ impl Actor for EndpointActor {
             deliveries: DeliveryCounters::default(),
             reported_paused: 0,
             failing_streak: 0,
+            sweep: None,
+            sweeps: 0,
+            asking: false,
+            ledger_wake_at: None,
+            reported_held: 0,
         };
         if state.spec.paused {
             self.record_held(&mut state);
@@ -264,6 +391,8 @@ impl Actor for EndpointActor {
     ) -> Result<(), ActorProcessingErr> {
         // A successor (after a crash) reports the same backlog anew.
         self.metrics.paused.decrement(state.reported_paused as f64);
+        self.held_total
+            .fetch_sub(state.reported_held, Ordering::Relaxed);
         Ok(())
     }
 
@@ -274,25 +403,10 @@ impl Actor for EndpointActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EndpointMsg::Deliver(job) => {
-                let mut backlog = state.backlog.lock().expect("backlog lock");
-                match job.due_at {
-                    Some(due) if due > SystemTime::now() => {
-                        schedule(&myself, &mut backlog, job, due);
-                    }
-                    _ => backlog.queue.push_back(job),
-                }
-                drop(backlog);
-                if state.spec.paused {
-                    self.record_held(state);
-                }
-            }
+            EndpointMsg::Deliver(job) => self.admit(&myself, state, job),
             EndpointMsg::Due(key) => {
                 if state.draining.is_none() {
-                    let mut backlog = state.backlog.lock().expect("backlog lock");
-                    if let Some((job, _)) = backlog.scheduled.remove(&key) {
-                        backlog.queue.push_back(job);
-                    }
+                    state.backlog.lock().expect("backlog lock").due(key);
                 }
             }
             EndpointMsg::AttemptDone {
@@ -302,12 +416,7 @@ impl Actor for EndpointActor {
                 result,
             } => {
                 state.in_flight -= 1;
-                let job = state
-                    .backlog
-                    .lock()
-                    .expect("backlog lock")
-                    .in_flight
-                    .remove(&key);
+                let job = state.backlog.lock().expect("backlog lock").finish(key);
                 if let Some(job) = job {
                     self.conclude(&myself, state, job, started_at, elapsed, result);
                 }
@@ -345,11 +454,32 @@ impl Actor for EndpointActor {
             EndpointMsg::Stats(reply) => {
                 let _ = reply.send(state.backlog.lock().expect("backlog lock").stats());
             }
+            EndpointMsg::Spilled => {
+                let mut backlog = state.backlog.lock().expect("backlog lock");
+                backlog.spilled.note_unknown(SystemTime::now());
+            }
+            EndpointMsg::Paged { sweep, result } => self.paged(&myself, state, sweep, result),
+            EndpointMsg::NextDue(result) => {
+                state.asking = false;
+                let mut backlog = state.backlog.lock().expect("backlog lock");
+                match result {
+                    Ok(Some(due)) => backlog.spilled.note(due),
+                    Ok(None) => backlog.spilled.known(),
+                    Err(error) => {
+                        warn!(webhook_id = %state.spec.id, %error, "cannot read the next due time from the ledger; retrying");
+                        backlog.spilled.note(SystemTime::now() + LEDGER_RETRY);
+                    }
+                }
+            }
+            // Whichever timer this was, `refill` arms the next one if it is still needed.
+            EndpointMsg::LedgerWake => state.ledger_wake_at = None,
             #[cfg(test)]
             EndpointMsg::Crash => return Err("crash requested by a test".into()),
         }
         self.pump(&myself, state);
+        self.refill(&myself, state);
         self.report_paused(state);
+        self.report_held(state);
         Ok(())
     }
 }
@@ -357,7 +487,9 @@ impl Actor for EndpointActor {
 fn schedule(myself: &ActorRef<EndpointMsg>, backlog: &mut Backlog, job: Job, due: SystemTime) {
     let key = backlog.key();
     let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+    backlog.hold(&job.event.id);
     backlog.scheduled.insert(key, (job, due));
+    backlog.by_due.insert((due, key));
     myself.send_after(wait, move || EndpointMsg::Due(key));
 }
 
@@ -435,38 +567,232 @@ impl EndpointActor {
         });
     }
 
-    /// While paused: records every held delivery the ledger has not seen yet as `pending`,
-    /// due now, with its payload — visible through the API, re-loaded after a restart, and
-    /// no longer holding the feed checkpoint back.
+    /// While paused or failing: records every queued delivery the ledger has not seen yet
+    /// as `pending`, due now, with its payload — visible through the API, re-loaded after a
+    /// restart, and no longer holding the feed checkpoint back.
     fn record_held(&self, state: &mut EndpointState) {
         let mut backlog = state.backlog.lock().expect("backlog lock");
         let now = SystemTime::now();
-        let webhook_id = &*state.spec.id;
         for job in backlog.queue.iter_mut().filter(|job| !job.persisted) {
-            let event_id = &*job.event.id;
-            let record = DeliveryRecord {
-                delivery_id: format!("{event_id}:{webhook_id}"),
-                event_id: event_id.to_owned(),
-                webhook_id: webhook_id.to_owned(),
-                event_type: job.event.event_type.to_string(),
-                task_id: job.event.task_id.as_deref().map(str::to_owned),
-                status: DeliveryStatus::Pending,
-                attempts: job.attempts,
-                next_attempt_at: Some(now),
-                last_status_code: None,
-                last_error: None,
-                new_attempts: Vec::new(),
-                first_write: true,
-                created_at: job.created_at,
-                completed_at: None,
-                payload: Some(job.event.body.clone()),
+            self.record_pending(&state.spec.id, job, now);
+        }
+    }
+
+    /// Records a delivery whose first attempt has not been made as `pending`, due at `due`,
+    /// with its payload. Its feed sequence number retires once the record is durable.
+    fn record_pending(&self, webhook_id: &str, job: &mut Job, due: SystemTime) {
+        let event_id = &*job.event.id;
+        let record = DeliveryRecord {
+            delivery_id: format!("{event_id}:{webhook_id}"),
+            event_id: event_id.to_owned(),
+            webhook_id: webhook_id.to_owned(),
+            event_type: job.event.event_type.to_string(),
+            task_id: job.event.task_id.as_deref().map(str::to_owned),
+            status: DeliveryStatus::Pending,
+            attempts: job.attempts,
+            next_attempt_at: Some(due),
+            last_status_code: None,
+            last_error: None,
+            new_attempts: Vec::new(),
+            first_write: true,
+            created_at: job.created_at,
+            completed_at: None,
+            payload: Some(job.event.body.clone()),
+        };
+        job.persisted = true;
+        let _ = self.ledger.cast(LedgerWriterMsg::Write {
+            record: Box::new(record),
+            retire: job.seq,
+        });
+    }
+
+    /// How many more deliveries fit in memory, for an endpoint holding `held`. Every
+    /// endpoint may hold `max_in_flight_per_endpoint` whatever the others hold, so that a
+    /// healthy one keeps its attempts flowing when dead ones have taken the shared budget.
+    fn room(&self, held: usize) -> usize {
+        let own = self.config.max_held_per_endpoint.saturating_sub(held);
+        let shared = self
+            .config
+            .max_held_total
+            .saturating_sub(self.held_total.load(Ordering::Relaxed));
+        let floor = self.config.max_in_flight_per_endpoint.saturating_sub(held);
+        own.min(shared.max(floor))
+    }
+
+    /// Takes a delivery in: queued (due now) or scheduled (due later) if it fits, else
+    /// spilled to the ledger (recorded first if the ledger has not seen it).
+    fn admit(&self, myself: &ActorRef<EndpointMsg>, state: &mut EndpointState, mut job: Job) {
+        let now = SystemTime::now();
+        let reserved = state.sweep.as_ref().map_or(0, |sweep| sweep.requested);
+        let mut backlog = state.backlog.lock().expect("backlog lock");
+        // A re-loaded delivery (a manual retry) that is here already.
+        if job.persisted && backlog.holds(&job.event.id) {
+            return;
+        }
+        let later = job.due_at.filter(|due| *due > now);
+        let fits =
+            self.room(backlog.len() + reserved) > 0 || (later.is_none() && backlog.evict_latest());
+        if !fits {
+            let due = job.due_at.unwrap_or(now);
+            if !job.persisted {
+                self.record_pending(&state.spec.id, &mut job, due);
+            }
+            backlog.spilled.note(due);
+            return;
+        }
+        if job.persisted {
+            // The running sweep may have read its older copy.
+            if let Some(sweep) = state.sweep.as_mut() {
+                sweep.exclude(job.event.id.clone());
+            }
+        } else if state.spec.paused || state.failing_streak >= FAILING_STREAK {
+            // It may wait long: recorded now, it no longer holds the checkpoint back.
+            self.record_pending(&state.spec.id, &mut job, now);
+        }
+        match later {
+            Some(due) => schedule(myself, &mut backlog, job, due),
+            None => backlog.push_queue(job),
+        }
+    }
+
+    /// Reads spilled deliveries back once some are due and a page fits: starts a sweep,
+    /// or pulls the next page of the running one.
+    fn refill(&self, myself: &ActorRef<EndpointMsg>, state: &mut EndpointState) {
+        if state.draining.is_some() || state.spec.paused || state.asking {
+            return;
+        }
+        if state
+            .sweep
+            .as_ref()
+            .is_some_and(|sweep| sweep.requested > 0)
+        {
+            return;
+        }
+        let now = SystemTime::now();
+        let page = self.config.ledger_page_size.max(1);
+        let low_water = (self.config.max_held_per_endpoint / 2).clamp(1, page);
+        let mut backlog = state.backlog.lock().expect("backlog lock");
+        if state.sweep.is_none() {
+            let Some(at) = backlog.spilled.next_sweep_at() else {
+                return;
             };
-            job.persisted = true;
-            let _ = self.ledger.cast(LedgerWriterMsg::Write {
-                record: Box::new(record),
-                retire: job.seq,
+            if at > now {
+                drop(backlog);
+                self.arm_ledger_wake(myself, state, at, now);
+                return;
+            }
+        }
+        // Due work first: retries waiting for a later timer make way.
+        while self.room(backlog.len()) < low_water && backlog.evict_latest() {}
+        let room = self.room(backlog.len());
+        if room < low_water {
+            return;
+        }
+        let sweep = match &mut state.sweep {
+            Some(sweep) => sweep,
+            None => {
+                state.sweeps += 1;
+                backlog.spilled.begin(now);
+                debug!(webhook_id = %state.spec.id, held = backlog.len(), "reading spilled deliveries back");
+                state.sweep.insert(Sweep::start(SweepArgs {
+                    id: state.sweeps,
+                    began: now,
+                    exclude: backlog.held.keys().cloned().collect::<HashSet<_>>(),
+                    webhook_id: state.spec.id.clone(),
+                    batch_size: page,
+                    ledger: self.store.clone(),
+                    writer: self.ledger.clone(),
+                    endpoint: myself.clone(),
+                }))
+            }
+        };
+        sweep.pull(room.min(page));
+    }
+
+    /// A page of a sweep arrived: what is not held already is queued (a sweep reads only
+    /// what is due).
+    fn paged(
+        &self,
+        myself: &ActorRef<EndpointMsg>,
+        state: &mut EndpointState,
+        id: u64,
+        result: Result<(Vec<PendingDelivery>, bool), LedgerError>,
+    ) {
+        let Some(sweep) = state.sweep.as_mut().filter(|sweep| sweep.id == id) else {
+            return;
+        };
+        sweep.requested = 0;
+        let began = sweep.began;
+        let mut backlog = state.backlog.lock().expect("backlog lock");
+        let mut done = match result {
+            Ok((page, done)) => {
+                for pending in page {
+                    if sweep.excludes(&pending.event_id) || backlog.holds(&pending.event_id) {
+                        continue;
+                    }
+                    backlog.push_queue(Job::from_pending(pending));
+                }
+                done
+            }
+            Err(error) => {
+                warn!(webhook_id = %state.spec.id, %error, "cannot read spilled deliveries back from the ledger; retrying");
+                backlog.spilled.note(SystemTime::now() + LEDGER_RETRY);
+                true
+            }
+        };
+        let max_excluded = MAX_EXCLUDED_PER_HELD * self.config.max_held_per_endpoint.max(1);
+        if !done && sweep.excluded() > max_excluded {
+            // Start over with a fresh (smaller) set; what this sweep had left is due.
+            backlog.spilled.note(began);
+            done = true;
+        }
+        if !done {
+            return;
+        }
+        backlog.spilled.end();
+        let ask = backlog.spilled.unknown();
+        drop(backlog);
+        state.sweep = None;
+        if ask {
+            state.asking = true;
+            let query = self.store.next_due_for(&state.spec.id, began);
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let answer = tokio::time::timeout(LEDGER_READ_TIMEOUT, query)
+                    .await
+                    .unwrap_or_else(|_| Err(LedgerError("no answer in time".into())));
+                let _ = myself.cast(EndpointMsg::NextDue(answer));
             });
         }
+    }
+
+    /// Wakes the actor at `at` to read the ledger (an earlier wake-up replaces a later one).
+    fn arm_ledger_wake(
+        &self,
+        myself: &ActorRef<EndpointMsg>,
+        state: &mut EndpointState,
+        at: SystemTime,
+        now: SystemTime,
+    ) {
+        if state.ledger_wake_at.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        state.ledger_wake_at = Some(at);
+        let wait = at.duration_since(now).unwrap_or_default();
+        myself.send_after(wait, || EndpointMsg::LedgerWake);
+    }
+
+    /// Keeps the shared count of held deliveries (for `max_held_total`) up to date.
+    fn report_held(&self, state: &mut EndpointState) {
+        let held = state.backlog.lock().expect("backlog lock").len();
+        if held > state.reported_held {
+            self.held_total
+                .fetch_add(held - state.reported_held, Ordering::Relaxed);
+        } else {
+            self.held_total
+                .fetch_sub(state.reported_held - held, Ordering::Relaxed);
+        }
+        state.reported_held = held;
     }
 
     /// Keeps `herald_deliveries_paused` equal to what paused endpoints hold.
@@ -498,6 +824,10 @@ impl EndpointActor {
         match &result {
             Ok(response) if response.is_success() => state.failing_streak = 0,
             _ => state.failing_streak = state.failing_streak.saturating_add(1),
+        }
+        if state.failing_streak == FAILING_STREAK {
+            // First attempts queued behind a failing endpoint may wait long: record them.
+            self.record_held(state);
         }
         let alerts = state.backlog.lock().expect("backlog lock").health.record(
             &self.config.health,
@@ -586,8 +916,14 @@ impl EndpointActor {
             self.raise(alert);
         }
         if let Some(due) = next_attempt_at {
+            let reserved = state.sweep.as_ref().map_or(0, |sweep| sweep.requested);
             let mut backlog = state.backlog.lock().expect("backlog lock");
-            schedule(myself, &mut backlog, job, due);
+            if self.room(backlog.len() + reserved) > 0 {
+                schedule(myself, &mut backlog, job, due);
+            } else {
+                // Memory is full: the record just made says `pending`, due then.
+                backlog.spilled.note(due);
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use futures::FutureExt;
 use crate::delivery::{
     AttemptResponse, AttemptResult, DeliveryRecord, DeliveryStatus, PendingDelivery,
 };
-use crate::ports::{Ledger, LedgerError, OutboundRequest, Transport};
+use crate::ports::{Ledger, LedgerError, OutboundRequest, PendingStream, Transport};
 
 /// A transport whose answers are scripted per URL; every request is recorded.
 #[derive(Default, Clone)]
@@ -117,6 +117,20 @@ impl Transport for NullTransport {
     }
 }
 
+/// A pending delivery as the ledger hands it back.
+fn pending_of(d: &StoredDelivery, next_attempt_at: SystemTime) -> PendingDelivery {
+    PendingDelivery {
+        event_id: d.record.event_id.clone(),
+        webhook_id: d.record.webhook_id.clone(),
+        event_type: d.record.event_type.clone(),
+        task_id: d.record.task_id.clone(),
+        attempts: d.record.attempts,
+        next_attempt_at,
+        created_at: d.record.created_at,
+        payload: d.payload.clone().unwrap_or_default(),
+    }
+}
+
 /// A ledger in memory: the latest state of every delivery plus every checkpoint written.
 #[derive(Default, Clone)]
 pub struct MemoryLedger {
@@ -128,6 +142,10 @@ struct MemoryInner {
     deliveries: HashMap<String, StoredDelivery>,
     checkpoints: Vec<Bytes>,
     writes: usize,
+    /// Sweeps begun (`pending_for` calls).
+    sweeps: usize,
+    /// When auditing: per checkpoint written, the deliveries recorded at that moment.
+    audit: Option<Vec<(Bytes, std::collections::HashSet<String>)>>,
     alerts: Vec<crate::health::Alert>,
 }
 
@@ -141,6 +159,19 @@ pub struct StoredDelivery {
 }
 
 impl MemoryLedger {
+    /// A ledger that also remembers, for every checkpoint written, which deliveries were
+    /// recorded at that moment (to test that the checkpoint never passes an unrecorded one).
+    pub fn auditing_checkpoints() -> Self {
+        let ledger = Self::default();
+        ledger.inner.lock().unwrap().audit = Some(Vec::new());
+        ledger
+    }
+
+    /// Every checkpoint written, with the delivery ids recorded when it was (auditing only).
+    pub fn audited_checkpoints(&self) -> Vec<(Bytes, std::collections::HashSet<String>)> {
+        self.inner.lock().unwrap().audit.clone().unwrap_or_default()
+    }
+
     pub fn delivery(&self, id: &str) -> Option<StoredDelivery> {
         self.inner.lock().unwrap().deliveries.get(id).cloned()
     }
@@ -171,6 +202,44 @@ impl MemoryLedger {
     /// Batch writes so far.
     pub fn writes(&self) -> usize {
         self.inner.lock().unwrap().writes
+    }
+
+    /// Sweeps over pending deliveries begun so far.
+    pub fn sweeps(&self) -> usize {
+        self.inner.lock().unwrap().sweeps
+    }
+
+    /// Puts pending deliveries in the ledger directly, as a previous run of the daemon left
+    /// them (each with its payload).
+    pub fn insert_pending(&self, deliveries: impl IntoIterator<Item = PendingDelivery>) {
+        let mut inner = self.inner.lock().unwrap();
+        for p in deliveries {
+            let record = DeliveryRecord {
+                delivery_id: format!("{}:{}", p.event_id, p.webhook_id),
+                event_id: p.event_id,
+                webhook_id: p.webhook_id,
+                event_type: p.event_type,
+                task_id: p.task_id,
+                status: DeliveryStatus::Pending,
+                attempts: p.attempts,
+                next_attempt_at: Some(p.next_attempt_at),
+                last_status_code: None,
+                last_error: None,
+                new_attempts: Vec::new(),
+                first_write: true,
+                created_at: p.created_at,
+                completed_at: None,
+                payload: Some(p.payload.clone()),
+            };
+            inner.deliveries.insert(
+                record.delivery_id.clone(),
+                StoredDelivery {
+                    record,
+                    attempt_log: Vec::new(),
+                    payload: Some(p.payload),
+                },
+            );
+        }
     }
 
     /// Alerts published so far, in order.
@@ -207,7 +276,15 @@ impl Ledger for MemoryLedger {
     }
 
     fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {
-        self.inner.lock().unwrap().checkpoints.push(checkpoint);
+        let mut inner = self.inner.lock().unwrap();
+        let recorded = inner
+            .audit
+            .is_some()
+            .then(|| inner.deliveries.keys().cloned().collect());
+        if let (Some(audit), Some(recorded)) = (inner.audit.as_mut(), recorded) {
+            audit.push((checkpoint.clone(), recorded));
+        }
+        inner.checkpoints.push(checkpoint);
         futures::future::ready(Ok(())).boxed()
     }
 
@@ -216,30 +293,47 @@ impl Ledger for MemoryLedger {
         futures::future::ready(Ok(())).boxed()
     }
 
-    fn due(
+    fn pending_for(
         &self,
+        webhook_id: &str,
         due_before: SystemTime,
-        _after: Option<String>,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Vec<PendingDelivery>, LedgerError>> {
+        _batch_size: usize,
+    ) -> BoxFuture<'static, Result<PendingStream, LedgerError>> {
+        // A snapshot, as a server-side cursor that materialises its result would give.
         let inner = self.inner.lock().unwrap();
-        let due = inner
+        let mut due: Vec<(SystemTime, String, PendingDelivery)> = inner
             .deliveries
             .values()
+            .filter(|d| d.record.webhook_id == webhook_id)
             .filter(|d| d.record.status == DeliveryStatus::Pending)
-            .filter(|d| d.record.next_attempt_at.is_some_and(|t| t <= due_before))
-            .take(limit)
-            .map(|d| PendingDelivery {
-                event_id: d.record.event_id.clone(),
-                webhook_id: d.record.webhook_id.clone(),
-                event_type: d.record.event_type.clone(),
-                task_id: d.record.task_id.clone(),
-                attempts: d.record.attempts,
-                next_attempt_at: d.record.next_attempt_at.unwrap_or(due_before),
-                created_at: d.record.created_at,
-                payload: d.payload.clone().unwrap_or_default(),
+            .filter_map(|d| {
+                let at = d.record.next_attempt_at.filter(|t| *t < due_before)?;
+                Some((at, d.record.delivery_id.clone(), pending_of(d, at)))
             })
             .collect();
-        futures::future::ready(Ok(due)).boxed()
+        drop(inner);
+        due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        self.inner.lock().unwrap().sweeps += 1;
+        let stream = futures::StreamExt::boxed(futures::stream::iter(
+            due.into_iter().map(|(_, _, p)| Ok(p)),
+        ));
+        futures::future::ready(Ok(stream)).boxed()
+    }
+
+    fn next_due_for(
+        &self,
+        webhook_id: &str,
+        after: SystemTime,
+    ) -> BoxFuture<'static, Result<Option<SystemTime>, LedgerError>> {
+        let inner = self.inner.lock().unwrap();
+        let next = inner
+            .deliveries
+            .values()
+            .filter(|d| d.record.webhook_id == webhook_id)
+            .filter(|d| d.record.status == DeliveryStatus::Pending)
+            .filter_map(|d| d.record.next_attempt_at)
+            .filter(|t| *t >= after)
+            .min();
+        futures::future::ready(Ok(next)).boxed()
     }
 }

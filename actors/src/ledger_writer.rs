@@ -43,6 +43,10 @@ pub enum LedgerWriterMsg {
     RetryWrite,
     /// Reply once every record received so far is durable.
     Sync(RpcReplyPort<()>),
+    /// Reply once every record received before this message is durable; unlike `Sync`,
+    /// records that arrive later do not delay the reply (an endpoint reading the ledger
+    /// back waits for its own earlier writes, even under a steady stream of others).
+    Barrier(RpcReplyPort<()>),
     /// Publish an operational alert.
     Alert(Box<Alert>),
 }
@@ -74,6 +78,12 @@ pub struct LedgerWriterState {
     timer_armed: bool,
     consecutive_failures: u32,
     waiters: Vec<RpcReplyPort<()>>,
+    /// Records received, and records durable (batches are written in arrival order, so
+    /// the first `durable` received are).
+    received: u64,
+    durable: u64,
+    /// `Barrier` replies waiting for `durable` to reach their count.
+    barriers: Vec<(u64, RpcReplyPort<()>)>,
     /// The alert publisher's queue.
     alerts: mpsc::Sender<Alert>,
 }
@@ -96,6 +106,9 @@ impl Actor for LedgerWriter {
             timer_armed: false,
             consecutive_failures: 0,
             waiters: Vec::new(),
+            received: 0,
+            durable: 0,
+            barriers: Vec::new(),
             alerts: spawn_alert_publisher(self.ledger.clone()),
         })
     }
@@ -109,6 +122,7 @@ impl Actor for LedgerWriter {
         match msg {
             LedgerWriterMsg::Write { record, retire } => {
                 state.buffer.push(*record);
+                state.received += 1;
                 state.retire.extend(retire);
                 if state.buffer.len() >= self.config.ledger_batch_max {
                     self.start_write(&myself, state);
@@ -124,6 +138,15 @@ impl Actor for LedgerWriter {
             LedgerWriterMsg::Written(Ok(())) => {
                 state.consecutive_failures = 0;
                 if let Some(batch) = state.writing.take() {
+                    state.durable += batch.records.len() as u64;
+                    let durable = state.durable;
+                    let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.barriers)
+                        .into_iter()
+                        .partition(|(target, _)| *target <= durable);
+                    state.barriers = waiting;
+                    for (_, reply) in done {
+                        let _ = reply.send(());
+                    }
                     if !batch.retire.is_empty() {
                         let _ = state.router.cast(RouterMsg::Durable(batch.retire));
                     }
@@ -146,6 +169,14 @@ impl Actor for LedgerWriter {
             LedgerWriterMsg::Sync(reply) => {
                 state.waiters.push(reply);
                 self.start_write(&myself, state);
+            }
+            LedgerWriterMsg::Barrier(reply) => {
+                if state.durable >= state.received {
+                    let _ = reply.send(());
+                } else {
+                    state.barriers.push((state.received, reply));
+                    self.start_write(&myself, state);
+                }
             }
             LedgerWriterMsg::Alert(alert) => {
                 if let Err(e) = state.alerts.try_send(*alert) {

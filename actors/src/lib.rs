@@ -32,6 +32,7 @@ pub mod ports;
 pub mod retry;
 pub mod router;
 pub mod signing;
+pub mod spill;
 pub mod supervisor;
 pub mod webhook;
 

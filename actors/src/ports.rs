@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 
 use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
 use crate::health::Alert;
@@ -41,6 +42,9 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
+/// Pending deliveries read back from the ledger, in order.
+pub type PendingStream = BoxStream<'static, Result<PendingDelivery, LedgerError>>;
+
 /// A fault of the ledger's store (connection lost, write refused). The engine retries.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("ledger: {0}")]
@@ -58,14 +62,24 @@ pub trait Ledger: Send + Sync + 'static {
     /// Stores the feed position below which every event's deliveries are durable.
     fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>>;
 
-    /// Pending deliveries whose next attempt is due before `due_before`, oldest first,
-    /// after `after` (a delivery id, for paging).
-    fn due(
+    /// The pending deliveries of one webhook whose next attempt is due at or before
+    /// `due_before`, oldest `next_attempt_at` first (ties by delivery id), read through one
+    /// cursor in batches of `batch_size`. The endpoint pulls from it as it has room, so
+    /// however large the backlog, at most a batch of it is in memory here.
+    fn pending_for(
         &self,
+        webhook_id: &str,
         due_before: SystemTime,
-        after: Option<String>,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Vec<PendingDelivery>, LedgerError>>;
+        batch_size: usize,
+    ) -> BoxFuture<'static, Result<PendingStream, LedgerError>>;
+
+    /// The earliest `next_attempt_at` after `after` among the webhook's pending deliveries:
+    /// when the endpoint should look again.
+    fn next_due_for(
+        &self,
+        webhook_id: &str,
+        after: SystemTime,
+    ) -> BoxFuture<'static, Result<Option<SystemTime>, LedgerError>>;
 
     /// Publishes an operational alert (an endpoint failing or recovered, a delivery
     /// exhausted) as an event, and acts on a disable request. Must be idempotent: the same

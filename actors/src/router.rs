@@ -13,6 +13,7 @@
 //! of the daemon only if they precede the checkpoint, i.e. never: this is logged loudly).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,10 @@ pub enum RouterMsg {
     Remove(Arc<str>),
     /// A pending delivery re-loaded from the ledger.
     Resume(PendingDelivery),
+    /// These webhooks have pending deliveries in the ledger (at start-up): their endpoints
+    /// read them back, a page at a time. From then on, an endpoint that starts (a webhook
+    /// created or enabled again) looks in the ledger too.
+    PagePending(Vec<Arc<str>>),
     /// The first records of deliveries of these events are durable (one entry per delivery).
     Durable(Vec<u64>),
     /// A checkpoint write ended.
@@ -131,6 +136,8 @@ pub struct RouterState {
     /// Shutdown is waiting for the in-flight checkpoint write before writing the last one.
     final_reply: Option<RpcReplyPort<Result<(), LedgerError>>>,
     draining: bool,
+    /// Set by `PagePending`: new endpoints look for pending deliveries in the ledger.
+    page_new_endpoints: bool,
     events_settled: u64,
     endpoint_restarts: u64,
     metrics: EngineMetrics,
@@ -141,7 +148,9 @@ struct EndpointActorTemplate {
     config: Arc<EngineConfig>,
     transport: Arc<dyn Transport>,
     ledger: ActorRef<LedgerWriterMsg>,
+    store: Arc<dyn Ledger>,
     metrics: EngineMetrics,
+    held_total: Arc<AtomicUsize>,
 }
 
 impl EndpointActorTemplate {
@@ -150,7 +159,9 @@ impl EndpointActorTemplate {
             config: self.config.clone(),
             transport: self.transport.clone(),
             ledger: self.ledger.clone(),
+            store: self.store.clone(),
             metrics: self.metrics.clone(),
+            held_total: self.held_total.clone(),
         }
     }
 }
@@ -184,7 +195,9 @@ impl Actor for Router {
                 config: self.config.clone(),
                 transport: self.transport.clone(),
                 ledger: ledger_writer.clone(),
+                store: self.ledger.clone(),
                 metrics: metrics.clone(),
+                held_total: Arc::new(AtomicUsize::new(0)),
             }),
             ledger_writer,
             index: SubscriptionIndex::default(),
@@ -198,6 +211,7 @@ impl Actor for Router {
             checkpoint_timer_armed: false,
             final_reply: None,
             draining: false,
+            page_new_endpoints: false,
             events_settled: 0,
             endpoint_restarts: 0,
             metrics,
@@ -242,6 +256,14 @@ impl Actor for Router {
             RouterMsg::Upsert(spec) => self.upsert(&myself, state, spec).await?,
             RouterMsg::Remove(id) => self.remove(state, &id, "deleted"),
             RouterMsg::Resume(pending) => resume(state, pending),
+            RouterMsg::PagePending(ids) => {
+                state.page_new_endpoints = true;
+                for id in ids {
+                    if let Some(entry) = state.endpoints.get(&id) {
+                        let _ = entry.actor.cast(EndpointMsg::Spilled);
+                    }
+                }
+            }
             RouterMsg::Durable(seqs) => {
                 for seq in seqs {
                     if let Some(entry) = state.unsettled.get_mut(&seq) {
@@ -359,21 +381,9 @@ fn resume(state: &mut RouterState, pending: PendingDelivery) {
         // Disabled or deleted since: the delivery stays pending in the ledger.
         return;
     };
-    let event = Arc::new(Event {
-        id: pending.event_id.into(),
-        event_type: pending.event_type.into(),
-        task_id: pending.task_id.map(Into::into),
-        body: pending.payload,
-    });
-    let job = Job {
-        event,
-        seq: None,
-        attempts: pending.attempts,
-        created_at: pending.created_at,
-        persisted: true,
-        due_at: Some(pending.next_attempt_at),
-    };
-    let _ = entry.actor.cast(EndpointMsg::Deliver(job));
+    let _ = entry
+        .actor
+        .cast(EndpointMsg::Deliver(Job::from_pending(pending)));
 }
 
 impl Router {
@@ -485,6 +495,10 @@ impl Router {
         }
         let backlog = Arc::new(Mutex::new(Backlog::default()));
         let actor = spawn_endpoint(myself, state, spec.clone(), backlog.clone()).await?;
+        if state.page_new_endpoints {
+            // Enabled again, it may have deliveries left pending while it was off.
+            let _ = actor.cast(EndpointMsg::Spilled);
+        }
         info!(webhook_id = %spec.id, url = %spec.url, paused = spec.paused, "endpoint started");
         state.metrics.endpoint_actors.increment(1.0);
         state.endpoints.insert(

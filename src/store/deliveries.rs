@@ -11,9 +11,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use herald_actors::delivery::{AttemptLogEntry, DeliveryRecord, PendingDelivery};
-use herald_actors::ports::{Ledger, LedgerError};
+use herald_actors::ports::{Ledger, LedgerError, PendingStream};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
@@ -50,17 +50,20 @@ impl MongoLedger {
         }))
     }
 
-    /// Every pending delivery that can be retried, streamed in server-sized batches.
-    pub async fn pending(
-        &self,
-    ) -> mongodb::error::Result<impl futures::Stream<Item = mongodb::error::Result<PendingDelivery>>>
-    {
-        let cursor = self
+    /// The webhooks that have pending deliveries (at start-up: their endpoints read them
+    /// back). One `distinct` over the `{status, webhook_id, …}` index.
+    pub async fn webhooks_with_pending(&self) -> mongodb::error::Result<Vec<String>> {
+        let ids = self
             .deliveries
-            .find(doc! {"status": "pending"})
-            .batch_size(1_000)
+            .distinct("webhook_id", doc! {"status": "pending"})
             .await?;
-        Ok(cursor.try_filter_map(|d| futures::future::ready(Ok(pending_from_doc(&d)))))
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| match id {
+                Bson::String(id) => Some(id),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
@@ -270,29 +273,61 @@ impl Ledger for MongoLedger {
         .boxed()
     }
 
-    fn due(
+    /// One cursor, sorted on the `{status, webhook_id, next_attempt_at, _id}` index and read
+    /// in batches of `batch_size`; a document lacking what a retry needs (no payload) is
+    /// skipped and stays pending for an operator to look at.
+    fn pending_for(
         &self,
+        webhook_id: &str,
         due_before: SystemTime,
-        after: Option<String>,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Vec<PendingDelivery>, LedgerError>> {
+        batch_size: usize,
+    ) -> BoxFuture<'static, Result<PendingStream, LedgerError>> {
         let deliveries = self.deliveries.clone();
+        let filter = doc! {
+            "status": "pending",
+            "webhook_id": webhook_id,
+            "next_attempt_at": {"$lt": bson_date(due_before)},
+        };
         async move {
-            let mut filter =
-                doc! {"status": "pending", "next_attempt_at": {"$lte": bson_date(due_before)}};
-            if let Some(after) = after {
-                filter.insert("_id", doc! {"$gt": after});
-            }
-            let docs: Vec<Document> = deliveries
+            let cursor = deliveries
                 .find(filter)
-                .sort(doc! {"_id": 1})
-                .limit(limit as i64)
-                .await
-                .map_err(|e| ledger_error(&e))?
-                .try_collect()
+                .sort(doc! {"next_attempt_at": 1, "_id": 1})
+                // The log grows with every attempt; a retry does not need it.
+                .projection(doc! {"attempt_log": 0})
+                .batch_size(batch_size.clamp(1, u32::MAX as usize) as u32)
                 .await
                 .map_err(|e| ledger_error(&e))?;
-            Ok(docs.iter().filter_map(pending_from_doc).collect())
+            let stream = cursor
+                .map_err(|e| ledger_error(&e))
+                .try_filter_map(|d| futures::future::ready(Ok(pending_from_doc(&d))));
+            Ok(stream.boxed())
+        }
+        .boxed()
+    }
+
+    fn next_due_for(
+        &self,
+        webhook_id: &str,
+        after: SystemTime,
+    ) -> BoxFuture<'static, Result<Option<SystemTime>, LedgerError>> {
+        let deliveries = self.deliveries.clone();
+        let filter = doc! {
+            "status": "pending",
+            "webhook_id": webhook_id,
+            "next_attempt_at": {"$gte": bson_date(after)},
+        };
+        async move {
+            let next = deliveries
+                .find_one(filter)
+                .sort(doc! {"next_attempt_at": 1})
+                .projection(doc! {"_id": 0, "next_attempt_at": 1})
+                .await
+                .map_err(|e| ledger_error(&e))?;
+            Ok(next.and_then(|d| {
+                d.get_datetime("next_attempt_at")
+                    .ok()
+                    .map(|t| t.to_system_time())
+            }))
         }
         .boxed()
     }

@@ -51,8 +51,9 @@ pub async fn connect(uri: &str, database: &str, timeout: Duration) -> Result<Dat
 pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
     let deliveries = db.collection::<mongodb::bson::Document>(DELIVERIES);
     let models = [
-        // Re-loading due retries.
-        doc! {"status": 1, "next_attempt_at": 1},
+        // An endpoint reading its spilled (and, at start-up, pending) deliveries back, due
+        // oldest first; `distinct` of the webhooks with pending ones; the pending count.
+        doc! {"status": 1, "webhook_id": 1, "next_attempt_at": 1, "_id": 1},
         // A webhook's deliveries, newest first.
         doc! {"webhook_id": 1, "created_at": -1},
         doc! {"event_id": 1},

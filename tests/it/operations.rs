@@ -367,7 +367,7 @@ async fn default_retention_is_a_week_for_successes_and_a_month_for_failures() {
         .await
         .unwrap();
     for expected in [
-        "status_1_next_attempt_at_1",
+        "status_1_webhook_id_1_next_attempt_at_1__id_1",
         "webhook_id_1_created_at_-1",
         "event_id_1",
     ] {
