@@ -155,38 +155,8 @@ fn collection(app: &AppState) -> Collection<Document> {
 
 /// `POST /v1/webhooks` → 201 with the webhook, its `webhook_id` and its `secret`.
 pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
-    let body: CreateBody = object_body(req)?;
-    let url = validate_url(&body.url)?;
-    let event_types = validate_event_types(&app.catalog, body.event_types)?;
-    let name = body.name.map(validate_name).transpose()?;
-    let headers = validate_headers(body.headers.unwrap_or_default())?;
-    let secret = match body.secret {
-        Some(secret) => validate_secret(secret)?,
-        None => generate_secret(),
-    };
-    let rate_limit = body
-        .rate_limit_per_second
-        .map(validate_rate_limit)
-        .transpose()?;
-    let now = DateTime::now();
-    let mut document = doc! {
-        "_id": new_id(),
-        "url": url,
-        "event_types": event_types,
-        "secret": &secret,
-        "headers": headers,
-        "enabled": body.enabled.unwrap_or(true),
-    };
-    if let Some(limit) = rate_limit {
-        document.insert("rate_limit_per_second", limit);
-    }
-    if let Some(name) = &name {
-        document.insert("name", name);
-    }
-    document.insert("created_at", now);
-    document.insert("updated_at", now);
+    let (mut document, name, secret) = create_document(&app.catalog, req)?;
     seal_credentials(&app.secrets, &mut document);
-
     let webhooks = collection(app);
     let _guard = match &name {
         Some(name) => {
@@ -214,6 +184,46 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
     let mut view = view(&document);
     view["secret"] = Value::String(secret);
     Ok(json_response(StatusCode::CREATED, view))
+}
+
+/// The body of a create request, validated, as the document to insert (with a fresh
+/// `_id`), its name and its secret: everything `create` does before touching MongoDB (also
+/// what `fuzz/` feeds arbitrary bytes).
+pub fn create_document(
+    catalog: &Catalog,
+    req: &ApiRequest,
+) -> Result<(Document, Option<String>, String), ApiError> {
+    let body: CreateBody = object_body(req)?;
+    let url = validate_url(&body.url)?;
+    let event_types = validate_event_types(catalog, body.event_types)?;
+    let name = body.name.map(validate_name).transpose()?;
+    let headers = validate_headers(body.headers.unwrap_or_default())?;
+    let secret = match body.secret {
+        Some(secret) => validate_secret(secret)?,
+        None => generate_secret(),
+    };
+    let rate_limit = body
+        .rate_limit_per_second
+        .map(validate_rate_limit)
+        .transpose()?;
+    let now = DateTime::now();
+    let mut document = doc! {
+        "_id": new_id(),
+        "url": url,
+        "event_types": event_types,
+        "secret": &secret,
+        "headers": headers,
+        "enabled": body.enabled.unwrap_or(true),
+    };
+    if let Some(limit) = rate_limit {
+        document.insert("rate_limit_per_second", limit);
+    }
+    if let Some(name) = &name {
+        document.insert("name", name);
+    }
+    document.insert("created_at", now);
+    document.insert("updated_at", now);
+    Ok((document, name, secret))
 }
 
 /// `GET /v1/webhooks` → `{results, next_cursor}`, sorted by `webhook_id`; filters
@@ -266,16 +276,56 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
 /// `GET /v1/webhooks/{id}` → 200 / 404.
 pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
     let id = &path_id(id)?;
-    match collection(app).find_one(doc! {"_id": id}).await? {
-        Some(document) => Ok(json_response(StatusCode::OK, view(&document))),
-        None => Err(ApiError::not_found("webhook", id)),
-    }
+    let Some(document) = collection(app).find_one(doc! {"_id": id}).await? else {
+        return Err(ApiError::not_found("webhook", id));
+    };
+    let mut webhook = view(&document);
+    // What the running endpoint actor knows; none runs for a disabled webhook.
+    let report = app.engine.endpoint(id).await.ok().flatten();
+    webhook["health"] = health_view(report.as_ref());
+    Ok(json_response(StatusCode::OK, webhook))
 }
 
 /// `PATCH /v1/webhooks/{id}`: changes the fields given (`headers` replaces the whole map;
 /// `null` removes `name`, `headers` or the rate limit) → 200 with the webhook / 404.
 pub async fn patch(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let id = &path_id(id)?;
+    let (mut update, new_name) = patch_update(&app.catalog, req)?;
+    if let Ok(set) = update.get_document_mut("$set") {
+        seal_credentials(&app.secrets, set);
+    }
+    let webhooks = collection(app);
+    let _guard = match &new_name {
+        Some(name) => {
+            let guard = NAME_LOCK.lock().await;
+            if webhooks.find_one(doc! {"_id": id}).await?.is_none() {
+                return Err(ApiError::not_found("webhook", id));
+            }
+            let taken = doc! {"name": name, "_id": {"$ne": id}};
+            if webhooks.find_one(taken).await?.is_some() {
+                return Err(name_taken(name));
+            }
+            Some(guard)
+        }
+        None => None,
+    };
+    let updated = webhooks
+        .find_one_and_update(doc! {"_id": id}, update)
+        .return_document(ReturnDocument::After)
+        .await?;
+    match updated {
+        Some(document) => Ok(json_response(StatusCode::OK, view(&document))),
+        None => Err(ApiError::not_found("webhook", id)),
+    }
+}
+
+/// The body of a patch request, validated, as the update to apply and the new name (if
+/// one is set): everything `patch` does before touching MongoDB (also what `fuzz/` feeds
+/// arbitrary bytes).
+pub fn patch_update(
+    catalog: &Catalog,
+    req: &ApiRequest,
+) -> Result<(Document, Option<String>), ApiError> {
     let body: PatchBody = object_body(req)?;
     let mut set = Document::new();
     let mut unset = Document::new();
@@ -290,7 +340,7 @@ pub async fn patch(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
         None => {}
         Some(None) => return Err(not_null("event_types")),
         Some(Some(types)) => {
-            set.insert("event_types", validate_event_types(&app.catalog, types)?);
+            set.insert("event_types", validate_event_types(catalog, types)?);
         }
     }
     let mut new_name = None;
@@ -334,35 +384,11 @@ pub async fn patch(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
         ));
     }
     set.insert("updated_at", DateTime::now());
-    seal_credentials(&app.secrets, &mut set);
     let mut update = doc! {"$set": set};
     if !unset.is_empty() {
         update.insert("$unset", unset);
     }
-
-    let webhooks = collection(app);
-    let _guard = match &new_name {
-        Some(name) => {
-            let guard = NAME_LOCK.lock().await;
-            if webhooks.find_one(doc! {"_id": id}).await?.is_none() {
-                return Err(ApiError::not_found("webhook", id));
-            }
-            let taken = doc! {"name": name, "_id": {"$ne": id}};
-            if webhooks.find_one(taken).await?.is_some() {
-                return Err(name_taken(name));
-            }
-            Some(guard)
-        }
-        None => None,
-    };
-    let updated = webhooks
-        .find_one_and_update(doc! {"_id": id}, update)
-        .return_document(ReturnDocument::After)
-        .await?;
-    match updated {
-        Some(document) => Ok(json_response(StatusCode::OK, view(&document))),
-        None => Err(ApiError::not_found("webhook", id)),
-    }
+    Ok((update, new_name))
 }
 
 /// `POST /v1/webhooks/{id}/pause` and `/resume` → 200 with the webhook / 404. Stored as
@@ -406,15 +432,7 @@ pub async fn delete(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
 /// delivery meanwhile carries one signature per valid secret.
 pub async fn rotate_secret(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let id = &path_id(id)?;
-    let body: RotateBody = if req.body.iter().all(u8::is_ascii_whitespace) {
-        RotateBody::default()
-    } else {
-        object_body(req)?
-    };
-    let secret = match body.secret {
-        Some(secret) => validate_secret(secret)?,
-        None => generate_secret(),
-    };
+    let secret = rotation_secret(req)?;
     let webhooks = collection(app);
     // Compare-and-swap on the current secret, so that concurrent rotations each keep the
     // secret they replaced instead of losing one.
@@ -446,6 +464,20 @@ pub async fn rotate_secret(app: &AppState, req: &ApiRequest, id: &str) -> ApiRes
     Err(ApiError::conflict(
         "the secret was rotated concurrently several times; try again",
     ))
+}
+
+/// The new secret of a rotate-secret request: the body's (validated) or a fresh one when
+/// the body is empty (also what `fuzz/` feeds arbitrary bytes).
+pub fn rotation_secret(req: &ApiRequest) -> Result<String, ApiError> {
+    let body: RotateBody = if req.body.iter().all(u8::is_ascii_whitespace) {
+        RotateBody::default()
+    } else {
+        object_body(req)?
+    };
+    match body.secret {
+        Some(secret) => validate_secret(secret),
+        None => Ok(generate_secret()),
+    }
 }
 
 /// The `previous_secrets` array after replacing `current`'s secret by `new` (plaintext):
@@ -761,8 +793,58 @@ fn view(document: &Document) -> Value {
         // Absent (every webhook written before pausing existed): not paused.
         "paused": document.get_bool("paused").unwrap_or(false),
         "rate_limit_per_second": rate_limit,
+        // Set when herald disabled the webhook itself (`--endpoint-disable-after-secs`).
+        "disabled_reason": document.get_str("disabled_reason").ok(),
+        "disabled_at": rfc3339(document, "disabled_at"),
         "created_at": rfc3339(document, "created_at"),
         "updated_at": rfc3339(document, "updated_at"),
+    })
+}
+
+fn time_view(t: Option<SystemTime>) -> Value {
+    t.map_or(Value::Null, |t| {
+        Value::String(
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+    })
+}
+
+/// The endpoint's health (`GET /v1/webhooks/{id}`): `null` when no endpoint actor runs for
+/// the webhook (disabled), else its failing streak, last success and failure, success rate
+/// over the last hour and the deliveries it holds.
+fn health_view(report: Option<&herald_actors::router::EndpointReport>) -> Value {
+    let Some(report) = report else {
+        return Value::Null;
+    };
+    let health = &report.health;
+    let state = if health.failing {
+        "failing"
+    } else if health.window_attempts == 0 && health.last_success_at.is_none() {
+        "unknown"
+    } else {
+        "healthy"
+    };
+    let last_failure = health.last_failure_at.map(|at| {
+        json!({
+            "at": time_view(Some(at)),
+            "status_code": health.last_status_code,
+            "error": health.last_error,
+        })
+    });
+    json!({
+        "state": state,
+        "consecutive_failures": health.consecutive_failures,
+        "failing_since": time_view(health.failing_since),
+        "last_success_at": time_view(health.last_success_at),
+        "last_failure": last_failure,
+        "success_rate": health.success_rate(),
+        "window_seconds": health.window.as_secs(),
+        "window_attempts": health.window_attempts,
+        "window_successes": health.window_successes,
+        "queued": report.stats.queued,
+        "in_flight": report.stats.in_flight,
+        "scheduled": report.stats.scheduled,
     })
 }
 
