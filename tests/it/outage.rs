@@ -37,6 +37,26 @@ async fn insert_until_acknowledged(db: &Database, id: &str) {
     }
 }
 
+/// The log without its ANSI colour codes (`field=value` is written as
+/// `ESC[3mfield ESC[0m ESC[2m= ESC[0m value`).
+fn without_colours(log: &str) -> String {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `[`, parameters, and the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 #[tokio::test]
 async fn a_ten_second_mongodb_outage_loses_nothing_and_readiness_follows_it() {
     let mut mongo = TestMongo::start().await;
@@ -246,7 +266,7 @@ async fn a_ten_second_mongodb_outage_loses_nothing_and_readiness_follows_it() {
     }
     // The outage outlasted the driver's own resume attempt: herald reopened its change
     // stream itself, resuming from its last token (no fallback scan of `events`).
-    let log_text = herald_log();
+    let log_text = without_colours(&herald_log());
     assert!(
         log_text.contains("change stream reopened") && log_text.contains("resumed=true"),
         "herald's feed never reopened its change stream itself\n{log_text}"
