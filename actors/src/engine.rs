@@ -630,6 +630,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_checkpoint_whose_write_failed_is_written_again() {
+        let (engine, _transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        ledger.fail_checkpoints(3);
+        // One event and nothing after it: only a retry can store its checkpoint.
+        handle
+            .submit(event("evt_1", "object.created"), Some(Bytes::from("t1")))
+            .await
+            .unwrap();
+        until("the checkpoint stored despite failed writes", || {
+            ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t1".as_ref())
+        })
+        .await;
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_failing_endpoint_raises_one_failing_and_one_recovered_alert() {
         let mut config = config();
         config.retry.max_attempts = 100;

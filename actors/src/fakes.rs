@@ -147,6 +147,8 @@ struct MemoryInner {
     /// When auditing: per checkpoint written, the deliveries recorded at that moment.
     audit: Option<Vec<(Bytes, std::collections::HashSet<String>)>>,
     alerts: Vec<crate::health::Alert>,
+    /// Checkpoint writes still to refuse (a store outage).
+    failing_checkpoints: usize,
 }
 
 /// A delivery as the memory ledger keeps it.
@@ -242,6 +244,11 @@ impl MemoryLedger {
         }
     }
 
+    /// Refuses the next `n` checkpoint writes.
+    pub fn fail_checkpoints(&self, n: usize) {
+        self.inner.lock().unwrap().failing_checkpoints = n;
+    }
+
     /// Alerts published so far, in order.
     pub fn alerts(&self) -> Vec<crate::health::Alert> {
         self.inner.lock().unwrap().alerts.clone()
@@ -277,6 +284,10 @@ impl Ledger for MemoryLedger {
 
     fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {
         let mut inner = self.inner.lock().unwrap();
+        if inner.failing_checkpoints > 0 {
+            inner.failing_checkpoints -= 1;
+            return futures::future::ready(Err(LedgerError("store unavailable".into()))).boxed();
+        }
         let recorded = inner
             .audit
             .is_some()

@@ -58,8 +58,8 @@ pub enum RouterMsg {
     PagePending(Vec<Arc<str>>),
     /// The first records of deliveries of these events are durable (one entry per delivery).
     Durable(Vec<u64>),
-    /// A checkpoint write ended.
-    CheckpointSaved(Result<(), LedgerError>),
+    /// A checkpoint write ended (the checkpoint it wrote, to write again if it failed).
+    CheckpointSaved(Bytes, Result<(), LedgerError>),
     /// The checkpoint interval has passed: write the newest one if it is still pending.
     CheckpointTick,
     /// Shutdown, step 1: endpoints start no new attempts; reply when none is in flight.
@@ -273,12 +273,14 @@ impl Actor for Router {
                 self.settle(state);
             }
             RouterMsg::CheckpointTick => state.checkpoint_timer_armed = false,
-            RouterMsg::CheckpointSaved(result) => {
+            RouterMsg::CheckpointSaved(checkpoint, result) => {
                 state.checkpoint_writing = false;
                 match result {
                     Ok(()) => debug!(events_settled = state.events_settled, "checkpoint written"),
                     Err(error) => {
-                        warn!(%error, "checkpoint write failed; will retry with the next one")
+                        // Written again at the next interval, unless a newer one is waiting.
+                        warn!(%error, "checkpoint write failed; retrying");
+                        state.pending_checkpoint.get_or_insert(checkpoint);
                     }
                 }
                 if let Some(reply) = state.final_reply.take() {
@@ -467,11 +469,11 @@ impl Router {
         };
         state.checkpoint_writing = true;
         state.last_checkpoint_write = Some(Instant::now());
-        let write = self.ledger.checkpoint(checkpoint);
+        let write = self.ledger.checkpoint(checkpoint.clone());
         let myself = myself.clone();
         tokio::spawn(async move {
             let result = write.await;
-            let _ = myself.cast(RouterMsg::CheckpointSaved(result));
+            let _ = myself.cast(RouterMsg::CheckpointSaved(checkpoint, result));
         });
     }
 
