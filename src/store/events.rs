@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{one_line, EVENTS, OBJECTS};
+use super::{one_line, reopen_backoff, EVENTS, OBJECTS};
 
 /// Largest payload herald will send, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
@@ -190,8 +190,9 @@ fn checked(payload: Result<Payload, BadEvent>) -> Result<Event, BadEvent> {
     Ok(event)
 }
 
-/// Turns one change into an event, or says why it is skipped.
-fn event_from_change(
+/// Turns one change into an event, or says why it is skipped (`None`: not an insert into
+/// `events` or `objects`).
+pub fn event_from_change(
     change: &ChangeStreamEvent<Document>,
 ) -> Option<Result<Event, (String, BadEvent)>> {
     let doc = change.full_document.as_ref()?;
@@ -414,14 +415,7 @@ pub async fn scan_events(
     Ok(found)
 }
 
-/// How long the feed waits before reopening its change stream after the `failures`-th
-/// failure in a row: 200 ms doubling to 6.4 s.
-fn reopen_backoff(failures: u32) -> Duration {
-    Duration::from_millis(100 * 2u64.pow(failures.clamp(1, 6)))
-}
-
 fn is_history_lost(e: &mongodb::error::Error) -> bool {
-    // ChangeStreamHistoryLost (286), ChangeStreamFatalError (280), InvalidResumeToken (260).
     // ChangeStreamHistoryLost (286), ChangeStreamFatalError (280), InvalidResumeToken (260);
     // FailedToParse (9) when the stored token itself is unreadable by this server.
     match &*e.kind {

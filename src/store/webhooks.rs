@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures::{StreamExt, TryStreamExt};
 use herald_actors::signing::{Signer, SigningKey};
@@ -25,7 +25,7 @@ use mongodb::{Collection, Database};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{one_line, WEBHOOKS};
+use super::{one_line, reopen_backoff, WEBHOOKS};
 use crate::secrets::{SecretBox, SecretError};
 
 /// Why a webhook document cannot be delivered to.
@@ -230,16 +230,14 @@ pub async fn run_watcher(
                     }
                     health.live.store(false, Ordering::Relaxed);
                     failures += 1;
-                    let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
                     warn!(error = %message, "cannot watch webhooks; retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => continue,
+                        _ = tokio::time::sleep(reopen_backoff(failures)) => continue,
                     }
                 }
             },
         };
-        failures = 0;
         // Full reload: drop what vanished while we were not watching.
         let present: HashSet<String> = docs
             .iter()
@@ -262,6 +260,9 @@ pub async fn run_watcher(
                 _ = cancel.cancelled() => return,
                 next = stream.next() => next,
             };
+            if matches!(next, Some(Ok(_))) {
+                failures = 0;
+            }
             match next {
                 Some(Ok(change)) => match change.operation_type {
                     OperationType::Insert | OperationType::Update | OperationType::Replace => {
@@ -295,6 +296,13 @@ pub async fn run_watcher(
                 }
                 None => break,
             }
+        }
+        // A stream that fails again straight after opening must not spin: wait before the
+        // reload, longer each time until a change gets through.
+        failures += 1;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(reopen_backoff(failures)) => {}
         }
     }
 }
@@ -373,7 +381,7 @@ mod tests {
         let document = doc! {"_id": "wh_1", "url": "https://a.example/h", "event_types": ["*"],
         "secret": secrets.seal(SECRET),
         "previous_secrets": [
-            {"secret": secrets.seal(previous), "expires_at": crate::store::bson_date(now + Duration::from_secs(60))},
+            {"secret": secrets.seal(previous), "expires_at": crate::store::bson_date(now + std::time::Duration::from_secs(60))},
         ],
         "headers": {"X-Mixpeek-Secret": secrets.seal("s3cret"), "X-Plain": "as-is"}};
         let spec = spec_from_doc(&document, &secrets, now).unwrap();
@@ -390,7 +398,7 @@ mod tests {
         let plain = doc! {"_id": "wh_1", "url": "https://a.example/h", "event_types": ["*"],
         "secret": SECRET,
         "previous_secrets": [
-            {"secret": previous, "expires_at": crate::store::bson_date(now + Duration::from_secs(60))},
+            {"secret": previous, "expires_at": crate::store::bson_date(now + std::time::Duration::from_secs(60))},
         ]};
         let expected = spec_from_doc(&plain, &SecretBox::default(), now).unwrap();
         let at = 1_700_000_000;

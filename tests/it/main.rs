@@ -16,6 +16,7 @@ mod fixtures;
 mod harness_smoke;
 mod health;
 mod mux;
+mod hostile;
 mod openapi;
 mod operations;
 mod secrets;
