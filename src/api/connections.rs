@@ -32,7 +32,7 @@ const DUPLICATE_KEY: i32 = 11000;
 /// The body of `POST /v1/connections`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateConnection {
+pub struct CreateConnection {
     provider: String,
     bucket_id: String,
     webhook_secret: String,
@@ -46,6 +46,43 @@ fn collection(app: &AppState) -> mongodb::Collection<Document> {
 
 /// `POST /v1/connections` → 201 with the connection, without its secret.
 pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
+    let (body, metadata_filters) = validate_create(req)?;
+    // The query every inbound event runs needs this index; creating it is idempotent and
+    // connections are created rarely.
+    if let Err(e) = inbound::ensure_indexes(&app.db).await {
+        warn!(error = %crate::store::one_line(&e.to_string()), "cannot create the objects index for inbound webhooks");
+    }
+    let mut attempts = 0;
+    let connection = loop {
+        attempts += 1;
+        let connection = Connection::new(
+            new_id(),
+            body.provider.clone(),
+            body.bucket_id.clone(),
+            body.webhook_secret.clone(),
+            metadata_filters.clone(),
+            DateTime::now(),
+        );
+        match collection(app)
+            .insert_one(connection.to_doc(&app.secrets))
+            .await
+        {
+            Ok(_) => break connection,
+            // 64 random bits collided: draw again.
+            Err(e) if is_duplicate_key(&e) && attempts < 3 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    info!(connection_id = %connection.id, provider = %connection.provider, bucket_id = %connection.bucket_id, "connection created");
+    Ok(json_response(StatusCode::CREATED, connection.view()))
+}
+
+/// The body of a create request, validated, with its parsed `metadata_filters`:
+/// everything `create` does before touching MongoDB (also what `fuzz/` feeds arbitrary
+/// bytes).
+pub fn validate_create(
+    req: &ApiRequest,
+) -> Result<(CreateConnection, Vec<inbound::Filter>), ApiError> {
     let body: CreateConnection = req.json()?;
     if inbound::provider(&body.provider).is_none() {
         return Err(ApiError::invalid_field(
@@ -88,34 +125,7 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
         Some(map) => filters::from_json(map)
             .map_err(|bad| ApiError::invalid_field(&bad.field, bad.message))?,
     };
-    // The query every inbound event runs needs this index; creating it is idempotent and
-    // connections are created rarely.
-    if let Err(e) = inbound::ensure_indexes(&app.db).await {
-        warn!(error = %crate::store::one_line(&e.to_string()), "cannot create the objects index for inbound webhooks");
-    }
-    let mut attempts = 0;
-    let connection = loop {
-        attempts += 1;
-        let connection = Connection::new(
-            new_id(),
-            body.provider.clone(),
-            body.bucket_id.clone(),
-            body.webhook_secret.clone(),
-            metadata_filters.clone(),
-            DateTime::now(),
-        );
-        match collection(app)
-            .insert_one(connection.to_doc(&app.secrets))
-            .await
-        {
-            Ok(_) => break connection,
-            // 64 random bits collided: draw again.
-            Err(e) if is_duplicate_key(&e) && attempts < 3 => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    info!(connection_id = %connection.id, provider = %connection.provider, bucket_id = %connection.bucket_id, "connection created");
-    Ok(json_response(StatusCode::CREATED, connection.view()))
+    Ok((body, metadata_filters))
 }
 
 /// `GET /v1/connections` → `{results, next_cursor}`, sorted by `connection_id`; filters

@@ -195,23 +195,7 @@ struct RecoverRequest {
 /// missing or malformed `since`; a `since` in the future simply recovers nothing.
 pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiResult {
     let webhook_id = path_id(webhook_id)?;
-    // An empty body is a missing `since`, not a malformed request.
-    if req.body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid_field(
-            "since",
-            "required: an RFC 3339 timestamp",
-        ));
-    }
-    let request: RecoverRequest = super::events::object_body(req)?;
-    let since = super::events::parse_rfc3339(&request.since).ok_or_else(|| {
-        ApiError::invalid_field(
-            "since",
-            format!(
-                "{:?} is not an RFC 3339 timestamp (e.g. 2026-01-01T00:00:00Z)",
-                request.since
-            ),
-        )
-    })?;
+    let (since_text, since) = recover_since(req)?;
     let webhook = app
         .db
         .collection::<Document>(WEBHOOKS)
@@ -253,11 +237,34 @@ pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiR
             _ => break,
         }
     }
-    tracing::info!(webhook_id = %webhook_id, since = %request.since, recovered, "failed deliveries re-queued");
+    tracing::info!(webhook_id = %webhook_id, since = %since_text, recovered, "failed deliveries re-queued");
     Ok(json_response(
         StatusCode::ACCEPTED,
         json!({"recovered": recovered}),
     ))
+}
+
+/// The `since` of a recover request, as sent and as a date: everything `recover` reads
+/// from the body (also what `fuzz/` feeds arbitrary bytes).
+pub fn recover_since(req: &ApiRequest) -> Result<(String, DateTime), ApiError> {
+    // An empty body is a missing `since`, not a malformed request.
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_field(
+            "since",
+            "required: an RFC 3339 timestamp",
+        ));
+    }
+    let request: RecoverRequest = super::events::object_body(req)?;
+    let since = super::events::parse_rfc3339(&request.since).ok_or_else(|| {
+        ApiError::invalid_field(
+            "since",
+            format!(
+                "{:?} is not an RFC 3339 timestamp (e.g. 2026-01-01T00:00:00Z)",
+                request.since
+            ),
+        )
+    })?;
+    Ok((request.since, since))
 }
 
 /// Turns one `failed` delivery into `pending` (due now) and hands it to the engine.
