@@ -271,6 +271,8 @@ pub struct EndpointActor {
     pub metrics: EngineMetrics,
     /// Deliveries held by all endpoints (each adds what it holds), for `max_held_total`.
     pub held_total: Arc<AtomicUsize>,
+    /// Records the ledger writer has not made durable yet.
+    pub unwritten: Arc<AtomicUsize>,
 }
 
 pub struct EndpointArgs {
@@ -314,6 +316,13 @@ const MAX_EXCLUDED_PER_HELD: usize = 2;
 
 /// After a failed read of the ledger, look again this much later.
 const LEDGER_RETRY: Duration = Duration::from_secs(2);
+
+/// Spilled deliveries are not read back while the ledger writer holds more than this many
+/// batches of records: the store is behind, and paging more in would only pile up records.
+const MAX_UNWRITTEN_BATCHES: usize = 10;
+
+/// How soon an endpoint held back by the ledger writer looks again.
+const UNWRITTEN_RECHECK: Duration = Duration::from_millis(100);
 
 /// Failed attempts in a row after which an endpoint is treated as failing.
 pub const FAILING_STREAK: u32 = 3;
@@ -681,6 +690,12 @@ impl EndpointActor {
                 self.arm_ledger_wake(myself, state, at, now);
                 return;
             }
+        }
+        let unwritten_max = MAX_UNWRITTEN_BATCHES * self.config.ledger_batch_max.max(1);
+        if self.unwritten.load(Ordering::Relaxed) > unwritten_max {
+            drop(backlog);
+            self.arm_ledger_wake(myself, state, now + UNWRITTEN_RECHECK, now);
+            return;
         }
         // Due work first: retries waiting for a later timer make way.
         while self.room(backlog.len()) < low_water && backlog.evict_latest() {}

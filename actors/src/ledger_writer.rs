@@ -58,6 +58,10 @@ pub struct LedgerWriter {
     pub config: Arc<EngineConfig>,
     pub ledger: Arc<dyn Ledger>,
     pub metrics: EngineMetrics,
+    /// Records received and not yet durable, shared with the endpoints: they stop reading
+    /// spilled deliveries back while it is high, so a backlog drained faster than the
+    /// store takes its records cannot pile them up here.
+    pub unwritten: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub struct LedgerWriterArgs {
@@ -123,6 +127,8 @@ impl Actor for LedgerWriter {
             LedgerWriterMsg::Write { record, retire } => {
                 state.buffer.push(*record);
                 state.received += 1;
+                self.unwritten
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 state.retire.extend(retire);
                 if state.buffer.len() >= self.config.ledger_batch_max {
                     self.start_write(&myself, state);
@@ -139,6 +145,8 @@ impl Actor for LedgerWriter {
                 state.consecutive_failures = 0;
                 if let Some(batch) = state.writing.take() {
                     state.durable += batch.records.len() as u64;
+                    self.unwritten
+                        .fetch_sub(batch.records.len(), std::sync::atomic::Ordering::Relaxed);
                     let durable = state.durable;
                     let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.barriers)
                         .into_iter()

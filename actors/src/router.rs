@@ -151,6 +151,7 @@ struct EndpointActorTemplate {
     store: Arc<dyn Ledger>,
     metrics: EngineMetrics,
     held_total: Arc<AtomicUsize>,
+    unwritten: Arc<AtomicUsize>,
 }
 
 impl EndpointActorTemplate {
@@ -162,6 +163,7 @@ impl EndpointActorTemplate {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             held_total: self.held_total.clone(),
+            unwritten: self.unwritten.clone(),
         }
     }
 }
@@ -177,12 +179,14 @@ impl Actor for Router {
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
         let metrics = EngineMetrics::new();
+        let unwritten = Arc::new(AtomicUsize::new(0));
         let (ledger_writer, _) = Actor::spawn_linked(
             None,
             LedgerWriter {
                 config: self.config.clone(),
                 ledger: self.ledger.clone(),
                 metrics: metrics.clone(),
+                unwritten: unwritten.clone(),
             },
             LedgerWriterArgs {
                 router: myself.clone(),
@@ -198,6 +202,7 @@ impl Actor for Router {
                 store: self.ledger.clone(),
                 metrics: metrics.clone(),
                 held_total: Arc::new(AtomicUsize::new(0)),
+                unwritten,
             }),
             ledger_writer,
             index: SubscriptionIndex::default(),
