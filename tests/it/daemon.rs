@@ -105,17 +105,19 @@ pub struct ChildDaemon {
 
 impl ChildDaemon {
     pub fn spawn(config: &Config, log: &Path) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
+        Self::spawn_command(Self::command(config), config, log)
+    }
+
+    /// `herald serve` with `config`'s settings, info-level logs; add flags or environment
+    /// before [`ChildDaemon::spawn_command`].
+    pub fn command(config: &Config) -> Command {
         let allow: Vec<String> = config
             .allow_private_networks
             .iter()
             .map(|n| n.to_string())
             .collect();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command
             .arg("serve")
             .args(["--mongodb-uri", &config.mongodb_uri])
             .args(["--database", &config.database])
@@ -135,7 +137,18 @@ impl ChildDaemon {
                 "--attempt-timeout-ms",
                 &config.attempt_timeout_ms.to_string(),
             ])
-            .env("HERALD_LOG", "info")
+            .env("HERALD_LOG", "info");
+        command
+    }
+
+    /// Starts `command`, its stderr appended to `log`.
+    pub fn spawn_command(mut command: Command, config: &Config, log: &Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -6,7 +6,6 @@
 //! up in the daemon's log (debug level, JSON), in a list or read answer, or in an error.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
@@ -439,37 +438,19 @@ async fn plaintext_written_directly_into_mongodb_keeps_working_with_a_key_and_a_
 
 /// herald as a child process with `--secret-key`, JSON logs at debug level into `log`.
 fn spawn_logging(config: &Config, log: &Path) -> ChildDaemon {
-    let log_file = std::fs::File::create(log).unwrap();
-    let allow: Vec<String> = config
-        .allow_private_networks
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
-        .args(["--mongodb-uri", &config.mongodb_uri])
-        .args(["--database", &config.database])
-        .args(["--listen", &config.listen.to_string()])
-        .args([
-            "--ca-file",
-            config.ca_file.as_ref().unwrap().to_str().unwrap(),
-        ])
-        .args(["--allow-private-networks", &allow.join(",")])
-        .args(["--retry-initial-ms", "20", "--retry-max-ms", "100"])
-        .args(["--retry-max-attempts", "3"])
+    let config = Config {
+        retry_max_ms: 100,
+        retry_max_attempts: 3,
+        ..config.clone()
+    };
+    let mut command = ChildDaemon::command(&config);
+    command
         .args(["--api-key", API_KEY])
         .args(["--log-format", "json"])
         // Through the environment, as an operator would keep it out of `ps`.
         .env("HERALD_SECRET_KEY", key_hex())
-        .env("HERALD_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn herald");
-    ChildDaemon {
-        child,
-        listen: config.listen,
-    }
+        .env("HERALD_LOG", "debug");
+    ChildDaemon::spawn_command(command, &config, log)
 }
 
 /// Waits until the API lists a delivery of `webhook_id` with `status`.
