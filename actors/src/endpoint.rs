@@ -679,7 +679,11 @@ impl EndpointActor {
         }
         let now = SystemTime::now();
         let page = self.config.ledger_page_size.max(1);
-        let low_water = (self.config.max_held_per_endpoint / 2).clamp(1, page);
+        // A page is read once this much fits; never more than an endpoint may always hold
+        // (`room` guarantees it that much even when others have taken the shared budget).
+        let low_water = (self.config.max_held_per_endpoint / 2)
+            .clamp(1, page)
+            .min(self.config.max_in_flight_per_endpoint.max(1));
         let mut backlog = state.backlog.lock().expect("backlog lock");
         if state.sweep.is_none() {
             let Some(at) = backlog.spilled.next_sweep_at() else {
