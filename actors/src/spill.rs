@@ -13,7 +13,9 @@
 //!   endpoint made before it began;
 //! - covers what was due when it began, and leaves later due times to the next sweep;
 //! - skips what the endpoint held when it began, or holds when a page arrives: the ledger's
-//!   copy of those may be older than the one in memory.
+//!   copy of those may be older than the one in memory;
+//! - reads no page while the ledger writer is more than a few batches behind, so draining a
+//!   backlog faster than the store takes the records cannot pile them up in memory.
 //!
 //! So a delivery is never held twice and none is left behind. At start-up (and when a
 //! webhook is enabled again) the endpoint does not know what the ledger holds for it: it

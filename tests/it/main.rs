@@ -7,6 +7,7 @@ mod support;
 mod api_client;
 mod api_deliveries;
 mod api_webhooks;
+mod backlog;
 mod chaos;
 mod cli;
 mod crash;
