@@ -30,8 +30,11 @@ pub const INBOUND_WEBHOOKS_TOTAL: &str = "herald_inbound_webhooks_total";
 /// `pending`, including those held by paused webhooks and those of disabled ones).
 pub const DELIVERIES_PENDING: &str = "herald_deliveries_pending";
 
-/// How often [`DELIVERIES_PENDING`] is counted.
+/// How often [`DELIVERIES_PENDING`] is counted, at most.
 const PENDING_INTERVAL: Duration = Duration::from_secs(5);
+/// A count may take at most this share of the time between counts: a store that cannot
+/// count from its index (a scan) is asked less often, never kept busy counting.
+const PENDING_MAX_DUTY: u32 = 100;
 
 /// The `outcome` label of [`INBOUND_WEBHOOKS_TOTAL`].
 pub mod inbound_outcome {
@@ -134,18 +137,16 @@ pub fn count_inbound(provider: &'static str, outcome: &'static str) {
 }
 
 /// Keeps [`DELIVERIES_PENDING`] current: counts `deliveries` with status `pending` (an
-/// index count) every few seconds, in a task of its own so that a scrape never waits on
-/// MongoDB. A failed count leaves the last value. The task stops when the returned guard is
-/// dropped.
+/// index count on MongoDB) every 5 s, or a hundred times as long as the last count took if
+/// that is longer, in a task of its own so that a scrape never waits on MongoDB. A failed
+/// count leaves the last value. The task stops when the returned guard is dropped.
 pub fn spawn_pending_gauge(db: mongodb::Database) -> PendingGauge {
     install();
     let gauge = metrics::gauge!(DELIVERIES_PENDING, "database" => db.name().to_owned());
     let deliveries = db.collection::<mongodb::bson::Document>(crate::store::DELIVERIES);
     PendingGauge(tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(PENDING_INTERVAL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            let started = std::time::Instant::now();
             match deliveries
                 .count_documents(mongodb::bson::doc! {"status": "pending"})
                 .await
@@ -153,6 +154,8 @@ pub fn spawn_pending_gauge(db: mongodb::Database) -> PendingGauge {
                 Ok(n) => gauge.set(n as f64),
                 Err(error) => tracing::debug!(%error, "cannot count pending deliveries"),
             }
+            let took = started.elapsed();
+            tokio::time::sleep(PENDING_INTERVAL.max(took * PENDING_MAX_DUTY)).await;
         }
     }))
 }

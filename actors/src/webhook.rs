@@ -6,19 +6,29 @@ use std::sync::Arc;
 use crate::signing::Signer;
 
 /// Which event types a webhook receives.
+///
+/// herald's operational events (an endpoint failing or recovered, a delivery exhausted; see
+/// [`is_operational`]) go only to webhooks that name them: `"*"` means every domain event,
+/// so that a catch-all receiver is not handed alerts (about itself, too) it never asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventFilter {
-    /// `["*"]`: every event.
-    All,
+    /// `["*", …]`: every domain event, plus the operational types named beside the `*`.
+    All { operational: Vec<String> },
     /// Exactly these types.
     Types(Vec<String>),
 }
 
 impl EventFilter {
-    /// From the stored `event_types` list; `"*"` anywhere means all.
+    /// From the stored `event_types` list; `"*"` anywhere means every domain event.
     pub fn from_list(types: &[String]) -> Self {
         if types.iter().any(|t| t == "*") {
-            EventFilter::All
+            EventFilter::All {
+                operational: types
+                    .iter()
+                    .filter(|t| is_operational(t))
+                    .cloned()
+                    .collect(),
+            }
         } else {
             EventFilter::Types(types.to_vec())
         }
@@ -26,10 +36,29 @@ impl EventFilter {
 
     pub fn matches(&self, event_type: &str) -> bool {
         match self {
-            EventFilter::All => true,
+            EventFilter::All { operational } => {
+                !is_operational(event_type) || operational.iter().any(|t| t == event_type)
+            }
             EventFilter::Types(types) => types.iter().any(|t| t == event_type),
         }
     }
+
+    /// The types listed by name (all of them, or the operational ones beside a `*`).
+    fn named(&self) -> &[String] {
+        match self {
+            EventFilter::All { operational } => operational,
+            EventFilter::Types(types) => types,
+        }
+    }
+}
+
+/// Whether `event_type` is one of herald's own operational events.
+pub fn is_operational(event_type: &str) -> bool {
+    use crate::health::event_types::*;
+    matches!(
+        event_type,
+        ENDPOINT_FAILING | ENDPOINT_RECOVERED | ENDPOINT_DISABLED | DELIVERY_EXHAUSTED
+    )
 }
 
 /// Everything the engine needs to deliver to one endpoint. Immutable: a change to the
@@ -65,15 +94,13 @@ impl SubscriptionIndex {
         if !spec.enabled {
             return;
         }
-        match &spec.filter {
-            EventFilter::All => self.wildcard.push(spec.id.clone()),
-            EventFilter::Types(types) => {
-                for t in types {
-                    let ids = self.by_type.entry(t.clone()).or_default();
-                    if !ids.contains(&spec.id) {
-                        ids.push(spec.id.clone());
-                    }
-                }
+        if let EventFilter::All { .. } = spec.filter {
+            self.wildcard.push(spec.id.clone());
+        }
+        for t in spec.filter.named() {
+            let ids = self.by_type.entry(t.clone()).or_default();
+            if !ids.contains(&spec.id) {
+                ids.push(spec.id.clone());
             }
         }
     }
@@ -83,14 +110,13 @@ impl SubscriptionIndex {
     pub fn remove(&mut self, id: &str, previous: Option<&EventFilter>) {
         self.wildcard.retain(|w| &**w != id);
         match previous {
-            Some(EventFilter::Types(types)) => {
-                for t in types {
+            Some(filter) => {
+                for t in filter.named() {
                     if let Some(ids) = self.by_type.get_mut(t) {
                         ids.retain(|w| &**w != id);
                     }
                 }
             }
-            Some(EventFilter::All) => {}
             None => {
                 for ids in self.by_type.values_mut() {
                     ids.retain(|w| &**w != id);
@@ -105,7 +131,9 @@ impl SubscriptionIndex {
         if let Some(ids) = self.by_type.get(event_type) {
             ids.iter().for_each(&mut f);
         }
-        self.wildcard.iter().for_each(f);
+        if !is_operational(event_type) {
+            self.wildcard.iter().for_each(f);
+        }
     }
 
     /// The subscribers of `event_type`, collected.
@@ -153,6 +181,31 @@ mod tests {
         assert_eq!(ids("object.created"), ["a", "b", "c"]);
         assert_eq!(ids("batch.completed"), ["b", "c"]);
         assert_eq!(ids("cluster.completed"), ["c"]);
+    }
+
+    #[test]
+    fn operational_events_reach_only_webhooks_that_name_them() {
+        let mut index = SubscriptionIndex::default();
+        index.insert(&spec("all", &["*"], true));
+        index.insert(&spec("ops", &["webhook.endpoint.failing"], true));
+        index.insert(&spec("all_ops", &["*", "delivery.exhausted"], true));
+        let ids = |index: &SubscriptionIndex, t: &str| {
+            let mut ids: Vec<String> = index.matches(t).iter().map(|s| s.to_string()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&index, "webhook.endpoint.failing"), ["ops"]);
+        assert_eq!(ids(&index, "delivery.exhausted"), ["all_ops"]);
+        assert!(ids(&index, "webhook.endpoint.recovered").is_empty());
+        assert_eq!(ids(&index, "object.created"), ["all", "all_ops"]);
+        let filter = EventFilter::from_list(&["*".into(), "delivery.exhausted".into()]);
+        assert!(filter.matches("object.created"));
+        assert!(filter.matches("delivery.exhausted"));
+        assert!(!filter.matches("webhook.endpoint.failing"));
+
+        // Re-inserted without the operational type, it stops receiving it.
+        index.insert(&spec("all_ops", &["*"], true));
+        assert!(ids(&index, "delivery.exhausted").is_empty());
     }
 
     #[test]

@@ -232,7 +232,12 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
     let limit = req.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
     let mut filter = Document::new();
     if let Some(event_type) = req.query.get("event_type") {
-        filter.insert("event_types", doc! {"$in": [event_type.as_str(), "*"]});
+        if herald_actors::webhook::is_operational(event_type) {
+            // Only webhooks that name an operational type receive it.
+            filter.insert("event_types", event_type.as_str());
+        } else {
+            filter.insert("event_types", doc! {"$in": [event_type.as_str(), "*"]});
+        }
     }
     match req.query.get("enabled").map(String::as_str) {
         None => {}
@@ -616,13 +621,22 @@ fn validate_event_types(catalog: &Catalog, types: Vec<String>) -> Result<Vec<Str
         ));
     }
     if types.iter().any(|t| t == "*") {
-        if types.iter().all(|t| t == "*") {
-            return Ok(vec!["*".to_owned()]);
+        // `*` is every domain event; herald's operational events are only ever named.
+        let mut unique = vec!["*".to_owned()];
+        for event_type in types {
+            if unique.contains(&event_type) {
+                continue;
+            }
+            if !herald_actors::webhook::is_operational(&event_type) {
+                return Err(ApiError::invalid_field(
+                    "event_types",
+                    "\"*\" subscribes to every event but herald's operational ones \
+                     (webhook.endpoint.*, delivery.exhausted); only those may be named beside it",
+                ));
+            }
+            unique.push(event_type);
         }
-        return Err(ApiError::invalid_field(
-            "event_types",
-            "\"*\" subscribes to everything and cannot be combined with other types",
-        ));
+        return Ok(unique);
     }
     let mut unique: Vec<String> = Vec::with_capacity(types.len());
     for (i, event_type) in types.into_iter().enumerate() {

@@ -489,9 +489,13 @@ fn validate(webhooks: &[Desired]) -> Result<(), String> {
 pub fn check_event_types(desired: &[Desired], catalog: &BTreeSet<String>) -> Result<(), String> {
     for (i, w) in desired.iter().enumerate() {
         let star = w.event_types.iter().any(|t| t == "*");
-        if star && w.event_types.len() > 1 {
+        if star
+            && w.event_types
+                .iter()
+                .any(|t| t != "*" && !herald_actors::webhook::is_operational(t))
+        {
             return Err(format!(
-                "webhooks[{i}] ({:?}): event_types: \"*\" subscribes to everything and cannot be combined with other types",
+                "webhooks[{i}] ({:?}): event_types: \"*\" subscribes to every event but herald's operational ones; only those may be named beside it",
                 w.name
             ));
         }

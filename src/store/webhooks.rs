@@ -324,7 +324,12 @@ mod tests {
             SystemTime::now(),
         )
         .unwrap();
-        assert_eq!(spec.filter, EventFilter::All);
+        assert_eq!(
+            spec.filter,
+            EventFilter::All {
+                operational: vec![]
+            }
+        );
         assert!(spec.enabled);
         assert!(!spec.paused);
         assert_eq!(spec.rate_limit_per_second, Some(50));

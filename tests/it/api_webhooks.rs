@@ -437,6 +437,11 @@ async fn lists_filter_by_event_type_and_enabled() {
         ("batches-off", json!(["batch.completed"]), false),
         ("everything", json!(["*"]), true),
         ("both", json!(["object.created", "batch.completed"]), true),
+        (
+            "everything-and-alerts",
+            json!(["*", "delivery.exhausted"]),
+            true,
+        ),
     ] {
         let created = create(
             &s.api,
@@ -458,22 +463,37 @@ async fn lists_filter_by_event_type_and_enabled() {
     let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
 
     let subscribed = s.api.get("/v1/webhooks?event_type=object.created").await;
-    assert_eq!(names(&subscribed), set(&["objects", "everything", "both"]));
+    assert_eq!(
+        names(&subscribed),
+        set(&["objects", "everything", "both", "everything-and-alerts"])
+    );
+    // herald's operational events go only to the webhooks that name them.
+    let alerts = s
+        .api
+        .get("/v1/webhooks?event_type=delivery.exhausted")
+        .await;
+    assert_eq!(names(&alerts), set(&["everything-and-alerts"]));
     let enabled_batches = s
         .api
         .get("/v1/webhooks?event_type=batch.completed&enabled=true")
         .await;
-    assert_eq!(names(&enabled_batches), set(&["everything", "both"]));
+    assert_eq!(
+        names(&enabled_batches),
+        set(&["everything", "both", "everything-and-alerts"])
+    );
     let disabled = s.api.get("/v1/webhooks?enabled=false").await;
     assert_eq!(names(&disabled), set(&["batches-off"]));
     let only_star = s.api.get("/v1/webhooks?event_type=cluster.completed").await;
-    assert_eq!(names(&only_star), set(&["everything"]));
+    assert_eq!(
+        names(&only_star),
+        set(&["everything", "everything-and-alerts"])
+    );
 
     // Filters and cursors combine.
     let walked: Vec<String> = pages(&s.api, "&event_type=object.created", 1)
         .await
         .concat();
-    assert_eq!(walked.len(), 3);
+    assert_eq!(walked.len(), 4);
     let expected: BTreeSet<String> = make
         .iter()
         .filter(|w| w["name"] != "batches-off")
