@@ -20,6 +20,6 @@ mod hostile;
 mod mux;
 mod openapi;
 mod operations;
-mod secrets;
 mod outage;
+mod secrets;
 mod startup;
