@@ -718,7 +718,9 @@ mod tests {
         let (engine, transport, ledger) = start(config()).await;
         let handle = engine.handle();
         transport.set_default("https://a.example/hook", Answer::Status(500));
-        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        handle
+            .upsert_webhook(webhook("a", &["*", "delivery.exhausted"]))
+            .unwrap();
         settle_webhooks(&handle).await;
         handle
             .submit(event("evt_x", "object.created"), None)
