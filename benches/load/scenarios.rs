@@ -614,7 +614,7 @@ pub async fn scale(ctx: &Ctx) -> Vec<Outcome> {
 }
 
 pub async fn backlog(ctx: &Ctx) -> Vec<Outcome> {
-    let pending = ctx.n(50_000, 200_000);
+    let pending = ctx.n(20_000, 200_000);
     let db = Database::start().await;
     let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
     let database = client.database("bench_backlog");
