@@ -35,6 +35,22 @@ pub fn test_config(mongodb_uri: &str, database: &str, ca_file: &Path) -> Config 
     }
 }
 
+/// herald in-process with [`test_config`] changed by `tweak`, its API behind `key`, and a
+/// client for that API.
+pub async fn start_with_key(
+    uri: &str,
+    name: &str,
+    key: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> (InProcess, crate::api_client::Api) {
+    let mut config = test_config(uri, name, crate::support::test_ca_pem_path());
+    config.api_key = Some(key.to_owned());
+    tweak(&mut config);
+    let daemon = InProcess::start(config).await;
+    let api = crate::api_client::Api::new(daemon.listen, Some(key));
+    (daemon, api)
+}
+
 /// herald running inside the test process.
 pub struct InProcess {
     pub listen: SocketAddr,

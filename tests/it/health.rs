@@ -12,7 +12,7 @@ use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 
 use crate::api_client::Api;
-use crate::daemon::{test_config, InProcess};
+use crate::daemon::InProcess;
 use crate::fixtures::*;
 use crate::support::{self, Receiver, RecordedRequest};
 
@@ -27,12 +27,7 @@ const OPS_TYPES: &[&str] = &[
 ];
 
 async fn start(uri: &str, name: &str, tweak: impl FnOnce(&mut Config)) -> (InProcess, Api) {
-    let mut config = test_config(uri, name, support::test_ca_pem_path());
-    config.api_key = Some(KEY.to_owned());
-    tweak(&mut config);
-    let daemon = InProcess::start(config).await;
-    let api = Api::new(daemon.listen, Some(KEY));
-    (daemon, api)
+    crate::daemon::start_with_key(uri, name, KEY, tweak).await
 }
 
 fn of_type<'a>(requests: &'a [RecordedRequest], event_type: &str) -> Vec<&'a RecordedRequest> {

@@ -15,7 +15,7 @@ use mongodb::{Database, IndexModel};
 use serde_json::{json, Value};
 
 use crate::api_client::{assert_error, Api};
-use crate::daemon::{test_config, InProcess};
+use crate::daemon::InProcess;
 use crate::fixtures::*;
 use crate::support::{self, Receiver};
 
@@ -27,12 +27,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const DAY: u64 = 86_400;
 
 async fn start(uri: &str, name: &str, tweak: impl FnOnce(&mut Config)) -> (InProcess, Api) {
-    let mut config = test_config(uri, name, support::test_ca_pem_path());
-    config.api_key = Some(KEY.to_owned());
-    tweak(&mut config);
-    let daemon = InProcess::start(config).await;
-    let api = Api::new(daemon.listen, Some(KEY));
-    (daemon, api)
+    crate::daemon::start_with_key(uri, name, KEY, tweak).await
 }
 
 /// One scrape: every sample by name and sorted labels (`name{a="1",b="2"}` → value).
