@@ -8,10 +8,10 @@
 //! shape of [`Connection::to_doc`], the secret sealed under `--secret-key` when one is set
 //! ([`crate::secrets`]).
 
+use crate::store::is_duplicate_key;
 use futures::TryStreamExt;
 use hyper::StatusCode;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::error::{ErrorKind, WriteFailure};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
@@ -27,7 +27,6 @@ const MAX_LIMIT: i64 = 500;
 const MAX_SECRET_BYTES: usize = 512;
 /// Longest bucket id accepted, in bytes.
 const MAX_BUCKET_ID_BYTES: usize = 256;
-const DUPLICATE_KEY: i32 = 11000;
 
 /// The body of `POST /v1/connections`.
 #[derive(Deserialize)]
@@ -213,13 +212,6 @@ fn view(document: &Document) -> Value {
 
 fn new_id() -> String {
     format!("conn_{:016x}", rand::random::<u64>())
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(
-        &*error.kind,
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY
-    )
 }
 
 #[cfg(test)]

@@ -14,10 +14,10 @@
 //! is inserted, so anything accepted here is something the feed will deliver rather than
 //! skip as malformed.
 
+use crate::store::is_duplicate_key;
 use herald_actors::Event;
 use hyper::StatusCode;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::error::{ErrorKind, WriteFailure};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -33,8 +33,6 @@ pub const MAX_EVENT_ID_LEN: usize = 200;
 /// Deepest nesting accepted inside `data`. MongoDB refuses documents nested
 /// more than 100 levels; staying well below keeps every server's insert a success.
 const MAX_DEPTH: usize = 32;
-
-const DUPLICATE_KEY: i32 = 11000;
 
 /// The body of `POST /v1/events`.
 #[derive(Debug, Deserialize)]
@@ -348,13 +346,6 @@ fn value_to_bson(path: &str, value: Value, depth: usize) -> Result<Bson, ApiErro
         }
         Value::Object(object) => object_to_bson(path, object, depth + 1)?,
     })
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(
-        &*error.kind,
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY
-    )
 }
 
 #[cfg(test)]

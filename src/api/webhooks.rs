@@ -16,12 +16,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::store::is_duplicate_key;
 use futures::TryStreamExt;
 use herald_actors::signing::{generate_secret, SigningKey};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::StatusCode;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use serde::de::DeserializeOwned;
@@ -66,7 +66,6 @@ const MAX_PREVIOUS_SECRETS: usize = 10;
 /// List page size: default and maximum.
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
-const DUPLICATE_KEY: i32 = 11000;
 
 /// Serializes "is this name free?" with the write that takes it, so two concurrent
 /// requests cannot both create the same name (`apply` identifies webhooks by name). One
@@ -557,13 +556,6 @@ fn seal_credentials(secrets: &SecretBox, fields: &mut Document) {
 /// `wh_` + 16 lowercase hex digits.
 fn new_id() -> String {
     format!("wh_{:016x}", rand::random::<u64>())
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(
-        error.kind.as_ref(),
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY
-    )
 }
 
 fn name_taken(name: &str) -> ApiError {

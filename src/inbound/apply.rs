@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::error::{ErrorKind, WriteFailure, TRANSIENT_TRANSACTION_ERROR};
+use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
+
+use crate::store::is_duplicate_key;
 use mongodb::error::{Result, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use mongodb::{ClientSession, Database};
 use serde_json::Value;
@@ -36,7 +38,6 @@ use crate::store::{EVENTS, OBJECTS};
 const MAX_ATTEMPTS: u32 = 8;
 /// Commits retried when the server cannot say whether one happened.
 const MAX_COMMIT_RETRIES: u32 = 3;
-const DUPLICATE_KEY: i32 = 11000;
 
 /// Applies `event` for `connection` once, and returns the outcome of its first
 /// application (see the module docs).
@@ -287,18 +288,5 @@ fn recorded_outcome(record: &Document) -> Outcome {
     match record.get_document("outcome") {
         Ok(outcome) => Outcome::from_doc(outcome),
         Err(_) => Outcome::from_doc(&Document::new()),
-    }
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
-        ErrorKind::InsertMany(e) => e
-            .write_errors
-            .iter()
-            .flatten()
-            .any(|e| e.code == DUPLICATE_KEY),
-        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
-        _ => false,
     }
 }

@@ -13,16 +13,14 @@
 
 use std::time::SystemTime;
 
+use super::is_duplicate_key;
 use herald_actors::health::Alert;
 use herald_actors::ports::LedgerError;
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::{Collection, Database};
 use tracing::warn;
 
 use super::{bson_date, one_line, EVENTS, WEBHOOKS};
-
-const DUPLICATE_KEY: i32 = 11000;
 
 /// Publishes alerts into a database's outbox.
 #[derive(Clone)]
@@ -68,13 +66,6 @@ impl AlertPublisher {
             Err(e) => Err(error(e)),
         }
     }
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(
-        &*error.kind,
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY
-    )
 }
 
 fn millis(t: SystemTime) -> u128 {

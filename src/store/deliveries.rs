@@ -18,9 +18,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
-use super::{bson_date, one_line, DELIVERIES, STATE};
-
-const DUPLICATE_KEY: i32 = 11000;
+use super::{bson_date, one_line, DELIVERIES, DUPLICATE_KEY, STATE};
 
 /// [`Ledger`] over a MongoDB database.
 #[derive(Clone)]

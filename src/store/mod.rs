@@ -25,6 +25,25 @@ pub const WEBHOOKS: &str = "webhooks";
 pub const DELIVERIES: &str = "deliveries";
 pub const STATE: &str = "herald_state";
 
+/// MongoDB's duplicate-key error code (E11000).
+pub const DUPLICATE_KEY: i32 = 11000;
+
+/// Whether a write failed on a unique index (an `_id` or name already taken), however the
+/// driver reports it: a single write, an `insert_many`, or a command.
+pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|e| e.code == DUPLICATE_KEY),
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
 /// How long a change stream (the event feed, the webhook watcher) waits before it is
 /// reopened after the `failures`-th failure in a row: 200 ms doubling to 6.4 s.
 pub fn reopen_backoff(failures: u32) -> Duration {
