@@ -282,8 +282,9 @@ pub struct EndpointArgs {
 
 pub struct EndpointState {
     spec: Arc<WebhookSpec>,
-    /// This endpoint's own connections (see [`Transport::isolated`]).
-    transport: Arc<dyn Transport>,
+    /// The engine's transport, whose connections endpoints of one origin share while they
+    /// answer (see [`Pools`]).
+    pools: Pools,
     backlog: SharedBacklog,
     limiter: Option<DefaultDirectRateLimiter>,
     in_flight: usize,
@@ -299,6 +300,9 @@ pub struct EndpointState {
     /// probes with at most [`PROBE_IN_FLIGHT`] attempts at a time until one succeeds, so a
     /// dead endpoint stops costing connections and handshakes its neighbours need.
     failing_streak: u32,
+    /// The last attempt that ended answered 2xx. Until one has, the endpoint makes
+    /// [`UNPROVEN_IN_FLIGHT`] attempt at a time (slow start).
+    proven: bool,
     /// The sweep reading spilled deliveries back, if one runs.
     sweep: Option<Sweep>,
     sweeps: u64,
@@ -329,6 +333,38 @@ pub const FAILING_STREAK: u32 = 3;
 
 /// Attempts in flight, at most, to an endpoint that is failing.
 pub const PROBE_IN_FLIGHT: usize = 2;
+
+/// Attempts in flight, at most, to an endpoint that has not answered yet: a new endpoint
+/// that never answers holds one stream of its origin's shared connection until its attempt
+/// times out, not a whole in-flight window of them.
+pub const UNPROVEN_IN_FLIGHT: usize = 1;
+
+/// Which connections an attempt goes through. Endpoints share the engine's transport (one
+/// pool, so one HTTP/2 connection per origin: fan-out to many webhooks on one host costs
+/// one TLS handshake, not one per webhook) for as long as their attempts answer 2xx. From
+/// its first attempt that does not, an endpoint moves to connections of its own
+/// ([`Transport::isolated`], built on first use) until it answers 2xx again, so an endpoint
+/// that hangs cannot hold the streams its origin's other endpoints need.
+struct Pools {
+    shared: Arc<dyn Transport>,
+    own: Option<Arc<dyn Transport>>,
+}
+
+impl Pools {
+    fn new(shared: Arc<dyn Transport>) -> Self {
+        Self { shared, own: None }
+    }
+
+    fn pick(&mut self, failing_streak: u32) -> Arc<dyn Transport> {
+        if failing_streak == 0 {
+            return self.shared.clone();
+        }
+        let shared = &self.shared;
+        self.own
+            .get_or_insert_with(|| shared.isolated().unwrap_or_else(|| shared.clone()))
+            .clone()
+    }
+}
 
 /// Evenly spaced attempts (no burst): a receiver that asked for 50/s never sees more than
 /// 50 requests in any one-second window, even right after a backlog builds up.
@@ -368,10 +404,7 @@ impl Actor for EndpointActor {
         }
         let _ = myself.cast(EndpointMsg::Pump);
         let mut state = EndpointState {
-            transport: self
-                .transport
-                .isolated()
-                .unwrap_or_else(|| self.transport.clone()),
+            pools: Pools::new(self.transport.clone()),
             limiter: limiter_for(&args.spec),
             spec: args.spec,
             backlog: args.backlog,
@@ -381,6 +414,7 @@ impl Actor for EndpointActor {
             deliveries: DeliveryCounters::default(),
             reported_paused: 0,
             failing_streak: 0,
+            proven: false,
             sweep: None,
             sweeps: 0,
             asking: false,
@@ -509,10 +543,13 @@ impl EndpointActor {
             return;
         }
         let cap = if state.failing_streak >= FAILING_STREAK {
-            PROBE_IN_FLIGHT.min(self.config.max_in_flight_per_endpoint)
+            PROBE_IN_FLIGHT
+        } else if !state.proven && state.failing_streak == 0 {
+            UNPROVEN_IN_FLIGHT
         } else {
             self.config.max_in_flight_per_endpoint
-        };
+        }
+        .min(self.config.max_in_flight_per_endpoint);
         while state.in_flight < cap {
             let mut backlog = state.backlog.lock().expect("backlog lock");
             if backlog.queue.is_empty() {
@@ -538,7 +575,7 @@ impl EndpointActor {
             state.in_flight += 1;
             self.spawn_attempt(
                 myself.clone(),
-                state.transport.clone(),
+                state.pools.pick(state.failing_streak),
                 state.spec.clone(),
                 event,
                 key,
@@ -841,8 +878,14 @@ impl EndpointActor {
     ) {
         job.attempts += 1;
         match &result {
-            Ok(response) if response.is_success() => state.failing_streak = 0,
-            _ => state.failing_streak = state.failing_streak.saturating_add(1),
+            Ok(response) if response.is_success() => {
+                state.failing_streak = 0;
+                state.proven = true;
+            }
+            _ => {
+                state.failing_streak = state.failing_streak.saturating_add(1);
+                state.proven = false;
+            }
         }
         if state.failing_streak == FAILING_STREAK {
             // First attempts queued behind a failing endpoint may wait long: record them.

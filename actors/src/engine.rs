@@ -630,6 +630,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn answering_endpoints_share_connections_and_one_that_hangs_moves_to_its_own() {
+        let mut config = config();
+        config.attempt_timeout = Duration::from_secs(2);
+        config.retry.max_attempts = 50;
+        let (engine, transport, ledger) = start(config).await;
+        let handle = engine.handle();
+        let (ok, dead) = ("https://ok.example/hook", "https://dead.example/hook");
+        transport.set_default(dead, Answer::Hang);
+        handle.upsert_webhook(webhook("ok", &["*"])).unwrap();
+        handle.upsert_webhook(webhook("dead", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        for i in 0..10 {
+            handle
+                .submit(event(&format!("evt_{i}"), "x"), None)
+                .await
+                .unwrap();
+        }
+        until("the answering endpoint served", || transport.sent_to(ok) == 10).await;
+        assert_eq!(transport.sent_through(ok, false), 10, "shared connections");
+        // Not answered yet: one attempt at a time, so a new endpoint that hangs holds one
+        // stream of the shared connection, not a whole in-flight window.
+        assert_eq!(transport.sent_to(dead), 1, "slow start");
+
+        // Its first attempt timed out: the queued ones go through connections of its own.
+        until("the rest sent after the timeout", || {
+            transport.sent_through(dead, true) >= 9
+        })
+        .await;
+        assert_eq!(transport.sent_through(dead, false), 1);
+
+        // Answering again, it shares the connections again.
+        transport.set_default(dead, Answer::Status(200));
+        until("everything delivered", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 20
+        })
+        .await;
+        let shared_before = transport.sent_through(dead, false);
+        handle.submit(event("evt_after", "x"), None).await.unwrap();
+        until("the new event delivered", || {
+            ledger.count_with(DeliveryStatus::Succeeded) == 22
+        })
+        .await;
+        assert_eq!(transport.sent_through(dead, false), shared_before + 1);
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_checkpoint_whose_write_failed_is_written_again() {
         let (engine, _transport, ledger) = start(config()).await;
         let handle = engine.handle();

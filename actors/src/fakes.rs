@@ -13,10 +13,13 @@ use crate::delivery::{
 };
 use crate::ports::{Ledger, LedgerError, OutboundRequest, PendingStream, Transport};
 
-/// A transport whose answers are scripted per URL; every request is recorded.
+/// A transport whose answers are scripted per URL; every request is recorded, with
+/// whether it went through a connection pool of the endpoint's own
+/// ([`Transport::isolated`]) or the shared one.
 #[derive(Default, Clone)]
 pub struct ScriptedTransport {
     inner: Arc<Mutex<ScriptedInner>>,
+    isolated: bool,
 }
 
 #[derive(Default)]
@@ -24,6 +27,8 @@ struct ScriptedInner {
     scripts: HashMap<String, Vec<Answer>>,
     defaults: HashMap<String, Answer>,
     sent: Vec<OutboundRequest>,
+    /// For each of `sent`: whether it went through an isolated pool.
+    isolated: Vec<bool>,
 }
 
 /// One scripted answer.
@@ -59,6 +64,17 @@ impl ScriptedTransport {
         self.inner.lock().unwrap().sent.clone()
     }
 
+    /// Requests to `url` sent through an isolated pool (`true`) or the shared one.
+    pub fn sent_through(&self, url: &str, isolated: bool) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .sent
+            .iter()
+            .zip(&inner.isolated)
+            .filter(|(r, own)| &*r.url == url && **own == isolated)
+            .count()
+    }
+
     pub fn sent_to(&self, url: &str) -> usize {
         self.inner
             .lock()
@@ -76,6 +92,7 @@ impl Transport for ScriptedTransport {
             let mut inner = self.inner.lock().unwrap();
             let url = request.url.to_string();
             inner.sent.push(request);
+            inner.isolated.push(self.isolated);
             match inner.scripts.get_mut(&url).filter(|s| !s.is_empty()) {
                 Some(script) => script.remove(0),
                 None => inner
@@ -100,6 +117,14 @@ impl Transport for ScriptedTransport {
             }
         }
         .boxed()
+    }
+
+    /// The same script and record, marked as another pool.
+    fn isolated(&self) -> Option<Arc<dyn Transport>> {
+        Some(Arc::new(Self {
+            inner: Arc::clone(&self.inner),
+            isolated: true,
+        }))
     }
 }
 

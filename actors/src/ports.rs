@@ -35,8 +35,9 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, request: OutboundRequest) -> BoxFuture<'static, AttemptResult>;
 
     /// A transport for one endpoint's exclusive use (its own connections), so that an
-    /// endpoint that never answers cannot hold resources its neighbours need. `None`:
-    /// share this one.
+    /// endpoint that does not answer cannot hold resources its neighbours need. Endpoints
+    /// use it only while their attempts fail; answering ones share `self`. `None`: share
+    /// this one always.
     fn isolated(&self) -> Option<std::sync::Arc<dyn Transport>> {
         None
     }
