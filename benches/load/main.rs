@@ -13,6 +13,10 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// The daemon's allocator (see `src/main.rs`), so that the figures are the daemon's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "herald load benchmarks")]
 struct Args {
