@@ -80,9 +80,20 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
             filter.insert(field, value.as_str());
         }
     }
+    let mut id_range = Document::new();
+    if let Some(event_id) = req.query.get("event_id") {
+        // A delivery's `_id` is `<event_id>:<webhook_id>`, so an event's deliveries are one
+        // range of the `_id` index (the exact `event_id` match above drops ids of events
+        // whose own id continues with a `:`).
+        id_range.insert("$gte", format!("{event_id}:"));
+        id_range.insert("$lt", format!("{event_id};"));
+    }
     // An empty cursor is the first page, as if absent.
     if let Some(raw) = req.query.get("cursor").filter(|c| !c.is_empty()) {
-        filter.insert("_id", doc! {"$gt": cursor::decode(raw)?});
+        id_range.insert("$gt", cursor::decode(raw)?);
+    }
+    if !id_range.is_empty() {
+        filter.insert("_id", id_range);
     }
 
     let mut found: Vec<Document> = collection(app)

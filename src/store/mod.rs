@@ -16,8 +16,8 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Client, Database, IndexModel};
-use tracing::info;
+use mongodb::{Client, Collection, Database, IndexModel};
+use tracing::{info, warn};
 
 pub const EVENTS: &str = "events";
 pub const OBJECTS: &str = "objects";
@@ -79,9 +79,10 @@ pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
         // An endpoint reading its spilled (and, at start-up, pending) deliveries back, due
         // oldest first; `distinct` of the webhooks with pending ones; the pending count.
         doc! {"status": 1, "webhook_id": 1, "next_attempt_at": 1, "_id": 1},
-        // A webhook's deliveries, newest first.
-        doc! {"webhook_id": 1, "created_at": -1},
-        doc! {"event_id": 1},
+        // A webhook's deliveries in `_id` order: the API's listing and its cursor. An
+        // event's deliveries need no index of their own: their `_id`s are one range,
+        // `<event_id>:…`, of the `_id` index.
+        doc! {"webhook_id": 1, "_id": 1},
     ]
     .into_iter()
     .map(|keys| {
@@ -91,6 +92,35 @@ pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
             .build()
     });
     deliveries.create_indexes(models).await?;
+    drop_obsolete(&deliveries).await?;
+    Ok(())
+}
+
+/// Indexes earlier versions of herald created on `deliveries` and no longer use. Every
+/// delivery write pays for every index, so they are dropped at start.
+pub const OBSOLETE_INDEXES: [&str; 3] = [
+    "status_1_next_attempt_at_1",
+    "webhook_id_1_created_at_-1",
+    "event_id_1",
+];
+
+async fn drop_obsolete(deliveries: &Collection<Document>) -> mongodb::error::Result<()> {
+    let names = deliveries.list_index_names().await?;
+    for name in OBSOLETE_INDEXES {
+        if !names.iter().any(|n| n == name) {
+            continue;
+        }
+        match deliveries.drop_index(name).await {
+            Ok(()) => info!(index = name, "dropped an index herald no longer uses"),
+            // Dropping an index takes more than the readWrite role: without it herald runs
+            // on, and the index keeps costing writes.
+            Err(e) => warn!(
+                index = name,
+                error = %one_line(&e.to_string()),
+                "cannot drop an index herald no longer uses; drop it to speed up writes"
+            ),
+        }
+    }
     Ok(())
 }
 

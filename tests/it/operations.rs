@@ -363,13 +363,39 @@ async fn default_retention_is_a_week_for_successes_and_a_month_for_failures() {
         .unwrap();
     for expected in [
         "status_1_webhook_id_1_next_attempt_at_1__id_1",
-        "webhook_id_1_created_at_-1",
-        "event_id_1",
+        "webhook_id_1__id_1",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} missing: {names:?}"
         );
     }
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn indexes_an_earlier_version_created_are_dropped_at_start() {
+    let (uri, name, db) = database("ops_obsolete_indexes").await;
+    let deliveries = db.collection::<Document>("deliveries");
+    let old = [
+        doc! {"status": 1, "next_attempt_at": 1},
+        doc! {"webhook_id": 1, "created_at": -1},
+        doc! {"event_id": 1},
+    ];
+    for keys in old {
+        deliveries
+            .create_index(IndexModel::builder().keys(keys).build())
+            .await
+            .unwrap();
+    }
+    let (herald, _api) = start(&uri, &name, |_| {}).await;
+    let names = deliveries.list_index_names().await.unwrap();
+    for obsolete in herald::store::OBSOLETE_INDEXES {
+        assert!(
+            !names.iter().any(|n| n == obsolete),
+            "{obsolete} still there: {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n == "webhook_id_1__id_1"), "{names:?}");
     herald.stop().await.unwrap();
 }
