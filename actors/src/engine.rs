@@ -647,7 +647,10 @@ mod tests {
                 .await
                 .unwrap();
         }
-        until("the answering endpoint served", || transport.sent_to(ok) == 10).await;
+        until("the answering endpoint served", || {
+            transport.sent_to(ok) == 10
+        })
+        .await;
         assert_eq!(transport.sent_through(ok, false), 10, "shared connections");
         // Not answered yet: one attempt at a time, so a new endpoint that hangs holds one
         // stream of the shared connection, not a whole in-flight window.
