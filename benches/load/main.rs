@@ -43,6 +43,13 @@ fn main() {
         receiver::run(&dir);
         return;
     }
+    // HERALD_LOG=… shows herald's own log (to stderr), as the daemon's flag of that name.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -622,7 +622,11 @@ pub async fn scale(ctx: &Ctx) -> Vec<Outcome> {
 }
 
 pub async fn backlog(ctx: &Ctx) -> Vec<Outcome> {
-    let pending = ctx.n(20_000, 200_000);
+    // HERALD_BENCH_BACKLOG=N sizes it by hand (the full run's 200,000 takes long).
+    let pending = std::env::var("HERALD_BENCH_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| ctx.n(20_000, 200_000));
     let db = Database::start().await;
     let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
     let database = client.database("bench_backlog");
