@@ -109,8 +109,13 @@ async fn run_engine(
     timeout: Duration,
     label: &str,
 ) -> (f64, f64) {
+    // The feed hands over every event at once, far faster than any change stream would:
+    // endpoints may hold them all rather than spill the excess to the ledger and read it
+    // back, which is what a dead endpoint's backlog needs, not a healthy one's burst.
     let config = EngineConfig {
         attempt_timeout: timeout,
+        max_held_per_endpoint: n.max(EngineConfig::default().max_held_per_endpoint),
+        max_held_total: (n * urls.len()).max(EngineConfig::default().max_held_total),
         ..EngineConfig::default()
     };
     let ledger = MemoryLedger::default();
