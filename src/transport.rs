@@ -19,14 +19,15 @@
 //! Failures come back as [`DeliveryError`] values with short one-line messages; header
 //! values (which carry shared secrets) never appear in them.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -38,7 +39,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
@@ -154,6 +155,100 @@ pub struct HttpsTransport {
     connector: GuardedConnector,
     pool_idle_timeout: Duration,
     max_idle_per_host: usize,
+    /// The origins this pool has connections to, and who dials the first.
+    origins: Arc<Origins>,
+}
+
+/// Which origins a pool is (probably) connected to.
+///
+/// The pool learns only after the TLS handshake whether an origin speaks HTTP/2 (ALPN), so
+/// a burst of attempts to an origin it has no connection to would each dial and handshake —
+/// fan-out of one event to 1,000 webhooks on one host cost 1,000 handshakes. So the first
+/// attempt to a cold origin dials alone, and the others wait until its connection is up
+/// (not until its answer: an endpoint that never answers holds nobody up) or its attempt
+/// has failed; then they share the connection (HTTP/2) or open their own (HTTP/1.1).
+#[derive(Debug)]
+struct Origins {
+    /// A pooled connection is assumed gone after this long without an answer.
+    idle_timeout: Duration,
+    by_key: Mutex<HashMap<String, Arc<Origin>>>,
+}
+
+#[derive(Debug, Default)]
+struct Origin {
+    /// Held by the attempt that dials a cold origin.
+    dialling: tokio::sync::Mutex<()>,
+    /// When a connection to the origin last carried an answer (or was set up).
+    warm_at: Mutex<Option<Instant>>,
+}
+
+impl Origins {
+    fn new(idle_timeout: Duration) -> Self {
+        Self {
+            idle_timeout,
+            by_key: Mutex::default(),
+        }
+    }
+
+    fn get(&self, uri: &Uri) -> Arc<Origin> {
+        let key = uri
+            .authority()
+            .map(|a| a.as_str().to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut by_key = self.by_key.lock().expect("origins lock");
+        Arc::clone(by_key.entry(key).or_default())
+    }
+}
+
+impl Origin {
+    fn is_warm(&self, idle_timeout: Duration) -> bool {
+        self.warm_at
+            .lock()
+            .expect("origin lock")
+            .is_some_and(|at| at.elapsed() < idle_timeout)
+    }
+
+    fn set_warm(&self, warm: bool) {
+        *self.warm_at.lock().expect("origin lock") = warm.then(Instant::now);
+    }
+
+    /// Sends `request`; to a cold origin, one dial at a time.
+    async fn send(
+        &self,
+        client: &Client<GuardedConnector, Full<Bytes>>,
+        idle_timeout: Duration,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<Incoming>, hyper_util::client::legacy::Error> {
+        if self.is_warm(idle_timeout) {
+            return self.note(client.request(request).await);
+        }
+        let dialling = self.dialling.lock().await;
+        if self.is_warm(idle_timeout) {
+            drop(dialling);
+            return self.note(client.request(request).await);
+        }
+        let mut connected = capture_connection(&mut request);
+        let mut response = client.request(request);
+        let early = tokio::select! {
+            result = &mut response => Some(result),
+            _ = connected.wait_for_connection_metadata() => None,
+        };
+        let result = match early {
+            Some(result) => result,
+            None => {
+                self.set_warm(true);
+                drop(dialling);
+                response.await
+            }
+        };
+        self.note(result)
+    }
+
+    /// An answer means the pool holds a connection; a failure, that it may not.
+    fn note<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
+        self.set_warm(result.is_ok());
+        result
+    }
 }
 
 impl fmt::Debug for HttpsTransport {
@@ -214,6 +309,7 @@ impl HttpsTransport {
             connector,
             pool_idle_timeout: opts.pool_idle_timeout,
             max_idle_per_host: opts.max_idle_per_host,
+            origins: Arc::new(Origins::new(opts.pool_idle_timeout)),
         })
     }
 }
@@ -235,7 +331,8 @@ impl Transport for HttpsTransport {
     fn send(&self, request: OutboundRequest) -> BoxFuture<'static, AttemptResult> {
         let client = self.client.clone();
         let guard = Arc::clone(&self.guard);
-        async move { attempt(&client, &guard, request).await }.boxed()
+        let origins = Arc::clone(&self.origins);
+        async move { attempt(&client, &guard, &origins, request).await }.boxed()
     }
 
     /// The same TLS settings and SSRF guard over a connection pool of the endpoint's own:
@@ -253,6 +350,7 @@ impl Transport for HttpsTransport {
             connector: self.connector.clone(),
             pool_idle_timeout: self.pool_idle_timeout,
             max_idle_per_host: self.max_idle_per_host,
+            origins: Arc::new(Origins::new(self.pool_idle_timeout)),
         }))
     }
 }
@@ -261,17 +359,22 @@ impl Transport for HttpsTransport {
 async fn attempt(
     client: &Client<GuardedConnector, Full<Bytes>>,
     guard: &SsrfGuard,
+    origins: &Origins,
     request: OutboundRequest,
 ) -> AttemptResult {
     let uri = parse_https_url(&request.url)?;
     check_literal_host(&uri, guard)?;
+    let origin = origins.get(&uri);
     let request = build_request(uri, request)?;
 
-    let response = client.request(request).await.map_err(|error| {
-        let error = classify(&error);
-        debug!(%error, "delivery attempt failed");
-        error
-    })?;
+    let response = origin
+        .send(client, origins.idle_timeout, request)
+        .await
+        .map_err(|error| {
+            let error = classify(&error);
+            debug!(%error, "delivery attempt failed");
+            error
+        })?;
 
     let status = response.status().as_u16();
     let retry_after = response
@@ -866,6 +969,34 @@ mod tests {
         }
         assert_eq!(receiver.requests().len(), 3);
         assert_eq!(receiver.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_burst_to_an_origin_not_yet_connected_dials_once_over_http2() {
+        let cert = self_signed();
+        let receiver = start_receiver(&cert).await;
+        let ca = ca_file(&cert);
+        let transport = transport(&ca, "127.0.0.1");
+        // Fan-out: many webhooks on one host, all sent at once.
+        let sends = (0..50).map(|i| {
+            transport.send(outbound(&format!(
+                "https://localhost:{}/hook{i}",
+                receiver.port
+            )))
+        });
+        for response in futures::future::join_all(sends).await {
+            assert_eq!(response.expect("response").status, 503);
+        }
+        assert_eq!(receiver.requests().len(), 50);
+        assert!(receiver
+            .requests()
+            .iter()
+            .all(|r| r.version == Version::HTTP_2));
+        assert_eq!(
+            receiver.connections(),
+            1,
+            "one handshake, not one per attempt"
+        );
     }
 
     #[tokio::test]

@@ -242,8 +242,10 @@ impl Daemon {
         let started = Instant::now();
         // herald gets its own runtime, as in production; the bench's clients use another.
         let thread = std::thread::spawn(move || {
+            // Named, so that a profile tells herald's threads from the bench's.
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .thread_name("herald")
                 .build()
                 .unwrap();
             if let Err(e) = runtime.block_on(herald::serve::run(config, token)) {
