@@ -167,11 +167,21 @@ pub struct HttpsTransport {
 /// attempt to a cold origin dials alone, and the others wait until its connection is up
 /// (not until its answer: an endpoint that never answers holds nobody up) or its attempt
 /// has failed; then they share the connection (HTTP/2) or open their own (HTTP/1.1).
+/// How many origins a pool remembers before it first forgets the idle ones.
+const PRUNE_ORIGINS_AT: usize = 4_096;
+
 #[derive(Debug)]
 struct Origins {
     /// A pooled connection is assumed gone after this long without an answer.
     idle_timeout: Duration,
-    by_key: Mutex<HashMap<String, Arc<Origin>>>,
+    known: Mutex<KnownOrigins>,
+}
+
+#[derive(Debug)]
+struct KnownOrigins {
+    by_key: HashMap<String, Arc<Origin>>,
+    /// Forget idle origins when the map reaches this size.
+    prune_at: usize,
 }
 
 #[derive(Debug, Default)]
@@ -186,7 +196,10 @@ impl Origins {
     fn new(idle_timeout: Duration) -> Self {
         Self {
             idle_timeout,
-            by_key: Mutex::default(),
+            known: Mutex::new(KnownOrigins {
+                by_key: HashMap::new(),
+                prune_at: PRUNE_ORIGINS_AT,
+            }),
         }
     }
 
@@ -195,8 +208,17 @@ impl Origins {
             .authority()
             .map(|a| a.as_str().to_ascii_lowercase())
             .unwrap_or_default();
-        let mut by_key = self.by_key.lock().expect("origins lock");
-        Arc::clone(by_key.entry(key).or_default())
+        let mut known = self.known.lock().expect("origins lock");
+        if !known.by_key.contains_key(&key) && known.by_key.len() >= known.prune_at {
+            // Webhooks come and go: forget the origins nobody is sending to and whose
+            // connections the pool has dropped by now. Amortised: the next pass waits
+            // until the map has doubled.
+            known.by_key.retain(|_, origin| {
+                Arc::strong_count(origin) > 1 || origin.is_warm(self.idle_timeout)
+            });
+            known.prune_at = (known.by_key.len() * 2).max(PRUNE_ORIGINS_AT);
+        }
+        Arc::clone(known.by_key.entry(key).or_default())
     }
 }
 
@@ -997,6 +1019,23 @@ mod tests {
             1,
             "one handshake, not one per attempt"
         );
+    }
+
+    #[test]
+    fn origins_nobody_sends_to_are_forgotten_once_many_are_known() {
+        let origins = Origins::new(Duration::from_secs(90));
+        let uri = |i: usize| -> Uri { format!("https://host{i}.example/").parse().unwrap() };
+        let in_use = origins.get(&uri(0));
+        origins.get(&uri(1)).set_warm(true);
+        for i in 2..PRUNE_ORIGINS_AT {
+            origins.get(&uri(i));
+        }
+        let known = |o: &Origins| o.known.lock().unwrap().by_key.len();
+        assert_eq!(known(&origins), PRUNE_ORIGINS_AT);
+        // One more: the cold, unused ones go; one in use and one with a live connection stay.
+        origins.get(&uri(PRUNE_ORIGINS_AT));
+        assert_eq!(known(&origins), 3);
+        assert!(Arc::ptr_eq(&in_use, &origins.get(&uri(0))));
     }
 
     #[tokio::test]
