@@ -816,8 +816,9 @@ mod tests {
         body: Bytes,
     }
 
-    /// A TLS receiver on 127.0.0.1 that answers `503` with `Retry-After: 7` and records
-    /// every request and every accepted TCP connection.
+    /// A TLS receiver on 127.0.0.1 that answers `503` with `Retry-After: 7` (and never
+    /// answers paths under `/hang`) and records every request and every accepted TCP
+    /// connection.
     struct Receiver {
         port: u16,
         connections: Arc<AtomicUsize>,
@@ -880,11 +881,15 @@ mod tests {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
+                            let hang = parts.uri.path().starts_with("/hang");
                             requests.lock().expect("receiver lock").push(Seen {
                                 version: parts.version,
                                 headers: parts.headers,
                                 body,
                             });
+                            if hang {
+                                futures::future::pending::<()>().await;
+                            }
                             let response = Response::builder()
                                 .status(503)
                                 .header("retry-after", "7")
@@ -1019,6 +1024,32 @@ mod tests {
             1,
             "one handshake, not one per attempt"
         );
+    }
+
+    #[tokio::test]
+    async fn a_first_attempt_that_never_answers_does_not_hold_up_its_origin() {
+        let cert = self_signed();
+        let receiver = start_receiver(&cert).await;
+        let ca = ca_file(&cert);
+        let transport = transport(&ca, "127.0.0.1");
+        let base = format!("https://localhost:{}", receiver.port);
+        let hanging = tokio::spawn(transport.send(outbound(&format!("{base}/hang"))));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while receiver.requests().is_empty() {
+            assert!(Instant::now() < deadline, "the first attempt never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // It dialled; its answer never comes, and its neighbour is not held up.
+        let other = tokio::time::timeout(
+            Duration::from_secs(10),
+            transport.send(outbound(&format!("{base}/ok"))),
+        )
+        .await
+        .expect("the second attempt waited for the first one's answer");
+        assert_eq!(other.expect("response").status, 503);
+        assert_eq!(receiver.connections(), 1);
+        assert!(!hanging.is_finished());
+        hanging.abort();
     }
 
     #[test]
