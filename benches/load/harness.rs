@@ -117,12 +117,30 @@ impl Drop for ReceiverProcess {
 
 /// SecantusDB in its own process, on a free port, throwaway storage.
 pub struct Database {
-    child: Child,
+    /// The dev server this run started; `None` for one given by `HERALD_BENCH_MONGODB_URI`.
+    child: Option<Child>,
     pub uri: String,
 }
 
+/// Databases of a bench run on a server it did not start begin with this (or are `ceiling`).
+const BENCH_DATABASE_PREFIX: &str = "bench_";
+
 impl Database {
+    /// A fresh SecantusDB, or with `HERALD_BENCH_MONGODB_URI` a MongoDB replica set of your
+    /// own (the e2e figures on a real `mongod`): the bench's databases there (`bench_*` and
+    /// `ceiling`) are dropped first, nothing else is touched.
     pub async fn start() -> Self {
+        if let Ok(uri) = std::env::var("HERALD_BENCH_MONGODB_URI") {
+            let client = mongodb::Client::with_uri_str(&uri)
+                .await
+                .unwrap_or_else(|e| panic!("HERALD_BENCH_MONGODB_URI: {e}"));
+            for name in client.list_database_names().await.unwrap() {
+                if name.starts_with(BENCH_DATABASE_PREFIX) || name == "ceiling" {
+                    client.database(&name).drop().await.unwrap();
+                }
+            }
+            return Self { child: None, uri };
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = std::env::var("HERALD_SECANTUS_PYTHON")
             .map(PathBuf::from)
@@ -175,14 +193,19 @@ impl Database {
             assert!(Instant::now() < deadline, "SecantusDB did not start");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Self { child, uri }
+        Self {
+            child: Some(child),
+            uri,
+        }
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
