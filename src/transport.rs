@@ -159,6 +159,9 @@ pub struct HttpsTransport {
     origins: Arc<Origins>,
 }
 
+/// How many origins a pool remembers before it first forgets the idle ones.
+const PRUNE_ORIGINS_AT: usize = 4_096;
+
 /// Which origins a pool is (probably) connected to.
 ///
 /// The pool learns only after the TLS handshake whether an origin speaks HTTP/2 (ALPN), so
@@ -167,9 +170,6 @@ pub struct HttpsTransport {
 /// attempt to a cold origin dials alone, and the others wait until its connection is up
 /// (not until its answer: an endpoint that never answers holds nobody up) or its attempt
 /// has failed; then they share the connection (HTTP/2) or open their own (HTTP/1.1).
-/// How many origins a pool remembers before it first forgets the idle ones.
-const PRUNE_ORIGINS_AT: usize = 4_096;
-
 #[derive(Debug)]
 struct Origins {
     /// A pooled connection is assumed gone after this long without an answer.
@@ -239,16 +239,26 @@ impl Origin {
         &self,
         client: &Client<GuardedConnector, Full<Bytes>>,
         idle_timeout: Duration,
-        mut request: Request<Full<Bytes>>,
+        request: Request<Full<Bytes>>,
     ) -> Result<hyper::Response<Incoming>, hyper_util::client::legacy::Error> {
-        if self.is_warm(idle_timeout) {
-            return self.note(client.request(request).await);
+        if !self.is_warm(idle_timeout) {
+            let dialling = self.dialling.lock().await;
+            // Another attempt may have connected while this one waited.
+            if !self.is_warm(idle_timeout) {
+                return self.dial_alone(client, request, dialling).await;
+            }
         }
-        let dialling = self.dialling.lock().await;
-        if self.is_warm(idle_timeout) {
-            drop(dialling);
-            return self.note(client.request(request).await);
-        }
+        self.note(client.request(request).await)
+    }
+
+    /// Sends the attempt that dials a cold origin, holding the others back (`dialling`)
+    /// until its connection is up or it has failed.
+    async fn dial_alone(
+        &self,
+        client: &Client<GuardedConnector, Full<Bytes>>,
+        mut request: Request<Full<Bytes>>,
+        dialling: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<hyper::Response<Incoming>, hyper_util::client::legacy::Error> {
         let mut connected = capture_connection(&mut request);
         let mut response = client.request(request);
         let early = tokio::select! {
