@@ -122,8 +122,12 @@ pub struct Database {
     pub uri: String,
 }
 
-/// Databases of a bench run on a server it did not start begin with this (or are `ceiling`).
+/// Databases of a bench run on a server it did not start begin with this (or are
+/// [`CEILING_DATABASE`]).
 const BENCH_DATABASE_PREFIX: &str = "bench_";
+
+/// Where the ceilings' change streams run.
+pub const CEILING_DATABASE: &str = "ceiling";
 
 impl Database {
     /// A fresh SecantusDB, or with `HERALD_BENCH_MONGODB_URI` a MongoDB replica set of your
@@ -135,7 +139,7 @@ impl Database {
                 .await
                 .unwrap_or_else(|e| panic!("HERALD_BENCH_MONGODB_URI: {e}"));
             for name in client.list_database_names().await.unwrap() {
-                if name.starts_with(BENCH_DATABASE_PREFIX) || name == "ceiling" {
+                if name.starts_with(BENCH_DATABASE_PREFIX) || name == CEILING_DATABASE {
                     client.database(&name).drop().await.unwrap();
                 }
             }

@@ -339,7 +339,7 @@ pub async fn e2e(ctx: &Ctx) -> Vec<Outcome> {
     let n = ctx.n(10_000, 50_000);
     let db = Database::start().await;
     let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
-    let consumer = change_stream_ceiling(&client.database("ceiling"), n).await;
+    let consumer = change_stream_ceiling(&client.database(CEILING_DATABASE), n).await;
     let mut out = Vec::new();
     for fanout in [1usize, 10] {
         let name = format!("bench_e2e_{fanout}");
@@ -451,7 +451,7 @@ pub async fn latency(ctx: &Ctx) -> Vec<Outcome> {
     for rate in [100u64, 1_000] {
         // The bare change stream's latency at the same rate.
         let ceiling_collection = client
-            .database("ceiling")
+            .database(CEILING_DATABASE)
             .collection::<Document>(&format!("lat{rate}"));
         let mut stream = ceiling_collection.watch().await.unwrap();
         let n = (rate * seconds) as usize;
