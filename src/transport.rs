@@ -508,12 +508,17 @@ fn build_request(
         headers.append(header_name, header_value);
     }
 
-    let msg_id = HeaderValue::from_str(&outbound.msg_id).map_err(|_| {
+    let mut msg_id = HeaderValue::from_str(&outbound.msg_id).map_err(|_| {
         DeliveryError::InvalidUrl("event id is not a valid header value".to_owned())
     })?;
-    let signature = HeaderValue::from_str(&outbound.signature).map_err(|_| {
+    let mut signature = HeaderValue::from_str(&outbound.signature).map_err(|_| {
         DeliveryError::InvalidUrl("signature is not a valid header value".to_owned())
     })?;
+    // Both differ on every request: HTTP/2 indexing them would only evict the entries that
+    // do repeat (the webhook's own headers are never indexed, being possibly secret) from
+    // the HPACK tables at both ends.
+    msg_id.set_sensitive(true);
+    signature.set_sensitive(true);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -1245,6 +1250,11 @@ mod tests {
         assert!(headers.get("content-length").is_none());
         assert_eq!(headers["x-extra"], "kept");
         assert!(headers["x-extra"].is_sensitive());
+        // Unique per request: HTTP/2 must not spend HPACK table space on them.
+        assert!(headers["webhook-id"].is_sensitive());
+        assert!(headers["webhook-signature"].is_sensitive());
+        // The same for every request of a second: indexed.
+        assert!(!headers["webhook-timestamp"].is_sensitive());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! In-memory implementations of the [ports](crate::ports), for unit tests and benchmarks.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -288,21 +289,25 @@ impl Ledger for MemoryLedger {
         let mut inner = self.inner.lock().unwrap();
         inner.writes += 1;
         for record in batch.iter() {
-            let entry = inner
-                .deliveries
-                .entry(record.delivery_id.clone())
-                .or_insert_with(|| StoredDelivery {
-                    record: record.clone(),
-                    attempt_log: Vec::new(),
-                    payload: None,
-                });
-            entry
-                .attempt_log
-                .extend(record.new_attempts.iter().cloned());
-            if record.payload.is_some() {
-                entry.payload = record.payload.clone();
+            match inner.deliveries.entry(record.delivery_id.clone()) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(StoredDelivery {
+                        record: record.clone(),
+                        attempt_log: record.new_attempts.clone(),
+                        payload: record.payload.clone(),
+                    });
+                }
+                Entry::Occupied(mut occupied) => {
+                    let entry = occupied.get_mut();
+                    entry
+                        .attempt_log
+                        .extend(record.new_attempts.iter().cloned());
+                    if record.payload.is_some() {
+                        entry.payload = record.payload.clone();
+                    }
+                    entry.record = record.clone();
+                }
             }
-            entry.record = record.clone();
         }
         futures::future::ready(Ok(())).boxed()
     }

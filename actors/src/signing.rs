@@ -12,6 +12,9 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// `v1,` and the base64 of a 32-byte tag.
+const SIGNATURE_LEN: usize = 3 + 44;
+
 /// The prefix of every herald webhook secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -82,7 +85,7 @@ impl SigningKey {
         let mut mac = self.mac.clone();
         mac.update(msg_id.as_bytes());
         mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
+        mac.update(itoa::Buffer::new().format(timestamp).as_bytes());
         mac.update(b".");
         mac.update(body);
         mac
@@ -90,14 +93,19 @@ impl SigningKey {
 
     /// `v1,<base64>` for one message.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut out = String::with_capacity(SIGNATURE_LEN);
+        self.sign_into(msg_id, timestamp, body, &mut out);
+        out
+    }
+
+    /// Appends `v1,<base64>` for one message to `out`.
+    fn sign_into(&self, msg_id: &str, timestamp: i64, body: &[u8], out: &mut String) {
         let tag = self
             .mac_for(msg_id, timestamp, body)
             .finalize()
             .into_bytes();
-        let mut out = String::with_capacity(48);
         out.push_str("v1,");
-        STANDARD.encode_string(tag, &mut out);
-        out
+        STANDARD.encode_string(tag, out);
     }
 
     /// Checks one `v1,<base64>` signature in constant time.
@@ -135,12 +143,12 @@ impl Signer {
         body: &[u8],
         now: SystemTime,
     ) -> String {
-        let mut out = String::with_capacity(48 * self.keys.len());
+        let mut out = String::with_capacity((SIGNATURE_LEN + 1) * self.keys.len());
         for key in self.keys.iter().filter(|k| k.is_valid_at(now)) {
             if !out.is_empty() {
                 out.push(' ');
             }
-            out.push_str(&key.sign(msg_id, timestamp, body));
+            key.sign_into(msg_id, timestamp, body, &mut out);
         }
         out
     }
