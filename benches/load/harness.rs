@@ -324,6 +324,37 @@ pub fn percentile_ms(samples: &mut [u64], p: f64) -> f64 {
     samples[rank] as f64 / 1e6
 }
 
+/// Rounds of (ceiling, herald) measured alternately in the ratio scenarios. This machine is
+/// a shared VM whose speed drifts, by up to 40 % within half an hour: one ceiling phase
+/// followed by one herald phase reads that drift as herald's ratio.
+pub const ROUNDS: usize = 3;
+
+/// One round of a ratio scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    pub value: f64,
+    pub ceiling: f64,
+    pub cpu_seconds: f64,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.value / self.ceiling
+    }
+}
+
+/// The round whose ratio is the median, and every round's ratio for the notes.
+pub fn median_round(rounds: &[Round]) -> (Round, String) {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+    let listed = rounds
+        .iter()
+        .map(|r| format!("{:.0} %", r.ratio() * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (sorted[sorted.len() / 2], listed)
+}
+
 /// One line of the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
