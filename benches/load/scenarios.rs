@@ -88,6 +88,22 @@ fn webhook_doc(id: &str, url: &str, event_type: &str) -> Document {
     "headers": {"X-Mixpeek-Secret": "bench"}, "enabled": true}
 }
 
+/// Registers one webhook per URL, `wh_<its index in 16 hex digits>`, 1,000 per write.
+async fn insert_webhooks(database: &mongodb::Database, urls: &[String], event_type: &str) {
+    for (c, chunk) in urls.chunks(1_000).enumerate() {
+        let docs: Vec<Document> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, url)| webhook_doc(&format!("wh_{:016x}", c * 1_000 + j), url, event_type))
+            .collect();
+        database
+            .collection::<Document>("webhooks")
+            .insert_many(docs)
+            .await
+            .unwrap();
+    }
+}
+
 fn transport(ctx: &Ctx) -> Arc<HttpsTransport> {
     Arc::new(
         HttpsTransport::new(TransportOptions {
@@ -362,20 +378,10 @@ pub async fn e2e(ctx: &Ctx) -> Vec<Outcome> {
     for fanout in [1usize, 10] {
         let name = format!("bench_e2e_{fanout}");
         let database = client.database(&name);
-        let hooks: Vec<Document> = (0..fanout)
-            .map(|i| {
-                webhook_doc(
-                    &format!("wh_{i:016x}"),
-                    &ctx.receiver.url(&format!("/ok/e2e{i}")),
-                    "bench.e2e",
-                )
-            })
+        let urls: Vec<String> = (0..fanout)
+            .map(|i| ctx.receiver.url(&format!("/ok/e2e{i}")))
             .collect();
-        database
-            .collection::<Document>("webhooks")
-            .insert_many(hooks)
-            .await
-            .unwrap();
+        insert_webhooks(&database, &urls, "bench.e2e").await;
         let (daemon, _) = Daemon::start(ctx, &db.uri, &name).await;
         ctx.receiver.reset().await;
         let ledger_before = daemon.metric("herald_ledger_batch_size_sum").await;
@@ -562,20 +568,7 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
             // A database per round: a daemon started on the previous round's would resume
             // from its checkpoint.
             let database = client.database(&format!("bench_fanout_{webhooks}_{round}"));
-            for (c, chunk) in urls.chunks(1_000).enumerate() {
-                let docs: Vec<Document> = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(j, url)| {
-                        webhook_doc(&format!("wh_{:016x}", c * 1_000 + j), url, "bench.fanout")
-                    })
-                    .collect();
-                database
-                    .collection::<Document>("webhooks")
-                    .insert_many(docs)
-                    .await
-                    .unwrap();
-            }
+            insert_webhooks(&database, &urls, "bench.fanout").await;
             let ceiling = bare_rate(&bare, &urls, body.clone(), deliveries as usize, 256).await;
             let (daemon, _) = Daemon::start(ctx, &db.uri, database.name()).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
