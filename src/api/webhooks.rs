@@ -1,11 +1,13 @@
 //! Webhook routes (contract §4): create, list, read, change, delete and rotate the secret
 //! of the subscriptions in the `webhooks` collection.
 //!
-//! The routes only write MongoDB documents in the contract's §2 shape; the daemon's webhook
+//! The routes write MongoDB documents in the contract's §2 shape; the daemon's webhook
 //! watcher (`store::webhooks`) picks every change up through its change stream and applies
-//! it to the engine, exactly as for documents written by hand. So the API validates more
-//! strictly than the watcher (HTTPS only, catalog event types, no header herald sets
-//! itself) and a webhook created here is live within moments.
+//! it to the engine, exactly as for documents written by hand — in every daemon on the
+//! database, within its poll interval. The API validates more strictly than the watcher
+//! (HTTPS only, catalog event types, no header herald sets itself). Each route also hands
+//! what it wrote to this daemon's engine before answering ([`apply_now`]), so an event
+//! published after the answer meets the webhook as written.
 //!
 //! What is returned: `{webhook_id, url, event_types, name, headers, enabled, paused,
 //! rate_limit_per_second, created_at, updated_at}`. The signing secret appears only in the
@@ -180,6 +182,7 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
             Err(e) => return Err(e.into()),
         }
     }
+    apply_now(app, &document);
     let mut view = view(&document);
     view["secret"] = Value::String(secret);
     Ok(json_response(StatusCode::CREATED, view))
@@ -318,7 +321,10 @@ pub async fn patch(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
         .return_document(ReturnDocument::After)
         .await?;
     match updated {
-        Some(document) => Ok(json_response(StatusCode::OK, view(&document))),
+        Some(document) => {
+            apply_now(app, &document);
+            Ok(json_response(StatusCode::OK, view(&document)))
+        }
         None => Err(ApiError::not_found("webhook", id)),
     }
 }
@@ -399,10 +405,6 @@ pub fn patch_update(
 /// `paused` in the document, where the watcher picks it up like any change; the endpoint
 /// actor then holds deliveries (recorded as `pending`) or delivers its backlog at the rate
 /// limit. Idempotent; no body is read.
-///
-/// The new state is also handed to this daemon's engine before answering, so an event
-/// published after the 200 is held (or delivered): the watcher's copy of the change may
-/// otherwise reach the engine after the event does. Applying it twice is harmless.
 pub async fn set_paused(app: &AppState, _req: &ApiRequest, id: &str, paused: bool) -> ApiResult {
     let id = &path_id(id)?;
     let updated = collection(app)
@@ -415,19 +417,29 @@ pub async fn set_paused(app: &AppState, _req: &ApiRequest, id: &str, paused: boo
     let Some(document) = updated else {
         return Err(ApiError::not_found("webhook", id));
     };
-    // A document the watcher refuses stays with the watcher's verdict (removed).
+    apply_now(app, &document);
+    Ok(json_response(StatusCode::OK, view(&document)))
+}
+
+/// Hands a webhook document a route just wrote to this daemon's engine, before the answer:
+/// the watcher's copy of the change reaches the engine up to a poll interval later, and an
+/// event published after the answer must meet the webhook as written (created, changed,
+/// paused, re-keyed). Applying it again from the watcher is harmless. A document the watcher
+/// would refuse is left to the watcher's verdict (removed).
+fn apply_now(app: &AppState, document: &Document) {
     if let Ok(spec) =
-        crate::store::webhooks::spec_from_doc(&document, &app.secrets, SystemTime::now())
+        crate::store::webhooks::spec_from_doc(document, &app.secrets, SystemTime::now())
     {
         let _ = app.engine.upsert_webhook(spec);
     }
-    Ok(json_response(StatusCode::OK, view(&document)))
 }
 
 /// `DELETE /v1/webhooks/{id}` → 204, also when there was nothing to delete.
 pub async fn delete(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
     let id = &path_id(id)?;
     collection(app).delete_one(doc! {"_id": id}).await?;
+    // As for `apply_now`: no event published after the 204 reaches it.
+    let _ = app.engine.remove_webhook(id);
     Ok(no_content())
 }
 
@@ -448,8 +460,8 @@ pub async fn rotate_secret(app: &AppState, req: &ApiRequest, id: &str) -> ApiRes
         let previous = previous_secrets_after_rotation(&current, &secret, &app.secrets, now);
         // As stored (sealed or not): the swap compares stored values.
         let old = current.get("secret").cloned().unwrap_or(Bson::Null);
-        let result = webhooks
-            .update_one(
+        let rotated = webhooks
+            .find_one_and_update(
                 doc! {"_id": id, "secret": {"$eq": old}},
                 doc! {"$set": {
                     "secret": app.secrets.seal(&secret),
@@ -457,8 +469,10 @@ pub async fn rotate_secret(app: &AppState, req: &ApiRequest, id: &str) -> ApiRes
                     "updated_at": bson_date(now),
                 }},
             )
+            .return_document(ReturnDocument::After)
             .await?;
-        if result.matched_count == 1 {
+        if let Some(document) = rotated {
+            apply_now(app, &document);
             return Ok(json_response(
                 StatusCode::OK,
                 json!({"webhook_id": id, "secret": secret}),
