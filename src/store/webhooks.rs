@@ -13,9 +13,9 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use herald_actors::signing::{Signer, SigningKey};
 use herald_actors::{EngineHandle, EventFilter, WebhookSpec};
 use mongodb::bson::{Bson, Document};
@@ -166,6 +166,17 @@ pub fn spec_from_doc(
     })
 }
 
+/// How often the watcher asks for webhook changes once it has seen none, and how long each
+/// ask may wait on the server. Webhooks change rarely, and a change made through the API
+/// reaches the engine at once anyway; what this bounds is how late a change written straight
+/// into MongoDB takes effect. A change stream kept waiting on the server instead (the
+/// default: a getMore that waits up to a second, then the next) is woken by every write to
+/// the database — each event, each delivery record — to look for webhook changes among
+/// them, next to the feed's own stream doing the same: on a busy server, work and latency
+/// the event feed pays for.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+const WATCH_AWAIT: Duration = Duration::from_millis(1);
+
 /// Readiness of the watcher, for `/readyz`.
 #[derive(Debug, Default)]
 pub struct WatchHealth {
@@ -210,6 +221,7 @@ pub async fn run_watcher(
             let stream = collection
                 .watch()
                 .full_document(FullDocumentType::UpdateLookup)
+                .max_await_time(WATCH_AWAIT)
                 .await?;
             let docs: Vec<Document> = collection
                 .find(Default::default())
@@ -258,7 +270,19 @@ pub async fn run_watcher(
         loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => return,
-                next = stream.next() => next,
+                next = stream.next_if_any() => next,
+            };
+            let next = match next {
+                Ok(Some(change)) => Some(Ok(change)),
+                Ok(None) if stream.is_alive() => {
+                    // Nothing new: look again in a moment, holding no getMore open meanwhile.
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(WATCH_POLL) => continue,
+                    }
+                }
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
             };
             if matches!(next, Some(Ok(_))) {
                 failures = 0;
