@@ -153,9 +153,9 @@ pub struct HttpsTransport {
     /// What [`Transport::isolated`] builds more clients from (TLS config and resolver are
     /// shared; the connection pool is not).
     connector: GuardedConnector,
-    pool_idle_timeout: Duration,
     max_idle_per_host: usize,
-    /// The origins this pool has connections to, and who dials the first.
+    /// The origins this pool has connections to, and who dials the first; it also holds
+    /// the pool's idle timeout.
     origins: Arc<Origins>,
 }
 
@@ -339,7 +339,6 @@ impl HttpsTransport {
             client,
             guard,
             connector,
-            pool_idle_timeout: opts.pool_idle_timeout,
             max_idle_per_host: opts.max_idle_per_host,
             origins: Arc::new(Origins::new(opts.pool_idle_timeout)),
         })
@@ -372,17 +371,13 @@ impl Transport for HttpsTransport {
     /// host would otherwise share its stream limit, and one that never answers would hold
     /// the streams its neighbours need.
     fn isolated(&self) -> Option<Arc<dyn Transport>> {
+        let idle_timeout = self.origins.idle_timeout;
         Some(Arc::new(Self {
-            client: pooled_client(
-                self.connector.clone(),
-                self.pool_idle_timeout,
-                self.max_idle_per_host,
-            ),
+            client: pooled_client(self.connector.clone(), idle_timeout, self.max_idle_per_host),
             guard: Arc::clone(&self.guard),
             connector: self.connector.clone(),
-            pool_idle_timeout: self.pool_idle_timeout,
             max_idle_per_host: self.max_idle_per_host,
-            origins: Arc::new(Origins::new(self.pool_idle_timeout)),
+            origins: Arc::new(Origins::new(idle_timeout)),
         }))
     }
 }
