@@ -3,9 +3,11 @@
 //! The actor owns everything that is particular to its endpoint: the queue of deliveries
 //! waiting for their first attempt, the retries waiting for their timers, its rate limiter
 //! (consulted before every attempt, retries included), its cap on attempts in flight and its
-//! backoff decisions. Attempts run as spawned tasks that report back with
-//! [`EndpointMsg::AttemptDone`]: the actor never waits on the network, so a slow or dead
-//! endpoint only ever delays itself.
+//! backoff decisions. Attempts run in [a task of their own](crate::attempts) that reports
+//! back with [`EndpointMsg::AttemptsEnded`]: the actor never waits on the network, so a
+//! slow or dead endpoint only ever delays itself. Under load one message brings many ended
+//! attempts, and the records one turn of the actor makes go to the ledger writer as one
+//! message (its [`Outbox`]).
 //!
 //! A paused endpoint (the webhook's `paused`) accepts deliveries and holds them: it starts
 //! no attempt, and its retry timers only move deliveries back to the queue. Deliveries it
@@ -35,6 +37,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, info, warn};
 
+use crate::attempts::{Attempt, Attempts, EndedAttempt};
 use crate::config::EngineConfig;
 use crate::delivery::{
     AttemptLogEntry, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus, PendingDelivery,
@@ -220,13 +223,8 @@ pub enum EndpointMsg {
     Deliver(Job),
     /// A retry timer fired.
     Due(u64),
-    /// An attempt ended.
-    AttemptDone {
-        key: u64,
-        started_at: SystemTime,
-        elapsed: Duration,
-        result: AttemptResult,
-    },
+    /// Attempts ended.
+    AttemptsEnded(Vec<EndedAttempt>),
     /// Try to start attempts (after a rate-limit wait).
     Pump,
     /// The webhook changed (URL, secret, headers, rate limit).
@@ -282,6 +280,10 @@ pub struct EndpointArgs {
 
 pub struct EndpointState {
     spec: Arc<WebhookSpec>,
+    /// The task running this actor's attempts.
+    attempts: Attempts,
+    /// Records made during the current turn, for the ledger writer.
+    outbox: Outbox,
     /// The engine's transport, whose connections endpoints of one origin share while they
     /// answer (see [`Pools`]).
     pools: Pools,
@@ -338,6 +340,48 @@ pub const PROBE_IN_FLIGHT: usize = 2;
 /// that never answers holds one stream of its origin's shared connection until its attempt
 /// times out, not a whole in-flight window of them.
 pub const UNPROVEN_IN_FLIGHT: usize = 1;
+
+/// The records one turn of the actor makes, sent to the ledger writer as one message at the
+/// end of the turn (before a sweep can ask the writer for a barrier, so a sweep still sees
+/// this endpoint's earlier writes). Whatever is left when the actor stops, even by a crash,
+/// is sent as it is dropped.
+struct Outbox {
+    writer: ActorRef<LedgerWriterMsg>,
+    records: Vec<DeliveryRecord>,
+    retire: Vec<u64>,
+}
+
+impl Outbox {
+    fn new(writer: ActorRef<LedgerWriterMsg>) -> Self {
+        Self {
+            writer,
+            records: Vec::new(),
+            retire: Vec::new(),
+        }
+    }
+
+    /// `retire` is the feed sequence number the record settles once durable, if any.
+    fn push(&mut self, record: DeliveryRecord, retire: Option<u64>) {
+        self.records.push(record);
+        self.retire.extend(retire);
+    }
+
+    fn flush(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        let _ = self.writer.cast(LedgerWriterMsg::Write {
+            records: std::mem::take(&mut self.records),
+            retire: std::mem::take(&mut self.retire),
+        });
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
 
 /// Which connections an attempt goes through. Endpoints share the engine's transport (one
 /// pool, so one HTTP/2 connection per origin: fan-out to many webhooks on one host costs
@@ -404,6 +448,8 @@ impl Actor for EndpointActor {
         }
         let _ = myself.cast(EndpointMsg::Pump);
         let mut state = EndpointState {
+            attempts: Attempts::default(),
+            outbox: Outbox::new(self.ledger.clone()),
             pools: Pools::new(self.transport.clone()),
             limiter: limiter_for(&args.spec),
             spec: args.spec,
@@ -452,18 +498,20 @@ impl Actor for EndpointActor {
                     state.backlog.lock().expect("backlog lock").due(key);
                 }
             }
-            EndpointMsg::AttemptDone {
-                key,
-                started_at,
-                elapsed,
-                result,
-            } => {
-                state.in_flight -= 1;
-                let job = state.backlog.lock().expect("backlog lock").finish(key);
-                if let Some(job) = job {
-                    self.conclude(&myself, state, job, started_at, elapsed, result);
+            EndpointMsg::AttemptsEnded(ended) => {
+                for attempt in ended {
+                    state.in_flight -= 1;
+                    let job = state
+                        .backlog
+                        .lock()
+                        .expect("backlog lock")
+                        .finish(attempt.key);
+                    if let Some(job) = job {
+                        self.conclude(&myself, state, job, attempt);
+                    }
                 }
                 if state.in_flight == 0 {
+                    state.attempts.idle();
                     if let Some(waiters) = state.draining.as_mut() {
                         waiters.drain(..).for_each(|reply| {
                             let _ = reply.send(());
@@ -519,12 +567,39 @@ impl Actor for EndpointActor {
             #[cfg(test)]
             EndpointMsg::Crash => return Err("crash requested by a test".into()),
         }
+        // Before `refill`, which may start a sweep: it asks the writer for a barrier.
+        state.outbox.flush();
         self.pump(&myself, state);
         self.refill(&myself, state);
         self.report_paused(state);
         self.report_held(state);
         Ok(())
     }
+}
+
+/// Records a delivery whose first attempt has not been made as `pending`, due at `due`,
+/// with its payload. Its feed sequence number retires once the record is durable.
+fn record_pending(outbox: &mut Outbox, webhook_id: &str, job: &mut Job, due: SystemTime) {
+    let event_id = &*job.event.id;
+    let record = DeliveryRecord {
+        delivery_id: format!("{event_id}:{webhook_id}"),
+        event_id: event_id.to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        event_type: job.event.event_type.to_string(),
+        task_id: job.event.task_id.as_deref().map(str::to_owned),
+        status: DeliveryStatus::Pending,
+        attempts: job.attempts,
+        next_attempt_at: Some(due),
+        last_status_code: None,
+        last_error: None,
+        new_attempts: Vec::new(),
+        first_write: true,
+        created_at: job.created_at,
+        completed_at: None,
+        payload: Some(job.event.body.clone()),
+    };
+    job.persisted = true;
+    outbox.push(record, job.seq);
 }
 
 fn schedule(myself: &ActorRef<EndpointMsg>, backlog: &mut Backlog, job: Job, due: SystemTime) {
@@ -550,10 +625,11 @@ impl EndpointActor {
             self.config.max_in_flight_per_endpoint
         }
         .min(self.config.max_in_flight_per_endpoint);
+        let mut batch = Vec::new();
         while state.in_flight < cap {
             let mut backlog = state.backlog.lock().expect("backlog lock");
             if backlog.queue.is_empty() {
-                return;
+                break;
             }
             if let Some(limiter) = &state.limiter {
                 if let Err(not_until) = limiter.check() {
@@ -562,39 +638,38 @@ impl EndpointActor {
                         let wait = not_until.wait_time_from(DefaultClock::default().now());
                         myself.send_after(wait, || EndpointMsg::Pump);
                     }
-                    return;
+                    break;
                 }
             }
             let Some(job) = backlog.queue.pop_front() else {
-                return;
+                break;
             };
             let key = backlog.key();
             let event = job.event.clone();
             backlog.in_flight.insert(key, job);
             drop(backlog);
             state.in_flight += 1;
-            self.spawn_attempt(
-                myself.clone(),
+            batch.push(self.attempt(
                 state.pools.pick(state.failing_streak),
                 state.spec.clone(),
                 event,
                 key,
-            );
+            ));
         }
+        state.attempts.start(myself, batch);
     }
 
-    /// Runs one attempt in its own task and reports back.
-    fn spawn_attempt(
+    /// One attempt, to run in the attempts task.
+    fn attempt(
         &self,
-        myself: ActorRef<EndpointMsg>,
         transport: Arc<dyn Transport>,
         spec: Arc<WebhookSpec>,
         event: Arc<Event>,
         key: u64,
-    ) {
+    ) -> Attempt {
         let timeout = self.config.attempt_timeout;
         let metrics = self.metrics.clone();
-        tokio::spawn(async move {
+        Box::pin(async move {
             // Counted here rather than in the actor, so that an attempt whose actor died
             // meanwhile still leaves the gauge.
             metrics.in_flight.increment(1.0);
@@ -604,13 +679,13 @@ impl EndpointActor {
             let elapsed = started.elapsed();
             metrics.in_flight.decrement(1.0);
             metrics.attempt(&result, elapsed);
-            let _ = myself.cast(EndpointMsg::AttemptDone {
+            EndedAttempt {
                 key,
                 started_at,
                 elapsed,
                 result,
-            });
-        });
+            }
+        })
     }
 
     /// While paused or failing: records every queued delivery the ledger has not seen yet
@@ -620,36 +695,8 @@ impl EndpointActor {
         let mut backlog = state.backlog.lock().expect("backlog lock");
         let now = SystemTime::now();
         for job in backlog.queue.iter_mut().filter(|job| !job.persisted) {
-            self.record_pending(&state.spec.id, job, now);
+            record_pending(&mut state.outbox, &state.spec.id, job, now);
         }
-    }
-
-    /// Records a delivery whose first attempt has not been made as `pending`, due at `due`,
-    /// with its payload. Its feed sequence number retires once the record is durable.
-    fn record_pending(&self, webhook_id: &str, job: &mut Job, due: SystemTime) {
-        let event_id = &*job.event.id;
-        let record = DeliveryRecord {
-            delivery_id: format!("{event_id}:{webhook_id}"),
-            event_id: event_id.to_owned(),
-            webhook_id: webhook_id.to_owned(),
-            event_type: job.event.event_type.to_string(),
-            task_id: job.event.task_id.as_deref().map(str::to_owned),
-            status: DeliveryStatus::Pending,
-            attempts: job.attempts,
-            next_attempt_at: Some(due),
-            last_status_code: None,
-            last_error: None,
-            new_attempts: Vec::new(),
-            first_write: true,
-            created_at: job.created_at,
-            completed_at: None,
-            payload: Some(job.event.body.clone()),
-        };
-        job.persisted = true;
-        let _ = self.ledger.cast(LedgerWriterMsg::Write {
-            record: Box::new(record),
-            retire: job.seq,
-        });
     }
 
     /// How many more deliveries fit in memory, for an endpoint holding `held`. Every
@@ -681,7 +728,7 @@ impl EndpointActor {
         if !fits {
             let due = job.due_at.unwrap_or(now);
             if !job.persisted {
-                self.record_pending(&state.spec.id, &mut job, due);
+                record_pending(&mut state.outbox, &state.spec.id, &mut job, due);
             }
             backlog.spilled.note(due);
             return;
@@ -693,7 +740,7 @@ impl EndpointActor {
             }
         } else if state.spec.paused || state.failing_streak >= FAILING_STREAK {
             // It may wait long: recorded now, it no longer holds the checkpoint back.
-            self.record_pending(&state.spec.id, &mut job, now);
+            record_pending(&mut state.outbox, &state.spec.id, &mut job, now);
         }
         match later {
             Some(due) => schedule(myself, &mut backlog, job, due),
@@ -872,10 +919,14 @@ impl EndpointActor {
         myself: &ActorRef<EndpointMsg>,
         state: &mut EndpointState,
         mut job: Job,
-        started_at: SystemTime,
-        elapsed: Duration,
-        result: AttemptResult,
+        attempt: EndedAttempt,
     ) {
+        let EndedAttempt {
+            started_at,
+            elapsed,
+            result,
+            ..
+        } = attempt;
         job.attempts += 1;
         match &result {
             Ok(response) if response.is_success() => {
@@ -970,10 +1021,7 @@ impl EndpointActor {
                 last_status_code: record.last_status_code,
                 last_error: record.last_error.clone(),
             });
-        let _ = self.ledger.cast(LedgerWriterMsg::Write {
-            record: Box::new(record),
-            retire,
-        });
+        state.outbox.push(record, retire);
         if let Some(alert) = exhausted {
             self.raise(alert);
         }

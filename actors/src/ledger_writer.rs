@@ -1,6 +1,7 @@
 //! The ledger writer batches delivery records into the [`Ledger`].
 //!
-//! Endpoint actors send every ended attempt here and move on. Records are written in
+//! Endpoint actors send the records of ended attempts here, one message per turn of the
+//! actor, and move on. Records are written in
 //! batches of up to `ledger_batch_max`, one batch at a time so that a delivery's records
 //! reach the ledger in the order they were made; while a batch is being written the next
 //! one fills up, so batches grow with load and the store sees few, large writes. When a
@@ -30,10 +31,11 @@ use crate::ports::{Ledger, LedgerError};
 use crate::router::RouterMsg;
 
 pub enum LedgerWriterMsg {
-    /// A delivery's new state; `retire` is the feed sequence number it settles, if any.
+    /// Deliveries' new states, in the order they were made (an endpoint sends what one
+    /// turn of its actor produced); `retire` lists the feed sequence numbers they settle.
     Write {
-        record: Box<DeliveryRecord>,
-        retire: Option<u64>,
+        records: Vec<DeliveryRecord>,
+        retire: Vec<u64>,
     },
     /// The flush timer fired.
     Flush,
@@ -124,11 +126,11 @@ impl Actor for LedgerWriter {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            LedgerWriterMsg::Write { record, retire } => {
-                state.buffer.push(*record);
-                state.received += 1;
+            LedgerWriterMsg::Write { records, retire } => {
+                state.received += records.len() as u64;
                 self.unwritten
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(records.len(), std::sync::atomic::Ordering::Relaxed);
+                state.buffer.extend(records);
                 state.retire.extend(retire);
                 if state.buffer.len() >= self.config.ledger_batch_max {
                     self.start_write(&myself, state);

@@ -4,8 +4,8 @@
 //! [router](router) matches each against the [subscription index](webhook::SubscriptionIndex)
 //! and hands it to one [endpoint actor](endpoint) per subscribed webhook. An endpoint actor
 //! owns its queue, its rate limiter, its cap on in-flight attempts and its backoff timers;
-//! it runs each attempt as a spawned task through the [`Transport`](ports::Transport) and
-//! reports every ended attempt to the [ledger writer](ledger_writer), which batches them
+//! it runs its attempts in [one task](attempts) through the [`Transport`](ports::Transport)
+//! and reports every ended attempt to the [ledger writer](ledger_writer), which batches them
 //! into the [`Ledger`](ports::Ledger). Once every delivery of an event is durable, the
 //! router advances the feed checkpoint past it.
 //!
@@ -19,6 +19,7 @@
 //! The engine talks to the world only through [`ports`], so it runs unchanged against
 //! MongoDB + hyper in the daemon and against in-memory fakes in tests and benchmarks.
 
+pub mod attempts;
 pub mod config;
 pub mod delivery;
 pub mod endpoint;
