@@ -147,7 +147,9 @@ type GuardedConnector = HttpsConnector<HttpConnector<GuardedResolver>>;
 #[derive(Clone)]
 pub struct HttpsTransport {
     /// The pooled client every attempt goes through.
-    client: Client<GuardedConnector, Full<Bytes>>,
+    /// Shared by the attempts (one reference count, where cloning the client itself takes
+    /// several).
+    client: Arc<Client<GuardedConnector, Full<Bytes>>>,
     /// Checks IP-literal hosts, which the client's resolver never sees.
     guard: Arc<SsrfGuard>,
     /// What [`Transport::isolated`] builds more clients from (TLS config and resolver are
@@ -161,6 +163,9 @@ pub struct HttpsTransport {
 
 /// How many origins a pool remembers before it first forgets the idle ones.
 const PRUNE_ORIGINS_AT: usize = 4_096;
+
+/// How many webhook URLs a pool remembers having judged.
+const MAX_KNOWN_URLS: usize = 16_384;
 
 /// Which origins a pool is (probably) connected to.
 ///
@@ -182,6 +187,17 @@ struct KnownOrigins {
     by_key: HashMap<String, Arc<Origin>>,
     /// Forget idle origins when the map reaches this size.
     prune_at: usize,
+    /// Webhook URLs already judged, with what was found: every attempt to a URL would
+    /// otherwise parse and check it again. Forgotten wholesale when it reaches
+    /// [`MAX_KNOWN_URLS`] (URLs in use come back on their next attempt).
+    by_url: HashMap<Arc<str>, Result<Target, DeliveryError>>,
+}
+
+/// Where a webhook URL sends: the parsed URL and its origin.
+#[derive(Debug, Clone)]
+struct Target {
+    uri: Uri,
+    origin: Arc<Origin>,
 }
 
 #[derive(Debug, Default)]
@@ -199,20 +215,41 @@ impl Origins {
             known: Mutex::new(KnownOrigins {
                 by_key: HashMap::new(),
                 prune_at: PRUNE_ORIGINS_AT,
+                by_url: HashMap::new(),
             }),
         }
     }
 
-    fn get(&self, uri: &Uri) -> Arc<Origin> {
+    /// Where `url` sends, or why it must not be used: parsed and checked against the
+    /// guard on its first attempt only.
+    fn target(&self, url: &Arc<str>, guard: &SsrfGuard) -> Result<Target, DeliveryError> {
+        let mut known = self.known.lock().expect("origins lock");
+        if let Some(target) = known.by_url.get(&**url) {
+            return target.clone();
+        }
+        let target = parse_https_url(url).and_then(|uri| {
+            check_literal_host(&uri, guard)?;
+            let origin = self.get(&mut known, &uri);
+            Ok(Target { uri, origin })
+        });
+        if known.by_url.len() >= MAX_KNOWN_URLS {
+            known.by_url.clear();
+        }
+        known.by_url.insert(Arc::clone(url), target.clone());
+        target
+    }
+
+    fn get(&self, known: &mut KnownOrigins, uri: &Uri) -> Arc<Origin> {
         let key = uri
             .authority()
             .map(|a| a.as_str().to_ascii_lowercase())
             .unwrap_or_default();
-        let mut known = self.known.lock().expect("origins lock");
         if !known.by_key.contains_key(&key) && known.by_key.len() >= known.prune_at {
             // Webhooks come and go: forget the origins nobody is sending to and whose
             // connections the pool has dropped by now. Amortised: the next pass waits
             // until the map has doubled.
+            // The URLs hold their origins: forget them first.
+            known.by_url.clear();
             known.by_key.retain(|_, origin| {
                 Arc::strong_count(origin) > 1 || origin.is_warm(self.idle_timeout)
             });
@@ -330,11 +367,11 @@ impl HttpsTransport {
             .enable_http2()
             .wrap_connector(http);
 
-        let client = pooled_client(
+        let client = Arc::new(pooled_client(
             connector.clone(),
             opts.pool_idle_timeout,
             opts.max_idle_per_host,
-        );
+        ));
         Ok(Self {
             client,
             guard,
@@ -373,7 +410,11 @@ impl Transport for HttpsTransport {
     fn isolated(&self) -> Option<Arc<dyn Transport>> {
         let idle_timeout = self.origins.idle_timeout;
         Some(Arc::new(Self {
-            client: pooled_client(self.connector.clone(), idle_timeout, self.max_idle_per_host),
+            client: Arc::new(pooled_client(
+                self.connector.clone(),
+                idle_timeout,
+                self.max_idle_per_host,
+            )),
             guard: Arc::clone(&self.guard),
             connector: self.connector.clone(),
             max_idle_per_host: self.max_idle_per_host,
@@ -389,9 +430,7 @@ async fn attempt(
     origins: &Origins,
     request: OutboundRequest,
 ) -> AttemptResult {
-    let uri = parse_https_url(&request.url)?;
-    check_literal_host(&uri, guard)?;
-    let origin = origins.get(&uri);
+    let Target { uri, origin } = origins.target(&request.url, guard)?;
     let request = build_request(uri, request)?;
 
     let response = origin
@@ -488,6 +527,7 @@ fn build_request(
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
+    headers.reserve(8 + outbound.headers.len());
 
     for (name, value) in outbound.headers.iter() {
         let header_name = HeaderName::from_bytes(name.as_bytes())
@@ -506,9 +546,10 @@ fn build_request(
     let mut msg_id = HeaderValue::from_str(&outbound.msg_id).map_err(|_| {
         DeliveryError::InvalidUrl("event id is not a valid header value".to_owned())
     })?;
-    let mut signature = HeaderValue::from_str(&outbound.signature).map_err(|_| {
-        DeliveryError::InvalidUrl("signature is not a valid header value".to_owned())
-    })?;
+    let mut signature =
+        HeaderValue::from_maybe_shared(Bytes::from(outbound.signature)).map_err(|_| {
+            DeliveryError::InvalidUrl("signature is not a valid header value".to_owned())
+        })?;
     // Both differ on every request: HTTP/2 indexing them would only evict the entries that
     // do repeat (the webhook's own headers are never indexed, being possibly secret) from
     // the HPACK tables at both ends.
@@ -531,6 +572,10 @@ fn build_request(
 /// Reads and discards a small response body so the connection can be reused; a large or
 /// stalled one is simply dropped (closing the connection or resetting the stream).
 async fn drain(mut body: Incoming) {
+    if body.is_end_stream() {
+        // Nothing to read (an HTTP/2 answer that ended with its headers).
+        return;
+    }
     let declared_too_big = body
         .size_hint()
         .upper()
@@ -1065,18 +1110,50 @@ mod tests {
     #[test]
     fn origins_nobody_sends_to_are_forgotten_once_many_are_known() {
         let origins = Origins::new(Duration::from_secs(90));
-        let uri = |i: usize| -> Uri { format!("https://host{i}.example/").parse().unwrap() };
-        let in_use = origins.get(&uri(0));
-        origins.get(&uri(1)).set_warm(true);
+        let guard = SsrfGuard::new(Vec::new());
+        let url = |i: usize| -> Arc<str> { format!("https://host{i}.example/").into() };
+        let origin = |i: usize| origins.target(&url(i), &guard).expect("a valid URL").origin;
+        let in_use = origin(0);
+        origin(1).set_warm(true);
         for i in 2..PRUNE_ORIGINS_AT {
-            origins.get(&uri(i));
+            origin(i);
         }
         let known = |o: &Origins| o.known.lock().unwrap().by_key.len();
         assert_eq!(known(&origins), PRUNE_ORIGINS_AT);
         // One more: the cold, unused ones go; one in use and one with a live connection stay.
-        origins.get(&uri(PRUNE_ORIGINS_AT));
+        origin(PRUNE_ORIGINS_AT);
         assert_eq!(known(&origins), 3);
-        assert!(Arc::ptr_eq(&in_use, &origins.get(&uri(0))));
+        assert!(Arc::ptr_eq(&in_use, &origin(0)));
+    }
+
+    #[test]
+    fn a_url_is_judged_once_and_the_verdicts_kept_are_bounded() {
+        let origins = Origins::new(Duration::from_secs(90));
+        let guard = SsrfGuard::new(Vec::new());
+        let plaintext: Arc<str> = "http://host.example/hook".into();
+        let refused = origins.target(&plaintext, &guard).unwrap_err();
+        assert!(
+            matches!(refused, DeliveryError::InvalidUrl(_)),
+            "{refused:?}"
+        );
+        // The verdict is remembered, and given again as it was.
+        let urls = |o: &Origins| o.known.lock().unwrap().by_url.len();
+        assert_eq!(urls(&origins), 1);
+        assert_eq!(origins.target(&plaintext, &guard).unwrap_err(), refused);
+        // Two URLs on one origin share it.
+        let a = origins
+            .target(&"https://host.example/a".into(), &guard)
+            .unwrap();
+        let b = origins
+            .target(&"https://HOST.example/b".into(), &guard)
+            .unwrap();
+        assert!(Arc::ptr_eq(&a.origin, &b.origin));
+        assert_eq!(b.uri.path(), "/b");
+        for i in 0..MAX_KNOWN_URLS + 10 {
+            let url: Arc<str> = format!("https://host.example/{i}").into();
+            origins.target(&url, &guard).unwrap();
+        }
+        assert!(urls(&origins) <= MAX_KNOWN_URLS);
     }
 
     #[tokio::test]
