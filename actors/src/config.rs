@@ -21,7 +21,12 @@ pub struct EngineConfig {
     pub max_events_in_flight: usize,
     /// Delivery records written to the ledger in one batch, at most.
     pub ledger_batch_max: usize,
-    /// How long a record may wait for companions before its batch is written.
+    /// How long a record that reaches an idle ledger writer waits for companions before
+    /// its batch is written. Under load batches form anyway, while the previous write is
+    /// under way; so this only decides how soon a lone record is durable, and it is short:
+    /// at 5 ms, with events 10 ms apart, each delivery's write reached the store just as the
+    /// next event did and delayed it (p99 insert→receipt at 100 events/s 5.2–5.4 ms; at
+    /// 1 ms 3.4–3.5 ms, with the same e2e throughput).
     pub ledger_flush_interval: Duration,
     /// Endpoint actor restarts allowed per minute before the endpoint is given up on.
     pub max_restarts_per_minute: usize,
@@ -55,7 +60,7 @@ impl Default for EngineConfig {
             max_in_flight_per_endpoint: 64,
             max_events_in_flight: 20_000,
             ledger_batch_max: 1_000,
-            ledger_flush_interval: Duration::from_millis(5),
+            ledger_flush_interval: Duration::from_millis(1),
             max_restarts_per_minute: 10,
             checkpoint_interval: Duration::from_millis(100),
             health: HealthPolicy::default(),
