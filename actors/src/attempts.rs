@@ -1,8 +1,16 @@
 //! Runs one endpoint actor's attempts, all of them in one task.
 //!
-//! The actor hands over the attempts it starts in one turn as one batch; the task polls
-//! them together and reports every attempt that has ended since its last report as one
-//! [`EndpointMsg::AttemptsEnded`].
+//! The actor hands over the attempts it starts in one turn as one batch, with the number
+//! that may run at once; the task polls them together and reports every attempt that has
+//! ended since its last report as one [`EndpointMsg::AttemptsEnded`].
+//!
+//! A healthy endpoint hands over more attempts than may run at once: the task starts the
+//! next one the moment one ends, instead of waiting for the actor to hear of the end and
+//! send another (a round trip through two tasks for every attempt, which at a fixed cap of
+//! attempts in flight is time the endpoint's connection sits idle). Attempts not started yet
+//! are returned on [`Attempts::recall`] ([`EndpointMsg::AttemptsReturned`]): the actor does
+//! so whenever what may start changes (the endpoint fails, is paused, changed or drained).
+//! An attempt is signed when it starts, never before.
 //!
 //! One task rather than a task per attempt is what lets the connection batch its writes:
 //! the attempts of a batch all queue their requests on the (HTTP/2) connection before its
@@ -14,6 +22,7 @@
 //! attempt left, so an idle endpoint costs no task. An attempt whose actor died meanwhile
 //! still runs to its end (the successor attempts it again: at least once).
 
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
@@ -27,7 +36,18 @@ use crate::delivery::AttemptResult;
 use crate::endpoint::EndpointMsg;
 
 /// One attempt, ready to run: it reports when it started and how long it took.
-pub type Attempt = Pin<Box<dyn Future<Output = EndedAttempt> + Send>>;
+pub struct Attempt {
+    /// The actor's key for the attempt's job.
+    pub key: u64,
+    pub run: Pin<Box<dyn Future<Output = EndedAttempt> + Send>>,
+}
+
+enum Order {
+    /// Run these, at most `cap` attempts at a time.
+    Start { attempts: Vec<Attempt>, cap: usize },
+    /// Return the attempts not started yet.
+    Recall,
+}
 
 /// One ended attempt.
 #[derive(Debug)]
@@ -42,28 +62,41 @@ pub struct EndedAttempt {
 /// The actor's handle on its attempts task.
 #[derive(Default)]
 pub struct Attempts {
-    task: Option<mpsc::UnboundedSender<Vec<Attempt>>>,
+    task: Option<mpsc::UnboundedSender<Order>>,
 }
 
 impl Attempts {
-    /// Starts `batch`, in the running task or a new one.
-    pub fn start(&mut self, myself: &ActorRef<EndpointMsg>, batch: Vec<Attempt>) {
+    /// Runs `batch` after the attempts handed over before, at most `cap` at a time, in the
+    /// running task or a new one.
+    pub fn start(&mut self, myself: &ActorRef<EndpointMsg>, batch: Vec<Attempt>, cap: usize) {
         if batch.is_empty() {
             return;
         }
-        let batch = match &self.task {
-            Some(task) => match task.send(batch) {
+        let order = Order::Start {
+            attempts: batch,
+            cap,
+        };
+        let order = match &self.task {
+            Some(task) => match task.send(order) {
                 Ok(()) => return,
                 // The task is gone (it cannot end while this handle lives, unless it
                 // panicked): a new one takes the batch.
-                Err(mpsc::error::SendError(batch)) => batch,
+                Err(mpsc::error::SendError(order)) => order,
             },
-            None => batch,
+            None => order,
         };
         let (task, inbox) = mpsc::unbounded_channel();
-        task.send(batch).expect("the receiver is right here");
+        task.send(order).expect("the receiver is right here");
         tokio::spawn(run(myself.clone(), inbox));
         self.task = Some(task);
+    }
+
+    /// Asks for the attempts not started yet back; they come with
+    /// [`EndpointMsg::AttemptsReturned`] (none: no message).
+    pub fn recall(&self) {
+        if let Some(task) = &self.task {
+            let _ = task.send(Order::Recall);
+        }
     }
 
     /// Nothing is in flight: let the task end.
@@ -72,35 +105,57 @@ impl Attempts {
     }
 }
 
-async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Vec<Attempt>>) {
+async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Order>) {
     let mut running = FuturesUnordered::new();
+    let mut waiting = VecDeque::new();
+    let mut cap = 1;
     let mut open = true;
     let mut ended = Vec::new();
+    let mut returned = Vec::new();
     loop {
         poll_fn(|cx| {
             while open {
                 match inbox.poll_recv(cx) {
-                    Poll::Ready(Some(batch)) => running.extend(batch),
+                    Poll::Ready(Some(Order::Start { attempts, cap: c })) => {
+                        waiting.extend(attempts);
+                        cap = c.max(1);
+                    }
+                    Poll::Ready(Some(Order::Recall)) => {
+                        returned.extend(waiting.drain(..).map(|attempt: Attempt| attempt.key));
+                    }
                     Poll::Ready(None) => open = false,
                     Poll::Pending => break,
                 }
             }
-            // Polls every new attempt once (each queues its request) before this task
-            // yields to the connection's.
-            while let Poll::Ready(Some(attempt)) = running.poll_next_unpin(cx) {
-                ended.push(attempt);
+            loop {
+                while running.len() < cap {
+                    let Some(attempt) = waiting.pop_front() else {
+                        break;
+                    };
+                    running.push(attempt.run);
+                }
+                // Polls every new attempt once (each queues its request) before this task
+                // yields to the connection's.
+                match running.poll_next_unpin(cx) {
+                    Poll::Ready(Some(attempt)) => ended.push(attempt),
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
             }
-            if !ended.is_empty() || (!open && running.is_empty()) {
+            let done = !open && running.is_empty() && waiting.is_empty();
+            if !ended.is_empty() || !returned.is_empty() || done {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
         })
         .await;
+        if !returned.is_empty() {
+            let _ = actor.cast(EndpointMsg::AttemptsReturned(std::mem::take(&mut returned)));
+        }
         if !ended.is_empty() {
             let _ = actor.cast(EndpointMsg::AttemptsEnded(std::mem::take(&mut ended)));
         }
-        if !open && running.is_empty() {
+        if !open && running.is_empty() && waiting.is_empty() {
             return;
         }
     }
@@ -108,13 +163,17 @@ async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Ve
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use ractor::{Actor, ActorProcessingErr};
     use tokio::sync::oneshot;
 
     use super::*;
 
-    /// Stands in for the endpoint actor: passes on what the task reports.
-    struct Reports(mpsc::UnboundedSender<Vec<u64>>);
+    /// Stands in for the endpoint actor: passes on what the task reports (returned
+    /// attempts as negative keys).
+    struct Reports(mpsc::UnboundedSender<Vec<i64>>);
 
     impl Actor for Reports {
         type Msg = EndpointMsg;
@@ -135,16 +194,25 @@ mod tests {
             msg: EndpointMsg,
             _: &mut (),
         ) -> Result<(), ActorProcessingErr> {
-            if let EndpointMsg::AttemptsEnded(ended) = msg {
-                let _ = self.0.send(ended.into_iter().map(|a| a.key).collect());
-            }
+            let keys = match msg {
+                EndpointMsg::AttemptsEnded(ended) => ended.iter().map(|a| a.key as i64).collect(),
+                EndpointMsg::AttemptsReturned(keys) => keys.iter().map(|k| -(*k as i64)).collect(),
+                _ => return Ok(()),
+            };
+            let _ = self.0.send(keys);
             Ok(())
         }
     }
 
     /// An attempt that ends, answering 200, when `go` fires.
     fn attempt(key: u64, go: oneshot::Receiver<()>) -> Attempt {
-        Box::pin(async move {
+        attempt_counted(key, go, Arc::default())
+    }
+
+    /// The same, counting in `started` that it has started.
+    fn attempt_counted(key: u64, go: oneshot::Receiver<()>, started: Arc<AtomicUsize>) -> Attempt {
+        let run = Box::pin(async move {
+            started.fetch_add(1, Ordering::SeqCst);
             let _ = go.await;
             EndedAttempt {
                 key,
@@ -155,10 +223,11 @@ mod tests {
                     retry_after: None,
                 }),
             }
-        })
+        });
+        Attempt { key, run }
     }
 
-    async fn next(reports: &mut mpsc::UnboundedReceiver<Vec<u64>>) -> Vec<u64> {
+    async fn next(reports: &mut mpsc::UnboundedReceiver<Vec<i64>>) -> Vec<i64> {
         let mut keys = tokio::time::timeout(Duration::from_secs(10), reports.recv())
             .await
             .expect("a report in time")
@@ -180,14 +249,11 @@ mod tests {
         let mut attempts = Attempts::default();
         let (go, wait): (Vec<_>, Vec<_>) = (0..4).map(|_| oneshot::channel()).unzip();
         let mut wait = wait.into_iter();
-        attempts.start(
-            &actor,
-            (1..=2).map(|k| attempt(k, wait.next().unwrap())).collect(),
-        );
-        attempts.start(
-            &actor,
-            (3..=4).map(|k| attempt(k, wait.next().unwrap())).collect(),
-        );
+        let mut batch = |keys: std::ops::RangeInclusive<u64>| -> Vec<Attempt> {
+            keys.map(|k| attempt(k, wait.next().unwrap())).collect()
+        };
+        attempts.start(&actor, batch(1..=2), 4);
+        attempts.start(&actor, batch(3..=4), 4);
         assert_eq!(tasks(), before + 1, "one task runs both batches");
 
         // Attempt 1 still runs: the ones that ended are reported without it.
@@ -215,6 +281,56 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn at_most_cap_run_the_next_starts_as_one_ends_and_a_recall_returns_the_rest() {
+        let (tx, mut reports) = mpsc::unbounded_channel();
+        let (actor, _) = Actor::spawn(None, Reports(tx), ()).await.unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let (go, wait): (Vec<_>, Vec<_>) = (0..5).map(|_| oneshot::channel()).unzip();
+        let batch: Vec<Attempt> = wait
+            .into_iter()
+            .zip(1..)
+            .map(|(wait, key)| attempt_counted(key, wait, started.clone()))
+            .collect();
+        let mut attempts = Attempts::default();
+        attempts.start(&actor, batch, 2);
+        let started_now = || started.load(Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while started_now() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "two never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(started_now(), 2, "a cap of 2 lets two run");
+
+        // One ends: the next starts without the actor handing anything over.
+        let mut go = go.into_iter();
+        go.next().unwrap().send(()).unwrap();
+        assert_eq!(next(&mut reports).await, [1]);
+        while started_now() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the third never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        // A recall returns the two not started; those running go on.
+        attempts.recall();
+        assert_eq!(next(&mut reports).await, [-5, -4]);
+        go.for_each(|go| {
+            let _ = go.send(());
+        });
+        let mut rest = Vec::new();
+        while rest.len() < 2 {
+            rest.extend(next(&mut reports).await);
+        }
+        rest.sort_unstable();
+        assert_eq!(rest, [2, 3]);
+        assert_eq!(started_now(), 3, "a returned attempt never starts");
         actor.stop(None);
     }
 }

@@ -192,6 +192,16 @@ impl Backlog {
         Some(job)
     }
 
+    /// An attempt handed over and never started: the job goes back to the head of the
+    /// queue (the keys come oldest first).
+    fn unstart(&mut self, keys: &[u64]) {
+        for key in keys.iter().rev() {
+            if let Some(job) = self.in_flight.remove(key) {
+                self.queue.push_front(job);
+            }
+        }
+    }
+
     /// A retry timer fired: the job moves to the queue.
     fn due(&mut self, key: u64) {
         if let Some((job, due)) = self.scheduled.remove(&key) {
@@ -225,6 +235,8 @@ pub enum EndpointMsg {
     Due(u64),
     /// Attempts ended.
     AttemptsEnded(Vec<EndedAttempt>),
+    /// Attempts handed over and not started, returned on recall (by job key).
+    AttemptsReturned(Vec<u64>),
     /// Try to start attempts (after a rate-limit wait).
     Pump,
     /// The webhook changed (URL, secret, headers, rate limit).
@@ -510,14 +522,19 @@ impl Actor for EndpointActor {
                         self.conclude(&myself, state, job, attempt);
                     }
                 }
-                if state.in_flight == 0 {
-                    state.attempts.idle();
-                    if let Some(waiters) = state.draining.as_mut() {
-                        waiters.drain(..).for_each(|reply| {
-                            let _ = reply.send(());
-                        });
-                    }
+                if state.failing_streak > 0 {
+                    // What was handed over for a healthy endpoint waits for the probes.
+                    state.attempts.recall();
                 }
+                self.settle_in_flight(state);
+            }
+            EndpointMsg::AttemptsReturned(keys) => {
+                state.in_flight -= keys.len();
+                state.backlog.lock().expect("backlog lock").unstart(&keys);
+                if state.spec.paused || state.failing_streak >= FAILING_STREAK {
+                    self.record_held(state);
+                }
+                self.settle_in_flight(state);
             }
             EndpointMsg::Pump => state.wake_armed = false,
             EndpointMsg::Update(spec) => {
@@ -533,8 +550,11 @@ impl Actor for EndpointActor {
                 if state.spec.paused {
                     self.record_held(state);
                 }
+                // Attempts not started yet start anew, as the webhook now is.
+                state.attempts.recall();
             }
             EndpointMsg::Drain(reply) => {
+                state.attempts.recall();
                 if state.in_flight == 0 {
                     let _ = reply.send(());
                     state.draining = Some(Vec::new());
@@ -625,8 +645,17 @@ impl EndpointActor {
             self.config.max_in_flight_per_endpoint
         }
         .min(self.config.max_in_flight_per_endpoint);
+        // A healthy endpoint's attempts task gets as many again to start as others end.
+        let handed = if cap == self.config.max_in_flight_per_endpoint
+            && state.failing_streak == 0
+            && state.limiter.is_none()
+        {
+            cap * 2
+        } else {
+            cap
+        };
         let mut batch = Vec::new();
-        while state.in_flight < cap {
+        while state.in_flight < handed {
             let mut backlog = state.backlog.lock().expect("backlog lock");
             if backlog.queue.is_empty() {
                 break;
@@ -656,7 +685,20 @@ impl EndpointActor {
                 key,
             ));
         }
-        state.attempts.start(myself, batch);
+        state.attempts.start(myself, batch, cap);
+    }
+
+    /// Once nothing is handed over to the attempts task: it may end, and a drain is done.
+    fn settle_in_flight(&self, state: &mut EndpointState) {
+        if state.in_flight > 0 {
+            return;
+        }
+        state.attempts.idle();
+        if let Some(waiters) = state.draining.as_mut() {
+            waiters.drain(..).for_each(|reply| {
+                let _ = reply.send(());
+            });
+        }
     }
 
     /// One attempt, to run in the attempts task.
@@ -669,7 +711,7 @@ impl EndpointActor {
     ) -> Attempt {
         let timeout = self.config.attempt_timeout;
         let metrics = self.metrics.clone();
-        Box::pin(async move {
+        let run = Box::pin(async move {
             // Counted here rather than in the actor, so that an attempt whose actor died
             // meanwhile still leaves the gauge.
             metrics.in_flight.increment(1.0);
@@ -685,7 +727,8 @@ impl EndpointActor {
                 elapsed,
                 result,
             }
-        })
+        });
+        Attempt { key, run }
     }
 
     /// While paused or failing: records every queued delivery the ledger has not seen yet
