@@ -930,6 +930,61 @@ mod tests {
         engine.shutdown(Duration::from_secs(1)).await.unwrap();
     }
 
+    #[tokio::test]
+    async fn pausing_a_busy_endpoint_starts_nothing_more_and_resuming_delivers_each_once() {
+        let mut config = config();
+        config.max_in_flight_per_endpoint = 2;
+        config.attempt_timeout = Duration::from_secs(5);
+        let (engine, transport, ledger) = start(config).await;
+        let handle = engine.handle();
+        let spec = webhook("a", &["*"]);
+        let url = spec.url.to_string();
+        handle.upsert_webhook(spec.clone()).unwrap();
+        settle_webhooks(&handle).await;
+        // Proven by a first delivery, the endpoint lines up more attempts than it runs.
+        handle.submit(event("evt_first", "x"), None).await.unwrap();
+        until("the first delivery", || delivered(&ledger, "a") == 1).await;
+        transport.set_default(&url, Answer::Slow(Duration::from_millis(500)));
+        for i in 0..20 {
+            handle
+                .submit(event(&format!("evt_{i}"), "x"), None)
+                .await
+                .unwrap();
+        }
+        until("two attempts under way", || transport.sent_to(&url) >= 3).await;
+        handle
+            .upsert_webhook(WebhookSpec {
+                paused: true,
+                ..spec.clone()
+            })
+            .unwrap();
+        settle_webhooks(&handle).await;
+        // What was under way (answered after 500 ms) ends; what was lined up behind it
+        // never starts.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let sent = transport.sent_to(&url);
+        assert_eq!(sent, 1 + 2, "the cap is 2");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let after = transport.sent_to(&url);
+        assert_eq!(after, sent, "a paused endpoint started attempts");
+        transport.set_default(&url, Answer::Status(200));
+
+        handle
+            .upsert_webhook(WebhookSpec {
+                paused: false,
+                ..spec
+            })
+            .unwrap();
+        until("every delivery", || delivered(&ledger, "a") == 21).await;
+        let successes = successes(&ledger, "a");
+        assert!(
+            successes.values().all(|n| *n == 1),
+            "a delivery succeeded more than once: {successes:?}"
+        );
+        assert_eq!(transport.sent_to(&url), 21);
+        engine.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
     // ---- Bounded memory: spilling to the ledger and paging back -------------------------
 
     async fn start_with(

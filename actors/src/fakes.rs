@@ -39,6 +39,8 @@ pub enum Answer {
     StatusRetryAfter(u16, Duration),
     /// Never answers (the engine's timeout ends it).
     Hang,
+    /// Answers 200 after this long.
+    Slow(Duration),
     Fail(crate::delivery::DeliveryError),
 }
 
@@ -114,6 +116,13 @@ impl Transport for ScriptedTransport {
                     retry_after: Some(wait),
                 }),
                 Answer::Hang => futures::future::pending().await,
+                Answer::Slow(wait) => {
+                    tokio::time::sleep(wait).await;
+                    Ok(AttemptResponse {
+                        status: 200,
+                        retry_after: None,
+                    })
+                }
                 Answer::Fail(error) => Err(error),
             }
         }
