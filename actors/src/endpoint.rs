@@ -80,6 +80,29 @@ impl Job {
         }
     }
 
+    /// A record of this delivery to `webhook_id` as it stands: who it is, its attempts so
+    /// far, and whether its document exists; the state for the caller to fill in.
+    fn record(&self, webhook_id: &str, status: DeliveryStatus) -> DeliveryRecord {
+        let event = &self.event;
+        DeliveryRecord {
+            delivery_id: format!("{}:{webhook_id}", event.id),
+            event_id: event.id.to_string(),
+            webhook_id: webhook_id.to_owned(),
+            event_type: event.event_type.to_string(),
+            task_id: event.task_id.as_deref().map(str::to_owned),
+            status,
+            attempts: self.attempts,
+            next_attempt_at: None,
+            last_status_code: None,
+            last_error: None,
+            new_attempts: Vec::new(),
+            first_write: !self.persisted,
+            created_at: self.created_at,
+            completed_at: None,
+            payload: None,
+        }
+    }
+
     /// A pending delivery read back from the ledger (its document exists).
     pub fn from_pending(pending: PendingDelivery) -> Self {
         let event = Arc::new(Event {
@@ -600,23 +623,10 @@ impl Actor for EndpointActor {
 /// Records a delivery whose first attempt has not been made as `pending`, due at `due`,
 /// with its payload. Its feed sequence number retires once the record is durable.
 fn record_pending(outbox: &mut Outbox, webhook_id: &str, job: &mut Job, due: SystemTime) {
-    let event_id = &*job.event.id;
     let record = DeliveryRecord {
-        delivery_id: format!("{event_id}:{webhook_id}"),
-        event_id: event_id.to_owned(),
-        webhook_id: webhook_id.to_owned(),
-        event_type: job.event.event_type.to_string(),
-        task_id: job.event.task_id.as_deref().map(str::to_owned),
-        status: DeliveryStatus::Pending,
-        attempts: job.attempts,
         next_attempt_at: Some(due),
-        last_status_code: None,
-        last_error: None,
-        new_attempts: Vec::new(),
-        first_write: true,
-        created_at: job.created_at,
-        completed_at: None,
         payload: Some(job.event.body.clone()),
+        ..job.record(webhook_id, DeliveryStatus::Pending)
     };
     job.persisted = true;
     outbox.push(record, job.seq);
@@ -1024,13 +1034,6 @@ impl EndpointActor {
             ),
         }
         let record = DeliveryRecord {
-            delivery_id: format!("{event_id}:{webhook_id}"),
-            event_id: event_id.to_owned(),
-            webhook_id: webhook_id.to_owned(),
-            event_type: job.event.event_type.to_string(),
-            task_id: job.event.task_id.as_deref().map(str::to_owned),
-            status,
-            attempts: job.attempts,
             next_attempt_at,
             last_status_code: status_code,
             last_error: error.clone(),
@@ -1040,13 +1043,12 @@ impl EndpointActor {
                 error,
                 duration_ms: elapsed.as_millis() as u64,
             }],
-            first_write: !job.persisted,
-            created_at: job.created_at,
             completed_at: (status != DeliveryStatus::Pending).then_some(now),
             // Kept while the delivery may be attempted again (a retry after a restart, a
             // replay of a failed one) so that the same bytes are sent.
             payload: (!job.persisted && status != DeliveryStatus::Succeeded)
                 .then(|| job.event.body.clone()),
+            ..job.record(webhook_id, status)
         };
         let retire = if job.persisted { None } else { job.seq };
         job.persisted = true;
