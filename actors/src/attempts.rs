@@ -12,11 +12,10 @@
 //! so whenever what may start changes (the endpoint fails, is paused, changed or drained).
 //! An attempt is signed when it starts, never before.
 //!
-//! One task rather than a task per attempt is what lets the connection batch its writes:
-//! the attempts of a batch all queue their requests on the (HTTP/2) connection before its
-//! task runs, so it sends them with one write instead of one write per request, and the
-//! receiver reads them with one read. It also saves a task spawn per attempt and the
-//! wake-ups between the tasks.
+//! One task rather than a task per attempt saves a task spawn per attempt (and the move of
+//! the attempt's future into the task), the wake-ups between the tasks, and a message to
+//! the actor for every attempt that ends. (It does not make the HTTP/2 connection batch its
+//! writes: its task runs on another worker and writes each request as it comes.)
 //!
 //! The actor drops its handle when nothing is in flight; the task ends once it has no
 //! attempt left, so an idle endpoint costs no task. An attempt whose actor died meanwhile
