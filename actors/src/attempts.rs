@@ -112,7 +112,7 @@ async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Or
     let mut ended = Vec::new();
     let mut returned = Vec::new();
     loop {
-        poll_fn(|cx| {
+        let done = poll_fn(|cx| {
             while open {
                 match inbox.poll_recv(cx) {
                     Poll::Ready(Some(Order::Start { attempts, cap: c })) => {
@@ -142,7 +142,7 @@ async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Or
             }
             let done = !open && running.is_empty() && waiting.is_empty();
             if !ended.is_empty() || !returned.is_empty() || done {
-                Poll::Ready(())
+                Poll::Ready(done)
             } else {
                 Poll::Pending
             }
@@ -154,7 +154,7 @@ async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Or
         if !ended.is_empty() {
             let _ = actor.cast(EndpointMsg::AttemptsEnded(std::mem::take(&mut ended)));
         }
-        if !open && running.is_empty() && waiting.is_empty() {
+        if done {
             return;
         }
     }
