@@ -215,8 +215,8 @@ impl Backlog {
         Some(job)
     }
 
-    /// An attempt handed over and never started: the job goes back to the head of the
-    /// queue (the keys come oldest first).
+    /// Jobs handed over whose attempts will not report (never started, or their actor
+    /// crashed): back to the head of the queue, in the order of `keys` (oldest first).
     fn unstart(&mut self, keys: &[u64]) {
         for key in keys.iter().rev() {
             if let Some(job) = self.in_flight.remove(key) {
@@ -468,10 +468,9 @@ impl Actor for EndpointActor {
         // least once), and its retry timers died with it, so arm them anew.
         {
             let mut backlog = args.backlog.lock().expect("backlog lock");
-            let orphans: Vec<Job> = backlog.in_flight.drain().map(|(_, job)| job).collect();
-            for job in orphans.into_iter().rev() {
-                backlog.queue.push_front(job);
-            }
+            let mut orphans: Vec<u64> = backlog.in_flight.keys().copied().collect();
+            orphans.sort_unstable();
+            backlog.unstart(&orphans);
             let now = SystemTime::now();
             for (key, (_, due)) in backlog.scheduled.iter() {
                 let key = *key;
@@ -578,12 +577,8 @@ impl Actor for EndpointActor {
             }
             EndpointMsg::Drain(reply) => {
                 state.attempts.recall();
-                if state.in_flight == 0 {
-                    let _ = reply.send(());
-                    state.draining = Some(Vec::new());
-                } else {
-                    state.draining.get_or_insert_with(Vec::new).push(reply);
-                }
+                state.draining.get_or_insert_with(Vec::new).push(reply);
+                self.settle_in_flight(state);
             }
             EndpointMsg::Stats(reply) => {
                 let _ = reply.send(state.backlog.lock().expect("backlog lock").stats());
