@@ -1,11 +1,11 @@
 //! The ledger writer batches delivery records into the [`Ledger`].
 //!
 //! Endpoint actors send the records of ended attempts here, one message per turn of the
-//! actor, and move on. Records are written in
-//! batches of up to `ledger_batch_max`, one batch at a time so that a delivery's records
-//! reach the ledger in the order they were made; while a batch is being written the next
-//! one fills up, so batches grow with load and the store sees few, large writes. When a
-//! batch is durable the router is told which feed sequence numbers it retires.
+//! actor, and move on. Records are written in batches of up to `ledger_batch_max`, one
+//! batch at a time so that a delivery's records reach the ledger in the order they were
+//! made; while a batch is being written the next one fills up, so batches grow with load
+//! and the store sees few, large writes. When a batch is durable the router is told which
+//! feed sequence numbers it retires.
 //!
 //! A failed write is retried with backoff, never dropped: until it succeeds the checkpoint
 //! cannot pass those events, and the feed window eventually stops taking new ones.
