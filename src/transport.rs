@@ -527,7 +527,8 @@ fn build_request(
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    headers.reserve(8 + outbound.headers.len());
+    // The webhook's own headers and the five herald sets below.
+    headers.reserve(outbound.headers.len() + 5);
 
     for (name, value) in outbound.headers.iter() {
         let header_name = HeaderName::from_bytes(name.as_bytes())
