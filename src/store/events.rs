@@ -213,6 +213,15 @@ pub struct FeedHealth {
     pub live: AtomicBool,
 }
 
+/// The feed's change-stream pipeline, over the whole database: inserts into `events` and
+/// `objects`.
+pub fn feed_pipeline() -> [Document; 1] {
+    [doc! {"$match": {
+        "operationType": "insert",
+        "ns.coll": {"$in": [EVENTS, OBJECTS]},
+    }}]
+}
+
 /// Runs the feed until `cancel` fires: opens the change stream after `start`, submits every
 /// event to the engine (waiting when its window is full), reconnects with backoff on errors.
 ///
@@ -234,10 +243,7 @@ pub async fn run_feed(
     let mut scan_from: Option<Option<DateTime>> = None;
     let mut failures: u32 = 0;
     loop {
-        let pipeline = [doc! {"$match": {
-            "operationType": "insert",
-            "ns.coll": {"$in": [EVENTS, OBJECTS]},
-        }}];
+        let pipeline = feed_pipeline();
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
             opened = db
