@@ -346,22 +346,29 @@ impl Daemon {
 }
 
 /// A plain change-stream consumer draining `n` inserts: events/s.
+/// Inserts `n` events of `event_type` into `collection` in `insert_many` batches of 500, as
+/// fast as the server takes them, in a task of its own.
+fn insert_events(
+    collection: mongodb::Collection<Document>,
+    n: usize,
+    event_type: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for batch in (0..n).collect::<Vec<_>>().chunks(500) {
+            let docs: Vec<Document> = batch
+                .iter()
+                .map(|&i| event_doc(i, event_type, None))
+                .collect();
+            collection.insert_many(docs).await.unwrap();
+        }
+    })
+}
+
 async fn change_stream_ceiling(db: &mongodb::Database, n: usize) -> f64 {
     let collection = db.collection::<Document>("ceiling_events");
     let mut stream = collection.watch().await.unwrap();
     let started = Instant::now();
-    let inserter = tokio::spawn({
-        let collection = collection.clone();
-        async move {
-            for batch in (0..n).collect::<Vec<_>>().chunks(500) {
-                let docs: Vec<Document> = batch
-                    .iter()
-                    .map(|&i| event_doc(i, "bench.ceiling", None))
-                    .collect();
-                collection.insert_many(docs).await.unwrap();
-            }
-        }
-    });
+    let inserter = insert_events(collection.clone(), n, "bench.ceiling");
     let mut seen = 0;
     while seen < n {
         stream.next().await.unwrap().unwrap();
@@ -406,16 +413,7 @@ async fn recording_consumer(db: &mongodb::Database, n: usize, fanout: usize) -> 
         }
     });
     let started = Instant::now();
-    let events = db.collection::<Document>("events");
-    let inserter = tokio::spawn(async move {
-        for batch in (0..n).collect::<Vec<_>>().chunks(500) {
-            let docs: Vec<Document> = batch
-                .iter()
-                .map(|&i| event_doc(i, "bench.e2e", None))
-                .collect();
-            events.insert_many(docs).await.unwrap();
-        }
-    });
+    let inserter = insert_events(db.collection("events"), n, "bench.e2e");
     for _ in 0..n {
         let change = stream.next().await.unwrap().unwrap();
         let event_id = change
@@ -489,16 +487,7 @@ pub async fn e2e(ctx: &Ctx) -> Vec<Outcome> {
         let bar = progress(deliveries, &format!("e2e, fan-out {fanout}"));
         let cpu = cpu_seconds();
         let started = Instant::now();
-        let events = database.collection::<Document>("events");
-        let inserter = tokio::spawn(async move {
-            for batch in (0..n).collect::<Vec<_>>().chunks(500) {
-                let docs: Vec<Document> = batch
-                    .iter()
-                    .map(|&i| event_doc(i, "bench.e2e", None))
-                    .collect();
-                events.insert_many(docs).await.unwrap();
-            }
-        });
+        let inserter = insert_events(database.collection("events"), n, "bench.e2e");
         ctx.receiver
             .wait_ok(deliveries, Duration::from_secs(900), &bar)
             .await;
