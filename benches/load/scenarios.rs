@@ -345,7 +345,6 @@ impl Daemon {
     }
 }
 
-/// A plain change-stream consumer draining `n` inserts: events/s.
 /// Inserts `n` events of `event_type` into `collection` in `insert_many` batches of 500, as
 /// fast as the server takes them, in a task of its own.
 fn insert_events(
@@ -364,6 +363,7 @@ fn insert_events(
     })
 }
 
+/// A plain change-stream consumer draining `n` inserts: events/s.
 async fn change_stream_ceiling(db: &mongodb::Database, n: usize) -> f64 {
     let collection = db.collection::<Document>("ceiling_events");
     let mut stream = collection.watch().await.unwrap();
@@ -626,12 +626,8 @@ async fn herald_latencies(
     } else {
         None
     };
-    let label = if beside {
-        format!("latency at {rate}/s, bare watcher beside")
-    } else {
-        format!("latency at {rate}/s")
-    };
-    let bar = progress(n as u64, &label);
+    let beside_label = if beside { ", bare watcher beside" } else { "" };
+    let bar = progress(n as u64, &format!("latency at {rate}/s{beside_label}"));
     open_loop(events, rate, seconds, "bench.latency").await;
     ctx.receiver
         .wait_ok(n as u64, Duration::from_secs(120), &bar)
