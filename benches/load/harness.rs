@@ -119,6 +119,8 @@ impl Drop for ReceiverProcess {
 pub struct Database {
     /// The dev server this run started; `None` for one given by `HERALD_BENCH_MONGODB_URI`.
     child: Option<Child>,
+    /// Its config file, removed when the server goes.
+    _config: Option<tempfile::NamedTempFile>,
     pub uri: String,
 }
 
@@ -143,7 +145,11 @@ impl Database {
                     client.database(&name).drop().await.unwrap();
                 }
             }
-            return Self { child: None, uri };
+            return Self {
+                child: None,
+                _config: None,
+                uri,
+            };
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = std::env::var("HERALD_SECANTUS_PYTHON")
@@ -158,8 +164,12 @@ impl Database {
         // minute while holding the GIL (mongod's uses the index); with herald's retention
         // indexes that stalls the server for seconds mid-run. Benchmarks measure herald,
         // not that sweep, so it is switched off here (test setup only).
-        let config = std::env::temp_dir().join(format!("herald-bench-secantus-{port}.toml"));
-        std::fs::write(&config, "[storage]\nttl_sweep_seconds = 0\n").unwrap();
+        let config = tempfile::Builder::new()
+            .prefix("herald-bench-secantus-")
+            .suffix(".toml")
+            .tempfile()
+            .unwrap();
+        std::fs::write(config.path(), "[storage]\nttl_sweep_seconds = 0\n").unwrap();
         let child = Command::new(&python)
             .args([
                 "-m",
@@ -171,7 +181,7 @@ impl Database {
             ])
             .args(["--storage-path", ":memory:"])
             .arg("--config")
-            .arg(&config)
+            .arg(config.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -199,6 +209,7 @@ impl Database {
         }
         Self {
             child: Some(child),
+            _config: Some(config),
             uri,
         }
     }
