@@ -47,15 +47,33 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 const SPAWN_ATTEMPTS: usize = 3;
 
 /// Runs `python -m secantus` with the remaining arguments, plus a watchdog thread reading
-/// stdin. At EOF (the test process exited, however it died) it sends itself SIGTERM, which
-/// SecantusDB handles by shutting down cleanly, and the `finally` removes the instance
-/// directory named by `HERALD_TEST_CLEANUP_DIR`. A `stop` line does the same but keeps the
-/// directory, for a restart.
+/// stdin. At EOF (the test process exited, however it died) it asks SecantusDB to shut down
+/// cleanly with SIGTERM, and the `finally` removes the instance directory named by
+/// `HERALD_TEST_CLEANUP_DIR`. A `stop` line does the same but keeps the directory, for a
+/// restart.
+///
+/// The SIGTERM goes to the main thread (`pthread_kill`), where SecantusDB's handler runs,
+/// and again every half second until that handler has begun: one signal sent with
+/// `os.kill` was seen to be lost, leaving a shared server running after its test process
+/// had gone (and a `stop` that falls back to SIGKILL after [`STOP_DEADLINE`] may lose the
+/// writes acknowledged just before).
 const WRAPPER_PY: &str = r#"
-import os, runpy, shutil, signal, sys, threading
+import os, runpy, shutil, signal, sys, threading, time
 
 # Remove the instance directory on exit, unless asked to stop (for a restart).
 _cleanup = os.environ.get("HERALD_TEST_CLEANUP_DIR")
+_stopping = threading.Event()
+
+# Note when SecantusDB's own SIGTERM handler begins, so that the watchdog stops signalling.
+_install = signal.signal
+def _noting(signum, handler):
+    if signum == signal.SIGTERM and callable(handler):
+        def noted(n, frame, handler=handler):
+            _stopping.set()
+            return handler(n, frame)
+        return _install(signum, noted)
+    return _install(signum, handler)
+signal.signal = _noting
 
 def _watchdog():
     global _cleanup
@@ -66,7 +84,10 @@ def _watchdog():
                 break
     except Exception:
         pass
-    os.kill(os.getpid(), signal.SIGTERM)
+    main = threading.main_thread().ident
+    while not _stopping.is_set():
+        signal.pthread_kill(main, signal.SIGTERM)
+        _stopping.wait(0.5)
 
 threading.Thread(target=_watchdog, daemon=True).start()
 sys.argv[0] = "secantus"
