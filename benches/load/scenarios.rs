@@ -85,18 +85,23 @@ fn spec(id: &str, url: &str, event_type: &str) -> WebhookSpec {
     }
 }
 
+/// The bench's webhook ids: `wh_` and the webhook's index in 16 hex digits.
+fn webhook_id(i: usize) -> String {
+    format!("wh_{i:016x}")
+}
+
 fn webhook_doc(id: &str, url: &str, event_type: &str) -> Document {
     doc! {"_id": id, "url": url, "event_types": [event_type], "secret": SECRET,
     "headers": {"X-Mixpeek-Secret": "bench"}, "enabled": true}
 }
 
-/// Registers one webhook per URL, `wh_<its index in 16 hex digits>`, 1,000 per write.
+/// Registers one webhook per URL, named by [`webhook_id`] of its index, 1,000 per write.
 async fn insert_webhooks(database: &mongodb::Database, urls: &[String], event_type: &str) {
     for (c, chunk) in urls.chunks(1_000).enumerate() {
         let docs: Vec<Document> = chunk
             .iter()
             .enumerate()
-            .map(|(j, url)| webhook_doc(&format!("wh_{:016x}", c * 1_000 + j), url, event_type))
+            .map(|(j, url)| webhook_doc(&webhook_id(c * 1_000 + j), url, event_type))
             .collect();
         database
             .collection::<Document>("webhooks")
@@ -143,7 +148,7 @@ async fn run_engine(
     let handle = engine.handle();
     for (i, url) in urls.iter().enumerate() {
         handle
-            .upsert_webhook(spec(&format!("wh_{i:016x}"), url, "bench.engine"))
+            .upsert_webhook(spec(&webhook_id(i), url, "bench.engine"))
             .unwrap();
     }
     handle.stats().await.unwrap();
@@ -457,7 +462,7 @@ async fn recording_consumer(db: &mongodb::Database, n: usize, fanout: usize) -> 
             .unwrap()
             .to_owned();
         for k in 0..fanout {
-            let _ = records.send(succeeded(&event_id, &format!("wh_{k:016x}"), "bench.e2e"));
+            let _ = records.send(succeeded(&event_id, &webhook_id(k), "bench.e2e"));
         }
     }
     drop(records);
@@ -617,15 +622,12 @@ async fn herald_latencies(
 ) -> (Vec<u64>, Option<Vec<u64>>) {
     let n = (rate * seconds) as usize;
     let database = client.database(name);
-    database
-        .collection::<Document>("webhooks")
-        .insert_one(webhook_doc(
-            "wh_000000000000000l",
-            &ctx.receiver.url("/ok/latency"),
-            "bench.latency",
-        ))
-        .await
-        .unwrap();
+    insert_webhooks(
+        &database,
+        &[ctx.receiver.url("/ok/latency")],
+        "bench.latency",
+    )
+    .await;
     let (daemon, _) = Daemon::start(ctx, &db.uri, name).await;
     ctx.receiver.reset().await;
     let events = database.collection::<Document>("events");
@@ -846,7 +848,7 @@ pub async fn scale(ctx: &Ctx) -> Vec<Outcome> {
     let url = ctx.receiver.url("/ok/scale");
     for start in (0..webhooks).step_by(1_000) {
         let docs: Vec<Document> = (start..(start + 1_000).min(webhooks))
-            .map(|i| webhook_doc(&format!("wh_{i:016x}"), &url, "bench.scale"))
+            .map(|i| webhook_doc(&webhook_id(i), &url, "bench.scale"))
             .collect();
         database
             .collection::<Document>("webhooks")
@@ -882,15 +884,13 @@ pub async fn backlog(ctx: &Ctx) -> Vec<Outcome> {
     let db = Database::start().await;
     let client = mongodb::Client::with_uri_str(&db.uri).await.unwrap();
     let database = client.database("bench_backlog");
-    database
-        .collection::<Document>("webhooks")
-        .insert_one(webhook_doc(
-            "wh_00000000000000bb",
-            &ctx.receiver.url("/ok/backlog"),
-            "bench.backlog",
-        ))
-        .await
-        .unwrap();
+    insert_webhooks(
+        &database,
+        &[ctx.receiver.url("/ok/backlog")],
+        "bench.backlog",
+    )
+    .await;
+    let webhook = webhook_id(0);
     let body = String::from_utf8(
         Event::from_payload(&payload(0, "bench.backlog"))
             .body
@@ -901,10 +901,10 @@ pub async fn backlog(ctx: &Ctx) -> Vec<Outcome> {
     for start in (0..pending).step_by(1_000) {
         let docs: Vec<Document> = (start..(start + 1_000).min(pending))
             .map(|i| {
-                doc! {"_id": format!("evt_{i:08}:wh_00000000000000bb"), "event_id": format!("evt_{i:08}"),
-                      "webhook_id": "wh_00000000000000bb", "event_type": "bench.backlog", "status": "pending",
-                      "attempts": 3_i64, "next_attempt_at": now, "attempt_log": [], "created_at": now,
-                      "payload": &body}
+                doc! {"_id": format!("evt_{i:08}:{webhook}"), "event_id": format!("evt_{i:08}"),
+                "webhook_id": &webhook, "event_type": "bench.backlog", "status": "pending",
+                "attempts": 3_i64, "next_attempt_at": now, "attempt_log": [], "created_at": now,
+                "payload": &body}
             })
             .collect();
         database
