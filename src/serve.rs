@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::FutureExt;
 use herald_actors::Engine;
 use ractor::Actor;
 use tokio_util::sync::CancellationToken;
@@ -130,24 +129,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         watcher: watcher_health.clone(),
         secrets,
     });
-    let listen = config.listen;
-    handle
-        .add_service(
-            "listener",
-            Arc::new(move |supervisor| {
-                let listener = Listener {
-                    addr: listen,
-                    app: app.clone(),
-                };
-                async move {
-                    Actor::spawn_linked(None, listener, (), supervisor)
-                        .await
-                        .map(|(actor, _)| actor.get_cell())
-                }
-                .boxed()
-            }),
-        )
-        .await?;
+    let (listener, _) = Actor::spawn(
+        None,
+        Listener {
+            addr: config.listen,
+            app,
+        },
+        (),
+    )
+    .await
+    .map_err(|e| format!("listener: {e}"))?;
 
     // 4. The feed, from the checkpoint.
     let start = checkpoint.as_deref().and_then(events::decode_position);
@@ -173,13 +164,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     let _ = feed.await;
     let _ = watcher.await;
     if stopped_by_failure {
+        listener.stop(None);
         return Err("the delivery engine stopped unexpectedly".into());
     }
     info!("shutting down: draining in-flight attempts");
-    engine
+    let drained = engine
         .shutdown(Duration::from_millis(config.shutdown_grace_ms))
         .await
-        .map_err(|e| format!("shutdown: {e}"))
+        .map_err(|e| format!("shutdown: {e}"));
+    // The API answers until the engine has drained, as before.
+    listener
+        .stop_and_wait(None, Some(Duration::from_secs(10)))
+        .await
+        .ok();
+    drained
 }
 
 /// Tells the endpoints of the webhooks that have pending deliveries to read them back from

@@ -47,9 +47,6 @@ pub struct EngineConfig {
     pub max_held_total: usize,
     /// Pending deliveries read from the ledger per page (and per server round trip).
     pub ledger_page_size: usize,
-    /// An endpoint with spilled deliveries that are not due yet looks again at least this
-    /// often (it otherwise wakes at the earliest due time the ledger reports).
-    pub ledger_poll_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -67,7 +64,6 @@ impl Default for EngineConfig {
             max_held_per_endpoint: 10_000,
             max_held_total: 100_000,
             ledger_page_size: 1_000,
-            ledger_poll_interval: Duration::from_secs(60),
         }
     }
 }

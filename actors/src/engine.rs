@@ -12,10 +12,10 @@ use tracing::{info, warn};
 use crate::config::EngineConfig;
 use crate::delivery::PendingDelivery;
 use crate::event::Event;
-use crate::ledger_writer::LedgerWriterMsg;
-use crate::ports::{Ledger, Transport};
-use crate::router::{EndpointReport, RouterMsg, RouterStats};
-use crate::supervisor::{ServiceFactory, Supervisor, SupervisorMsg};
+use crate::ledger_writer;
+use crate::ports::{Ledger, LedgerError, Transport};
+use crate::router::{self, EndpointReport, RouterStats};
+use crate::supervisor::{self, Supervisor};
 use crate::webhook::WebhookSpec;
 
 /// The engine has stopped (shut down, or its router failed).
@@ -23,18 +23,27 @@ use crate::webhook::WebhookSpec;
 #[error("the delivery engine has stopped")]
 pub struct EngineStopped;
 
+/// Why a shutdown could not leave the checkpoint where it belongs (the deliveries are safe:
+/// what the checkpoint did not pass is handed over again after a restart).
+#[derive(Debug, thiserror::Error)]
+pub enum ShutdownError {
+    #[error("cannot write the final checkpoint: {0}")]
+    Checkpoint(#[from] LedgerError),
+    #[error("the router did not answer the final checkpoint in time")]
+    NoAnswer,
+}
+
 /// A running engine: its handle plus what it takes to stop it.
 pub struct Engine {
     handle: EngineHandle,
-    supervisor: ActorRef<SupervisorMsg>,
+    supervisor: ActorRef<supervisor::Msg>,
     join: JoinHandle<()>,
 }
 
 /// Cheap to clone; what the feed, the webhook watcher and the API use.
 #[derive(Clone)]
 pub struct EngineHandle {
-    router: ActorRef<RouterMsg>,
-    supervisor: ActorRef<SupervisorMsg>,
+    router: ActorRef<router::Msg>,
     window: Arc<Semaphore>,
 }
 
@@ -58,17 +67,13 @@ impl Engine {
         )
         .await?;
         let router = supervisor
-            .call(SupervisorMsg::Router, Some(Duration::from_secs(5)))
+            .call(supervisor::Msg::Router, Some(Duration::from_secs(5)))
             .await
             .map_err(|e| ractor::SpawnErr::StartupFailed(e.to_string().into()))?
             .success_or(())
             .map_err(|_| ractor::SpawnErr::StartupFailed("router did not answer".into()))?;
         Ok(Self {
-            handle: EngineHandle {
-                router,
-                supervisor: supervisor.clone(),
-                window,
-            },
+            handle: EngineHandle { router, window },
             supervisor,
             join,
         })
@@ -85,28 +90,26 @@ impl Engine {
 
     /// Stops taking events, lets in-flight attempts finish (at most `grace`), makes every
     /// record durable, writes the checkpoint and stops the tree.
-    pub async fn shutdown(self, grace: Duration) -> Result<(), String> {
+    pub async fn shutdown(self, grace: Duration) -> Result<(), ShutdownError> {
         let router = self.handle.router.clone();
-        let drained = router.call(RouterMsg::Drain, Some(grace)).await;
+        let drained = router.call(router::Msg::Drain, Some(grace)).await;
         if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
             warn!("in-flight attempts did not finish within the grace period; they will be retried after restart");
         }
         let writer = router
-            .call(RouterMsg::LedgerWriter, Some(Duration::from_secs(5)))
+            .call(router::Msg::LedgerWriter, Some(Duration::from_secs(5)))
             .await;
         if let Ok(ractor::rpc::CallResult::Success(writer)) = writer {
             let _ = writer
-                .call(LedgerWriterMsg::Sync, Some(Duration::from_secs(30)))
+                .call(ledger_writer::Msg::Sync, Some(Duration::from_secs(30)))
                 .await;
         }
         let result = match router
-            .call(RouterMsg::FinalCheckpoint, Some(Duration::from_secs(30)))
+            .call(router::Msg::FinalCheckpoint, Some(Duration::from_secs(30)))
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(e.to_string()),
-            Ok(_) => Err("final checkpoint timed out".to_owned()),
-            Err(e) => Err(e.to_string()),
+            Ok(ractor::rpc::CallResult::Success(result)) => result.map_err(ShutdownError::from),
+            _ => Err(ShutdownError::NoAnswer),
         };
         self.supervisor.stop(Some("shutdown".into()));
         let _ = self.join.await;
@@ -126,7 +129,7 @@ impl EngineHandle {
         let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
         permit.forget();
         self.router
-            .cast(RouterMsg::Event {
+            .cast(router::Msg::Event {
                 event: Arc::new(event),
                 checkpoint,
             })
@@ -139,28 +142,28 @@ impl EngineHandle {
         let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
         permit.forget();
         self.router
-            .cast(RouterMsg::Mark(checkpoint))
+            .cast(router::Msg::Mark(checkpoint))
             .map_err(|_| EngineStopped)
     }
 
     /// A webhook was created or changed (disabled ones stop their endpoint).
     pub fn upsert_webhook(&self, spec: WebhookSpec) -> Result<(), EngineStopped> {
         self.router
-            .cast(RouterMsg::Upsert(spec))
+            .cast(router::Msg::Upsert(spec))
             .map_err(|_| EngineStopped)
     }
 
     /// A webhook was deleted.
     pub fn remove_webhook(&self, id: &str) -> Result<(), EngineStopped> {
         self.router
-            .cast(RouterMsg::Remove(id.into()))
+            .cast(router::Msg::Remove(id.into()))
             .map_err(|_| EngineStopped)
     }
 
     /// Re-queues a pending delivery loaded from the ledger (attempted at its due time).
     pub fn resume(&self, pending: PendingDelivery) -> Result<(), EngineStopped> {
         self.router
-            .cast(RouterMsg::Resume(pending))
+            .cast(router::Msg::Resume(pending))
             .map_err(|_| EngineStopped)
     }
 
@@ -169,7 +172,7 @@ impl EngineHandle {
     /// started from now on (a webhook created or enabled again) look in the ledger too.
     pub fn page_pending(&self, webhook_ids: Vec<String>) -> Result<(), EngineStopped> {
         self.router
-            .cast(RouterMsg::PagePending(
+            .cast(router::Msg::PagePending(
                 webhook_ids.into_iter().map(Into::into).collect(),
             ))
             .map_err(|_| EngineStopped)
@@ -179,7 +182,7 @@ impl EngineHandle {
     pub async fn stats(&self) -> Result<RouterStats, EngineStopped> {
         match self
             .router
-            .call(RouterMsg::Stats, Some(Duration::from_secs(5)))
+            .call(router::Msg::Stats, Some(Duration::from_secs(5)))
             .await
         {
             Ok(ractor::rpc::CallResult::Success(stats)) => Ok(stats),
@@ -196,34 +199,13 @@ impl EngineHandle {
         match self
             .router
             .call(
-                |reply| RouterMsg::Endpoint(webhook_id.into(), reply),
+                |reply| router::Msg::Endpoint(webhook_id.into(), reply),
                 Some(Duration::from_secs(5)),
             )
             .await
         {
             Ok(ractor::rpc::CallResult::Success(report)) => Ok(report),
             _ => Err(EngineStopped),
-        }
-    }
-
-    /// Spawns a service (e.g. the HTTP listener) under the root supervisor, restarted if it
-    /// fails.
-    pub async fn add_service(&self, name: &str, factory: ServiceFactory) -> Result<(), String> {
-        match self
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::AddService {
-                    name: name.to_owned(),
-                    factory,
-                    reply,
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(_) => Err(format!("{name}: supervisor did not answer")),
-            Err(e) => Err(format!("{name}: {e}")),
         }
     }
 }
@@ -830,7 +812,7 @@ mod tests {
         // Most of them are still queued behind the rate limit when the actor dies.
         handle
             .router
-            .cast(RouterMsg::CrashEndpoint("a".into()))
+            .cast(router::Msg::CrashEndpoint("a".into()))
             .unwrap();
         until("all delivered after the restart", || {
             ledger.count_with(DeliveryStatus::Succeeded) == 6
@@ -1204,7 +1186,7 @@ mod tests {
         // Its successor carries on where a crashed actor stopped reading.
         handle
             .router
-            .cast(RouterMsg::CrashEndpoint("a".into()))
+            .cast(router::Msg::CrashEndpoint("a".into()))
             .unwrap();
         until("the 400 due ones delivered", || {
             delivered(&ledger, "a") >= 400

@@ -28,9 +28,8 @@ use crate::delivery::DeliveryRecord;
 use crate::health::Alert;
 use crate::metrics::EngineMetrics;
 use crate::ports::{Ledger, LedgerError};
-use crate::router::RouterMsg;
 
-pub enum LedgerWriterMsg {
+pub enum Msg {
     /// Deliveries' new states, in the order they were made (an endpoint sends what one
     /// turn of its actor produced); `retire` lists the feed sequence numbers they settle.
     Write {
@@ -66,9 +65,14 @@ pub struct LedgerWriter {
     pub unwritten: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-pub struct LedgerWriterArgs {
-    pub router: ActorRef<RouterMsg>,
+pub struct Args {
+    /// Told the feed sequence numbers each durable batch retires (the router's
+    /// bookkeeping, handed in by the router so that the writer never names it).
+    pub on_durable: OnDurable,
 }
+
+/// Receives the feed sequence numbers a durable batch retires.
+pub type OnDurable = Box<dyn Fn(Vec<u64>) + Send + Sync>;
 
 /// A batch being written, kept until the ledger confirms it.
 struct InFlightBatch {
@@ -76,8 +80,8 @@ struct InFlightBatch {
     retire: Vec<u64>,
 }
 
-pub struct LedgerWriterState {
-    router: ActorRef<RouterMsg>,
+pub struct State {
+    on_durable: OnDurable,
     buffer: Vec<DeliveryRecord>,
     retire: Vec<u64>,
     writing: Option<InFlightBatch>,
@@ -95,17 +99,17 @@ pub struct LedgerWriterState {
 }
 
 impl Actor for LedgerWriter {
-    type Msg = LedgerWriterMsg;
-    type State = LedgerWriterState;
-    type Arguments = LedgerWriterArgs;
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        args: LedgerWriterArgs,
+        args: Args,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(LedgerWriterState {
-            router: args.router,
+        Ok(State {
+            on_durable: args.on_durable,
             buffer: Vec::new(),
             retire: Vec::new(),
             writing: None,
@@ -126,7 +130,7 @@ impl Actor for LedgerWriter {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            LedgerWriterMsg::Write { records, retire } => {
+            Msg::Write { records, retire } => {
                 state.received += records.len() as u64;
                 self.unwritten
                     .fetch_add(records.len(), std::sync::atomic::Ordering::Relaxed);
@@ -136,14 +140,14 @@ impl Actor for LedgerWriter {
                     self.start_write(&myself, state);
                 } else if !state.timer_armed && state.writing.is_none() {
                     state.timer_armed = true;
-                    myself.send_after(self.config.ledger_flush_interval, || LedgerWriterMsg::Flush);
+                    myself.send_after(self.config.ledger_flush_interval, || Msg::Flush);
                 }
             }
-            LedgerWriterMsg::Flush => {
+            Msg::Flush => {
                 state.timer_armed = false;
                 self.start_write(&myself, state);
             }
-            LedgerWriterMsg::Written(Ok(())) => {
+            Msg::Written(Ok(())) => {
                 state.consecutive_failures = 0;
                 if let Some(batch) = state.writing.take() {
                     state.durable += batch.records.len() as u64;
@@ -158,29 +162,29 @@ impl Actor for LedgerWriter {
                         let _ = reply.send(());
                     }
                     if !batch.retire.is_empty() {
-                        let _ = state.router.cast(RouterMsg::Durable(batch.retire));
+                        (state.on_durable)(batch.retire);
                     }
                 }
                 // Whatever accumulated meanwhile goes next, without waiting for the timer.
                 self.start_write(&myself, state);
             }
-            LedgerWriterMsg::Written(Err(error)) => {
+            Msg::Written(Err(error)) => {
                 self.metrics.ledger_write_errors.increment(1);
                 state.consecutive_failures += 1;
                 let wait = backoff(state.consecutive_failures);
                 warn!(%error, retry_in_ms = wait.as_millis() as u64, "ledger write failed, retrying");
-                myself.send_after(wait, || LedgerWriterMsg::RetryWrite);
+                myself.send_after(wait, || Msg::RetryWrite);
             }
-            LedgerWriterMsg::RetryWrite => {
+            Msg::RetryWrite => {
                 if let Some(batch) = &state.writing {
                     self.spawn_write(&myself, batch.records.clone());
                 }
             }
-            LedgerWriterMsg::Sync(reply) => {
+            Msg::Sync(reply) => {
                 state.waiters.push(reply);
                 self.start_write(&myself, state);
             }
-            LedgerWriterMsg::Barrier(reply) => {
+            Msg::Barrier(reply) => {
                 if state.durable >= state.received {
                     let _ = reply.send(());
                 } else {
@@ -188,7 +192,7 @@ impl Actor for LedgerWriter {
                     self.start_write(&myself, state);
                 }
             }
-            LedgerWriterMsg::Alert(alert) => {
+            Msg::Alert(alert) => {
                 if let Err(e) = state.alerts.try_send(*alert) {
                     error!(alert = ?e.into_inner(), "alert queue full, alert dropped");
                 }
@@ -205,7 +209,7 @@ impl Actor for LedgerWriter {
 
 impl LedgerWriter {
     /// Writes the buffered records, unless a write is already under way.
-    fn start_write(&self, myself: &ActorRef<LedgerWriterMsg>, state: &mut LedgerWriterState) {
+    fn start_write(&self, myself: &ActorRef<Msg>, state: &mut State) {
         if state.writing.is_some() || state.buffer.is_empty() {
             return;
         }
@@ -224,12 +228,12 @@ impl LedgerWriter {
         state.writing = Some(InFlightBatch { records, retire });
     }
 
-    fn spawn_write(&self, myself: &ActorRef<LedgerWriterMsg>, records: Arc<Vec<DeliveryRecord>>) {
+    fn spawn_write(&self, myself: &ActorRef<Msg>, records: Arc<Vec<DeliveryRecord>>) {
         let write = self.ledger.write(records);
         let myself = myself.clone();
         tokio::spawn(async move {
             let result = write.await;
-            let _ = myself.cast(LedgerWriterMsg::Written(result));
+            let _ = myself.cast(Msg::Written(result));
         });
     }
 }

@@ -4,10 +4,11 @@
 //! [router](router) matches each against the [subscription index](webhook::SubscriptionIndex)
 //! and hands it to one [endpoint actor](endpoint) per subscribed webhook. An endpoint actor
 //! owns its queue, its rate limiter, its cap on in-flight attempts and its backoff timers;
-//! it runs its attempts in [one task](attempts) through the [`Transport`](ports::Transport)
+//! it runs its attempts in one task through the [`Transport`](ports::Transport)
 //! and reports every ended attempt to the [ledger writer](ledger_writer), which batches them
-//! into the [`Ledger`](ports::Ledger). Once every delivery of an event is durable, the
-//! router advances the feed checkpoint past it.
+//! into the [`Ledger`](ports::Ledger) and tells the router, through a callback the router
+//! handed it, which events those records settle. Once every delivery of an event is
+//! durable, the router advances the feed checkpoint past it.
 //!
 //! ```text
 //!   feed ──► Router ──► Endpoint(wh_1) ──► Transport (HTTPS)
@@ -17,28 +18,35 @@
 //! ```
 //!
 //! The engine talks to the world only through [`ports`], so it runs unchanged against
-//! MongoDB + hyper in the daemon and against in-memory fakes in tests and benchmarks.
+//! MongoDB + hyper in the daemon and against in-memory fakes (the `fakes` module, built for
+//! this crate's tests and with the `fakes` feature) in tests and benchmarks.
+//!
+//! The [supervisor] is the root of the tree; the [router] supervises the endpoint actors
+//! and restarts a failed one (at most so often: [restart]). Every actor module reads the
+//! same way: its `Msg` enum, its `State`, then `impl Actor` for the type named after it
+//! (`Supervisor`, `Router`, `LedgerWriter`, `Endpoint`). Children never name their parent's
+//! message type: the parent hands them a callback, so the imports form a tree.
 
-pub mod attempts;
 pub mod config;
 pub mod delivery;
 pub mod endpoint;
 pub mod engine;
 pub mod event;
+#[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 pub mod health;
 pub mod ledger_writer;
 pub mod metrics;
 pub mod ports;
+pub mod restart;
 pub mod retry;
 pub mod router;
 pub mod signing;
-pub mod spill;
 pub mod supervisor;
 pub mod webhook;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineHandle, EngineStopped};
+pub use engine::{Engine, EngineHandle, EngineStopped, ShutdownError};
 
 pub use delivery::{AttemptResponse, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus};
 pub use event::{Event, Payload};

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,18 +26,16 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::EngineConfig;
 use crate::delivery::PendingDelivery;
-use crate::endpoint::{
-    Backlog, EndpointActor, EndpointArgs, EndpointMsg, EndpointStats, Job, SharedBacklog,
-};
+use crate::endpoint::{self, Backlog, Endpoint, Job};
 use crate::event::Event;
 use crate::health::HealthSnapshot;
-use crate::ledger_writer::{LedgerWriter, LedgerWriterArgs, LedgerWriterMsg};
+use crate::ledger_writer::{self, LedgerWriter};
 use crate::metrics::EngineMetrics;
 use crate::ports::{Ledger, LedgerError, Transport};
-use crate::supervisor::RestartWindow;
+use crate::restart::RestartWindow;
 use crate::webhook::{SubscriptionIndex, WebhookSpec};
 
-pub enum RouterMsg {
+pub enum Msg {
     /// An event from the feed, with the feed position just after it.
     Event {
         event: Arc<Event>,
@@ -71,7 +69,7 @@ pub enum RouterMsg {
     /// (unknown, disabled or deleted webhook).
     Endpoint(Arc<str>, RpcReplyPort<Option<EndpointReport>>),
     /// The ledger writer, for the shutdown sequence.
-    LedgerWriter(RpcReplyPort<ActorRef<LedgerWriterMsg>>),
+    LedgerWriter(RpcReplyPort<ActorRef<ledger_writer::Msg>>),
     /// Make an endpoint actor fail (tests of supervision).
     #[cfg(test)]
     CrashEndpoint(Arc<str>),
@@ -80,7 +78,7 @@ pub enum RouterMsg {
 /// One endpoint, as the API shows it.
 #[derive(Debug, Clone)]
 pub struct EndpointReport {
-    pub stats: EndpointStats,
+    pub stats: endpoint::Stats,
     pub health: HealthSnapshot,
 }
 
@@ -96,7 +94,7 @@ pub struct RouterStats {
     /// Endpoint actor restarts since start.
     pub endpoint_restarts: u64,
     /// Per endpoint: queued, in flight, scheduled.
-    pub per_endpoint: HashMap<String, EndpointStats>,
+    pub per_endpoint: HashMap<String, endpoint::Stats>,
 }
 
 pub struct Router {
@@ -108,9 +106,9 @@ pub struct Router {
 }
 
 struct EndpointEntry {
-    actor: ActorRef<EndpointMsg>,
+    actor: ActorRef<endpoint::Msg>,
     spec: Arc<WebhookSpec>,
-    backlog: SharedBacklog,
+    backlog: Backlog,
     restarts: RestartWindow,
 }
 
@@ -120,9 +118,10 @@ struct Unsettled {
     checkpoint: Option<Bytes>,
 }
 
-pub struct RouterState {
-    ledger_writer: ActorRef<LedgerWriterMsg>,
-    endpoint_actor: Arc<EndpointActorTemplate>,
+pub struct State {
+    ledger_writer: ActorRef<ledger_writer::Msg>,
+    /// The wiring every endpoint actor is spawned with.
+    endpoint: Endpoint,
     index: SubscriptionIndex,
     endpoints: HashMap<Arc<str>, EndpointEntry>,
     by_actor: HashMap<ActorId, Arc<str>>,
@@ -143,34 +142,9 @@ pub struct RouterState {
     metrics: EngineMetrics,
 }
 
-/// What every endpoint actor is built from.
-struct EndpointActorTemplate {
-    config: Arc<EngineConfig>,
-    transport: Arc<dyn Transport>,
-    ledger: ActorRef<LedgerWriterMsg>,
-    store: Arc<dyn Ledger>,
-    metrics: EngineMetrics,
-    held_total: Arc<AtomicUsize>,
-    unwritten: Arc<AtomicUsize>,
-}
-
-impl EndpointActorTemplate {
-    fn actor(&self) -> EndpointActor {
-        EndpointActor {
-            config: self.config.clone(),
-            transport: self.transport.clone(),
-            ledger: self.ledger.clone(),
-            store: self.store.clone(),
-            metrics: self.metrics.clone(),
-            held_total: self.held_total.clone(),
-            unwritten: self.unwritten.clone(),
-        }
-    }
-}
-
 impl Actor for Router {
-    type Msg = RouterMsg;
-    type State = RouterState;
+    type Msg = Msg;
+    type State = State;
     type Arguments = ();
 
     async fn pre_start(
@@ -188,14 +162,19 @@ impl Actor for Router {
                 metrics: metrics.clone(),
                 unwritten: unwritten.clone(),
             },
-            LedgerWriterArgs {
-                router: myself.clone(),
+            ledger_writer::Args {
+                on_durable: {
+                    let router = myself.clone();
+                    Box::new(move |seqs| {
+                        let _ = router.cast(Msg::Durable(seqs));
+                    })
+                },
             },
             myself.get_cell(),
         )
         .await?;
-        Ok(RouterState {
-            endpoint_actor: Arc::new(EndpointActorTemplate {
+        Ok(State {
+            endpoint: Endpoint {
                 config: self.config.clone(),
                 transport: self.transport.clone(),
                 ledger: ledger_writer.clone(),
@@ -203,7 +182,7 @@ impl Actor for Router {
                 metrics: metrics.clone(),
                 held_total: Arc::new(AtomicUsize::new(0)),
                 unwritten,
-            }),
+            },
             ledger_writer,
             index: SubscriptionIndex::default(),
             endpoints: HashMap::new(),
@@ -243,8 +222,8 @@ impl Actor for Router {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::Event { event, checkpoint } => self.route(state, event, checkpoint),
-            RouterMsg::Mark(checkpoint) => {
+            Msg::Event { event, checkpoint } => self.route(state, event, checkpoint),
+            Msg::Mark(checkpoint) => {
                 if !state.draining {
                     let seq = state.next_seq;
                     state.next_seq += 1;
@@ -258,18 +237,18 @@ impl Actor for Router {
                     self.settle(state);
                 }
             }
-            RouterMsg::Upsert(spec) => self.upsert(&myself, state, spec).await?,
-            RouterMsg::Remove(id) => self.remove(state, &id, "deleted"),
-            RouterMsg::Resume(pending) => resume(state, pending),
-            RouterMsg::PagePending(ids) => {
+            Msg::Upsert(spec) => self.upsert(&myself, state, spec).await?,
+            Msg::Remove(id) => self.remove(state, &id, "deleted"),
+            Msg::Resume(pending) => resume(state, pending),
+            Msg::PagePending(ids) => {
                 state.page_new_endpoints = true;
                 for id in ids {
                     if let Some(entry) = state.endpoints.get(&id) {
-                        let _ = entry.actor.cast(EndpointMsg::Spilled);
+                        let _ = entry.actor.cast(endpoint::Msg::Spilled);
                     }
                 }
             }
-            RouterMsg::Durable(seqs) => {
+            Msg::Durable(seqs) => {
                 for seq in seqs {
                     if let Some(entry) = state.unsettled.get_mut(&seq) {
                         entry.remaining = entry.remaining.saturating_sub(1);
@@ -277,8 +256,8 @@ impl Actor for Router {
                 }
                 self.settle(state);
             }
-            RouterMsg::CheckpointTick => state.checkpoint_timer_armed = false,
-            RouterMsg::CheckpointSaved(checkpoint, result) => {
+            Msg::CheckpointTick => state.checkpoint_timer_armed = false,
+            Msg::CheckpointSaved(checkpoint, result) => {
                 state.checkpoint_writing = false;
                 match result {
                     Ok(()) => debug!(events_settled = state.events_settled, "checkpoint written"),
@@ -292,19 +271,19 @@ impl Actor for Router {
                     let _ = reply.send(self.final_checkpoint(state).await);
                 }
             }
-            RouterMsg::Drain(reply) => {
+            Msg::Drain(reply) => {
                 state.draining = true;
                 let endpoints: Vec<_> = state.endpoints.values().map(|e| e.actor.clone()).collect();
                 tokio::spawn(async move {
                     for endpoint in endpoints {
                         let _ = endpoint
-                            .call(EndpointMsg::Drain, Some(Duration::from_secs(30)))
+                            .call(endpoint::Msg::Drain, Some(Duration::from_secs(30)))
                             .await;
                     }
                     let _ = reply.send(());
                 });
             }
-            RouterMsg::FinalCheckpoint(reply) => {
+            Msg::FinalCheckpoint(reply) => {
                 if state.checkpoint_writing {
                     // An older checkpoint is being written: write ours after it, never before.
                     state.final_reply = Some(reply);
@@ -313,29 +292,25 @@ impl Actor for Router {
                 }
             }
             #[cfg(test)]
-            RouterMsg::CrashEndpoint(id) => {
+            Msg::CrashEndpoint(id) => {
                 if let Some(entry) = state.endpoints.get(&id) {
-                    let _ = entry.actor.cast(EndpointMsg::Crash);
+                    let _ = entry.actor.cast(endpoint::Msg::Crash);
                 }
             }
-            RouterMsg::LedgerWriter(reply) => {
+            Msg::LedgerWriter(reply) => {
                 let _ = reply.send(state.ledger_writer.clone());
             }
-            RouterMsg::Endpoint(id, reply) => {
-                let report = state.endpoints.get(&id).map(|entry| {
-                    let backlog = entry.backlog.lock().expect("backlog lock");
-                    EndpointReport {
-                        stats: backlog.stats(),
-                        health: backlog.health(std::time::SystemTime::now()),
-                    }
+            Msg::Endpoint(id, reply) => {
+                let report = state.endpoints.get(&id).map(|entry| EndpointReport {
+                    stats: entry.backlog.stats(),
+                    health: entry.backlog.health(std::time::SystemTime::now()),
                 });
                 let _ = reply.send(report);
             }
-            RouterMsg::Stats(reply) => {
+            Msg::Stats(reply) => {
                 let mut per_endpoint = HashMap::new();
                 for (id, entry) in &state.endpoints {
-                    let backlog = entry.backlog.lock().expect("backlog lock");
-                    per_endpoint.insert(id.to_string(), backlog.stats());
+                    per_endpoint.insert(id.to_string(), entry.backlog.stats());
                 }
                 let _ = reply.send(RouterStats {
                     endpoints: state.endpoints.len(),
@@ -383,18 +358,18 @@ impl Actor for Router {
     }
 }
 
-fn resume(state: &mut RouterState, pending: PendingDelivery) {
+fn resume(state: &mut State, pending: PendingDelivery) {
     let Some(entry) = state.endpoints.get(pending.webhook_id.as_str()) else {
         // Disabled or deleted since: the delivery stays pending in the ledger.
         return;
     };
     let _ = entry
         .actor
-        .cast(EndpointMsg::Deliver(Job::from_pending(pending)));
+        .cast(endpoint::Msg::Deliver(Job::from_pending(pending)));
 }
 
 impl Router {
-    fn route(&self, state: &mut RouterState, event: Arc<Event>, checkpoint: Option<Bytes>) {
+    fn route(&self, state: &mut State, event: Arc<Event>, checkpoint: Option<Bytes>) {
         if state.draining {
             // Shutting down: the event lies past the final checkpoint, so the feed hands
             // it over again after the restart.
@@ -408,7 +383,7 @@ impl Router {
         state.index.for_each_match(&event.event_type, |id| {
             if let Some(entry) = endpoints.get(id) {
                 let job = Job::new(event.clone(), Some(seq));
-                if entry.actor.cast(EndpointMsg::Deliver(job)).is_ok() {
+                if entry.actor.cast(endpoint::Msg::Deliver(job)).is_ok() {
                     remaining += 1;
                 }
             }
@@ -427,7 +402,7 @@ impl Router {
 
     /// Pops the settled prefix of events, gives their window permits back and moves the
     /// checkpoint.
-    fn settle(&self, state: &mut RouterState) {
+    fn settle(&self, state: &mut State) {
         let mut released = 0;
         while let Some(entry) = state.unsettled.first_entry() {
             if entry.get().remaining > 0 {
@@ -446,7 +421,7 @@ impl Router {
     }
 
     /// Writes the newest checkpoint in place (only at shutdown, when nothing else runs).
-    async fn final_checkpoint(&self, state: &mut RouterState) -> Result<(), LedgerError> {
+    async fn final_checkpoint(&self, state: &mut State) -> Result<(), LedgerError> {
         match state.pending_checkpoint.take() {
             Some(checkpoint) => self.ledger.checkpoint(checkpoint).await,
             None => Ok(()),
@@ -456,7 +431,7 @@ impl Router {
     /// Writes the newest checkpoint, at most one write in flight and one per
     /// `checkpoint_interval`: under load the store sees a few writes a second, not one per
     /// settled batch.
-    fn write_checkpoint(&self, myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
+    fn write_checkpoint(&self, myself: &ActorRef<Msg>, state: &mut State) {
         if state.checkpoint_writing || state.pending_checkpoint.is_none() {
             return;
         }
@@ -465,7 +440,7 @@ impl Router {
         {
             if !state.checkpoint_timer_armed {
                 state.checkpoint_timer_armed = true;
-                myself.send_after(wait, || RouterMsg::CheckpointTick);
+                myself.send_after(wait, || Msg::CheckpointTick);
             }
             return;
         }
@@ -478,14 +453,14 @@ impl Router {
         let myself = myself.clone();
         tokio::spawn(async move {
             let result = write.await;
-            let _ = myself.cast(RouterMsg::CheckpointSaved(checkpoint, result));
+            let _ = myself.cast(Msg::CheckpointSaved(checkpoint, result));
         });
     }
 
     async fn upsert(
         &self,
-        myself: &ActorRef<RouterMsg>,
-        state: &mut RouterState,
+        myself: &ActorRef<Msg>,
+        state: &mut State,
         spec: WebhookSpec,
     ) -> Result<(), ActorProcessingErr> {
         let spec = Arc::new(spec);
@@ -497,14 +472,14 @@ impl Router {
         }
         if let Some(entry) = state.endpoints.get_mut(&spec.id) {
             entry.spec = spec.clone();
-            let _ = entry.actor.cast(EndpointMsg::Update(spec));
+            let _ = entry.actor.cast(endpoint::Msg::Update(spec));
             return Ok(());
         }
-        let backlog = Arc::new(Mutex::new(Backlog::default()));
+        let backlog = Backlog::default();
         let actor = spawn_endpoint(myself, state, spec.clone(), backlog.clone()).await?;
         if state.page_new_endpoints {
             // Enabled again, it may have deliveries left pending while it was off.
-            let _ = actor.cast(EndpointMsg::Spilled);
+            let _ = actor.cast(endpoint::Msg::Spilled);
         }
         info!(webhook_id = %spec.id, url = %spec.url, paused = spec.paused, "endpoint started");
         state.metrics.endpoint_actors.increment(1.0);
@@ -522,7 +497,7 @@ impl Router {
 
     /// Stops an endpoint. Its unrecorded deliveries will never be recorded: retire them so
     /// the checkpoint moves on (the webhook no longer wants them).
-    fn remove(&self, state: &mut RouterState, id: &str, why: &str) {
+    fn remove(&self, state: &mut State, id: &str, why: &str) {
         state.index.remove(id, None);
         let Some(entry) = state.endpoints.remove(id) else {
             return;
@@ -530,16 +505,12 @@ impl Router {
         state.by_actor.remove(&entry.actor.get_id());
         entry.actor.stop(Some(why.to_owned()));
         state.metrics.endpoint_actors.decrement(1.0);
-        let seqs = entry
-            .backlog
-            .lock()
-            .expect("backlog lock")
-            .unrecorded_seqs();
+        let seqs = entry.backlog.unrecorded_seqs();
         info!(webhook_id = %id, dropped = seqs.len(), "endpoint stopped ({why})");
         self.retire(state, seqs);
     }
 
-    fn retire(&self, state: &mut RouterState, seqs: Vec<u64>) {
+    fn retire(&self, state: &mut State, seqs: Vec<u64>) {
         for seq in seqs {
             if let Some(entry) = state.unsettled.get_mut(&seq) {
                 entry.remaining = entry.remaining.saturating_sub(1);
@@ -551,8 +522,8 @@ impl Router {
     /// Restarts a failed endpoint with the same backlog, unless it fails too often.
     async fn restart(
         &self,
-        myself: &ActorRef<RouterMsg>,
-        state: &mut RouterState,
+        myself: &ActorRef<Msg>,
+        state: &mut State,
         id: Arc<str>,
     ) -> Result<(), ActorProcessingErr> {
         let Some(entry) = state.endpoints.get_mut(&id) else {
@@ -575,16 +546,16 @@ impl Router {
 }
 
 async fn spawn_endpoint(
-    myself: &ActorRef<RouterMsg>,
-    state: &mut RouterState,
+    myself: &ActorRef<Msg>,
+    state: &mut State,
     spec: Arc<WebhookSpec>,
-    backlog: SharedBacklog,
-) -> Result<ActorRef<EndpointMsg>, ActorProcessingErr> {
+    backlog: Backlog,
+) -> Result<ActorRef<endpoint::Msg>, ActorProcessingErr> {
     let supervisor: ActorCell = myself.get_cell();
     let (actor, _) = Actor::spawn_linked(
         None,
-        state.endpoint_actor.actor(),
-        EndpointArgs {
+        state.endpoint.clone(),
+        endpoint::Args {
             spec: spec.clone(),
             backlog,
         },

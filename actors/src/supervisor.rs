@@ -2,67 +2,28 @@
 //!
 //! ```text
 //! Supervisor
-//! ├── Router ─┬── LedgerWriter
-//! │           └── Endpoint × webhooks
-//! └── services added by the daemon (the HTTP listener, ...), restarted when they fail
+//! └── Router ─┬── LedgerWriter
+//!             └── Endpoint × webhooks
 //! ```
 //!
-//! The router's bookkeeping (which events are settled) cannot be rebuilt in place, so its
-//! failure stops the tree: the daemon exits non-zero and, restarted, resumes from the last
-//! checkpoint. Services are restarted from their factory, at most
-//! `max_restarts_per_minute` times a minute each; beyond that the tree stops.
+//! The router restarts endpoint actors that fail (their work survives in their backlog).
+//! The router's own bookkeeping (which events are settled) cannot be rebuilt in place, so
+//! its failure stops the tree: the daemon exits non-zero and, restarted, resumes from the
+//! last checkpoint.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::Semaphore;
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::config::EngineConfig;
 use crate::ports::{Ledger, Transport};
-use crate::router::{Router, RouterMsg};
+use crate::router::{self, Router};
 
-/// Spawns a service linked to the given supervisor cell.
-pub type ServiceFactory =
-    Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
-
-/// The restarts of one child in the last minute: the cap on restarts per window that both
-/// the root supervisor (services) and the router (endpoint actors) apply.
-#[derive(Debug, Default)]
-pub struct RestartWindow {
-    restarts: VecDeque<Instant>,
-}
-
-impl RestartWindow {
-    /// Records a restart and returns true, unless `max` restarts already happened in the
-    /// last minute (then nothing is recorded and the child should be given up on).
-    pub fn allow(&mut self, max: usize) -> bool {
-        let now = Instant::now();
-        self.restarts
-            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        if self.restarts.len() >= max {
-            return false;
-        }
-        self.restarts.push_back(now);
-        true
-    }
-}
-
-pub enum SupervisorMsg {
-    /// Spawn a service under the supervisor and keep it running.
-    AddService {
-        name: String,
-        factory: ServiceFactory,
-        reply: RpcReplyPort<Result<(), String>>,
-    },
+pub enum Msg {
     /// The router, for handles.
-    Router(RpcReplyPort<ActorRef<RouterMsg>>),
+    Router(RpcReplyPort<ActorRef<router::Msg>>),
 }
 
 pub struct Supervisor {
@@ -72,20 +33,13 @@ pub struct Supervisor {
     pub window: Arc<Semaphore>,
 }
 
-struct Service {
-    name: String,
-    factory: ServiceFactory,
-    restarts: RestartWindow,
-}
-
-pub struct SupervisorState {
-    router: ActorRef<RouterMsg>,
-    services: HashMap<ActorId, Service>,
+pub struct State {
+    router: ActorRef<router::Msg>,
 }
 
 impl Actor for Supervisor {
-    type Msg = SupervisorMsg;
-    type State = SupervisorState;
+    type Msg = Msg;
+    type State = State;
     type Arguments = ();
 
     async fn pre_start(
@@ -105,41 +59,17 @@ impl Actor for Supervisor {
             myself.get_cell(),
         )
         .await?;
-        Ok(SupervisorState {
-            router,
-            services: HashMap::new(),
-        })
+        Ok(State { router })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::AddService {
-                name,
-                factory,
-                reply,
-            } => {
-                let result = match factory(myself.get_cell()).await {
-                    Ok(cell) => {
-                        state.services.insert(
-                            cell.get_id(),
-                            Service {
-                                name,
-                                factory,
-                                restarts: RestartWindow::default(),
-                            },
-                        );
-                        Ok(())
-                    }
-                    Err(error) => Err(format!("{name}: {error}")),
-                };
-                let _ = reply.send(result);
-            }
-            SupervisorMsg::Router(reply) => {
+            Msg::Router(reply) => {
                 let _ = reply.send(state.router.clone());
             }
         }
@@ -152,36 +82,21 @@ impl Actor for Supervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, reason) => (cell, reason.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".into()))
+        let reason = match event {
+            SupervisionEvent::ActorFailed(cell, reason)
+                if cell.get_id() == state.router.get_id() =>
+            {
+                reason.to_string()
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason)
+                if cell.get_id() == state.router.get_id() =>
+            {
+                reason.unwrap_or_else(|| "stopped".into())
             }
             _ => return Ok(()),
         };
-        if cell.get_id() == state.router.get_id() {
-            error!(%reason, "router stopped; stopping the engine");
-            myself.stop(Some(format!("router stopped: {reason}")));
-            return Ok(());
-        }
-        let Some(mut service) = state.services.remove(&cell.get_id()) else {
-            return Ok(());
-        };
-        if !service.restarts.allow(self.config.max_restarts_per_minute) {
-            error!(service = %service.name, %reason, "service keeps failing; stopping the engine");
-            myself.stop(Some(format!("{} keeps failing: {reason}", service.name)));
-            return Ok(());
-        }
-        warn!(service = %service.name, %reason, "service stopped; restarting it");
-        match (service.factory)(myself.get_cell()).await {
-            Ok(cell) => {
-                state.services.insert(cell.get_id(), service);
-            }
-            Err(error) => {
-                error!(service = %service.name, %error, "service could not be restarted");
-                myself.stop(Some(format!("{} could not restart: {error}", service.name)));
-            }
-        }
+        error!(%reason, "router stopped; stopping the engine");
+        myself.stop(Some(format!("router stopped: {reason}")));
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Spilling: how an endpoint keeps its memory bounded whatever its backlog.
 //!
-//! An [endpoint](crate::endpoint) holds at most `max_held_per_endpoint` deliveries in memory
+//! An [endpoint](super) holds at most `max_held_per_endpoint` deliveries in memory
 //! (and all endpoints together `max_held_total`). A delivery beyond that is *spilled*: the
 //! ledger gets it as `pending` with its payload and due time (a first attempt that was never
 //! recorded is recorded first, and only that record retires its feed sequence number), and
@@ -32,9 +32,16 @@ use ractor::ActorRef;
 use tokio::sync::mpsc;
 
 use crate::delivery::PendingDelivery;
-use crate::endpoint::EndpointMsg;
-use crate::ledger_writer::LedgerWriterMsg;
+use crate::ledger_writer;
 use crate::ports::{Ledger, LedgerError};
+
+/// One page of a sweep: the deliveries read, and whether the sweep has read everything it
+/// covers.
+pub type Page = Result<(Vec<PendingDelivery>, bool), LedgerError>;
+
+/// How a sweep hands its pages to the endpoint (the sweep's id, the page); `false` once the
+/// endpoint is gone.
+pub type PageReport = Box<dyn Fn(u64, Page) -> bool + Send + Sync>;
 
 /// How long a sweep waits for the ledger writer's barrier (the store may be down).
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -81,6 +88,7 @@ impl Spilled {
     }
 
     /// Whether the ledger holds (or may hold) deliveries memory does not.
+    #[cfg(test)]
     pub fn any(&self) -> bool {
         self.unknown || !self.due_seconds.is_empty()
     }
@@ -146,19 +154,20 @@ pub struct SweepArgs {
     pub webhook_id: Arc<str>,
     pub batch_size: usize,
     pub ledger: Arc<dyn Ledger>,
-    pub writer: ActorRef<LedgerWriterMsg>,
-    pub endpoint: ActorRef<EndpointMsg>,
+    pub writer: ActorRef<ledger_writer::Msg>,
+    /// Where the pages go.
+    pub report: PageReport,
 }
 
 impl Sweep {
     /// Spawns the task that reads the ledger; it answers every [`Sweep::pull`] with one
-    /// [`EndpointMsg::Paged`].
+    /// page through [`SweepArgs::report`].
     pub fn start(args: SweepArgs) -> Self {
         let (pull, pulls) = mpsc::unbounded_channel();
         tokio::spawn(read(
             args.ledger,
             args.writer,
-            args.endpoint,
+            args.report,
             args.webhook_id,
             args.began,
             args.batch_size,
@@ -202,18 +211,18 @@ impl Sweep {
 #[allow(clippy::too_many_arguments)]
 async fn read(
     ledger: Arc<dyn Ledger>,
-    writer: ActorRef<LedgerWriterMsg>,
-    endpoint: ActorRef<EndpointMsg>,
+    writer: ActorRef<ledger_writer::Msg>,
+    report: PageReport,
     webhook_id: Arc<str>,
     due_before: SystemTime,
     batch_size: usize,
     sweep: u64,
     mut pulls: mpsc::UnboundedReceiver<usize>,
 ) {
-    let report = |result| endpoint.cast(EndpointMsg::Paged { sweep, result }).is_ok();
+    let report = |page| report(sweep, page);
     // Every record the endpoint made before the sweep began is durable before we read.
     match writer
-        .call(LedgerWriterMsg::Barrier, Some(BARRIER_TIMEOUT))
+        .call(ledger_writer::Msg::Barrier, Some(BARRIER_TIMEOUT))
         .await
     {
         Ok(CallResult::Success(())) => {}

@@ -2,13 +2,13 @@
 //!
 //! The actor hands over the attempts it starts in one turn as one batch, with the number
 //! that may run at once; the task polls them together and reports every attempt that has
-//! ended since its last report as one [`EndpointMsg::AttemptsEnded`].
+//! ended since its last report as one [`Report::Ended`].
 //!
 //! A healthy endpoint hands over more attempts than may run at once: the task starts the
 //! next one the moment one ends, instead of waiting for the actor to hear of the end and
 //! send another (a round trip through two tasks for every attempt, which at a fixed cap of
 //! attempts in flight is time the endpoint's connection sits idle). Attempts not started yet
-//! are returned on [`Attempts::recall`] ([`EndpointMsg::AttemptsReturned`]): the actor does
+//! are returned on [`Attempts::recall`] ([`Report::Returned`]): the actor does
 //! so whenever what may start changes (the endpoint fails, is paused, changed or drained).
 //! An attempt is signed when it starts, never before.
 //!
@@ -27,12 +27,12 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+
 use futures::stream::{FuturesUnordered, StreamExt};
-use ractor::ActorRef;
 use tokio::sync::mpsc;
 
 use crate::delivery::AttemptResult;
-use crate::endpoint::EndpointMsg;
 
 /// One attempt, ready to run: it reports when it started and how long it took.
 pub struct Attempt {
@@ -58,16 +58,33 @@ pub struct EndedAttempt {
     pub result: AttemptResult,
 }
 
+/// What the task tells the actor.
+#[derive(Debug)]
+pub enum Report {
+    /// Attempts ended.
+    Ended(Vec<EndedAttempt>),
+    /// Attempts handed over and not started, returned on recall (by key).
+    Returned(Vec<u64>),
+}
+
+/// How the task reaches the actor; `false` once the actor is gone.
+pub type Reporter = Arc<dyn Fn(Report) -> bool + Send + Sync>;
+
 /// The actor's handle on its attempts task.
-#[derive(Default)]
 pub struct Attempts {
+    report: Reporter,
     task: Option<mpsc::UnboundedSender<Order>>,
 }
 
 impl Attempts {
+    /// No task runs until the first batch; each task reports through `report`.
+    pub fn new(report: Reporter) -> Self {
+        Self { report, task: None }
+    }
+
     /// Runs `batch` after the attempts handed over before, at most `cap` at a time, in the
     /// running task or a new one.
-    pub fn start(&mut self, myself: &ActorRef<EndpointMsg>, batch: Vec<Attempt>, cap: usize) {
+    pub fn start(&mut self, batch: Vec<Attempt>, cap: usize) {
         if batch.is_empty() {
             return;
         }
@@ -86,12 +103,12 @@ impl Attempts {
         };
         let (task, inbox) = mpsc::unbounded_channel();
         task.send(order).expect("the receiver is right here");
-        tokio::spawn(run(myself.clone(), inbox));
+        tokio::spawn(run(self.report.clone(), inbox));
         self.task = Some(task);
     }
 
     /// Asks for the attempts not started yet back; they come with
-    /// [`EndpointMsg::AttemptsReturned`] (none: no message).
+    /// [`Report::Returned`] (none: no report).
     pub fn recall(&self) {
         if let Some(task) = &self.task {
             let _ = task.send(Order::Recall);
@@ -104,7 +121,7 @@ impl Attempts {
     }
 }
 
-async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Order>) {
+async fn run(report: Reporter, mut inbox: mpsc::UnboundedReceiver<Order>) {
     let mut running = FuturesUnordered::new();
     let mut waiting = VecDeque::new();
     let mut cap = 1;
@@ -149,10 +166,10 @@ async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Or
         })
         .await;
         if !returned.is_empty() {
-            let _ = actor.cast(EndpointMsg::AttemptsReturned(std::mem::take(&mut returned)));
+            report(Report::Returned(std::mem::take(&mut returned)));
         }
         if !ended.is_empty() {
-            let _ = actor.cast(EndpointMsg::AttemptsEnded(std::mem::take(&mut ended)));
+            report(Report::Ended(std::mem::take(&mut ended)));
         }
         if done {
             return;
@@ -163,44 +180,23 @@ async fn run(actor: ActorRef<EndpointMsg>, mut inbox: mpsc::UnboundedReceiver<Or
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
 
-    use ractor::{Actor, ActorProcessingErr};
     use tokio::sync::oneshot;
 
     use super::*;
 
     /// Stands in for the endpoint actor: passes on what the task reports (returned
     /// attempts as negative keys).
-    struct Reports(mpsc::UnboundedSender<Vec<i64>>);
-
-    impl Actor for Reports {
-        type Msg = EndpointMsg;
-        type State = ();
-        type Arguments = ();
-
-        async fn pre_start(
-            &self,
-            _: ActorRef<EndpointMsg>,
-            _: (),
-        ) -> Result<(), ActorProcessingErr> {
-            Ok(())
-        }
-
-        async fn handle(
-            &self,
-            _: ActorRef<EndpointMsg>,
-            msg: EndpointMsg,
-            _: &mut (),
-        ) -> Result<(), ActorProcessingErr> {
-            let keys = match msg {
-                EndpointMsg::AttemptsEnded(ended) => ended.iter().map(|a| a.key as i64).collect(),
-                EndpointMsg::AttemptsReturned(keys) => keys.iter().map(|k| -(*k as i64)).collect(),
-                _ => return Ok(()),
+    fn reports() -> (Attempts, mpsc::UnboundedReceiver<Vec<i64>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let report: Reporter = Arc::new(move |report| {
+            let keys = match report {
+                Report::Ended(ended) => ended.iter().map(|a| a.key as i64).collect(),
+                Report::Returned(keys) => keys.iter().map(|k| -(*k as i64)).collect(),
             };
-            let _ = self.0.send(keys);
-            Ok(())
-        }
+            tx.send(keys).is_ok()
+        });
+        (Attempts::new(report), rx)
     }
 
     /// An attempt that ends, answering 200, when `go` fires.
@@ -237,22 +233,20 @@ mod tests {
 
     #[tokio::test]
     async fn every_attempt_is_reported_as_it_ends_and_the_task_ends_when_idle() {
-        let (tx, mut reports) = mpsc::unbounded_channel();
-        let (actor, _) = Actor::spawn(None, Reports(tx), ()).await.unwrap();
+        let (mut attempts, mut reports) = reports();
         let tasks = || {
             tokio::runtime::Handle::current()
                 .metrics()
                 .num_alive_tasks()
         };
         let before = tasks();
-        let mut attempts = Attempts::default();
         let (go, wait): (Vec<_>, Vec<_>) = (0..4).map(|_| oneshot::channel()).unzip();
         let mut wait = wait.into_iter();
         let mut batch = |keys: std::ops::RangeInclusive<u64>| -> Vec<Attempt> {
             keys.map(|k| attempt(k, wait.next().unwrap())).collect()
         };
-        attempts.start(&actor, batch(1..=2), 4);
-        attempts.start(&actor, batch(3..=4), 4);
+        attempts.start(batch(1..=2), 4);
+        attempts.start(batch(3..=4), 4);
         assert_eq!(tasks(), before + 1, "one task runs both batches");
 
         // Attempt 1 still runs: the ones that ended are reported without it.
@@ -280,13 +274,11 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        actor.stop(None);
     }
 
     #[tokio::test]
     async fn at_most_cap_run_the_next_starts_as_one_ends_and_a_recall_returns_the_rest() {
-        let (tx, mut reports) = mpsc::unbounded_channel();
-        let (actor, _) = Actor::spawn(None, Reports(tx), ()).await.unwrap();
+        let (mut attempts, mut reports) = reports();
         let started = Arc::new(AtomicUsize::new(0));
         let (go, wait): (Vec<_>, Vec<_>) = (0..5).map(|_| oneshot::channel()).unzip();
         let batch: Vec<Attempt> = wait
@@ -294,8 +286,7 @@ mod tests {
             .zip(1..)
             .map(|(wait, key)| attempt_counted(key, wait, started.clone()))
             .collect();
-        let mut attempts = Attempts::default();
-        attempts.start(&actor, batch, 2);
+        attempts.start(batch, 2);
         let started_now = || started.load(Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while started_now() < 2 {
@@ -330,6 +321,5 @@ mod tests {
         rest.sort_unstable();
         assert_eq!(rest, [2, 3]);
         assert_eq!(started_now(), 3, "a returned attempt never starts");
-        actor.stop(None);
     }
 }

@@ -1,0 +1,80 @@
+//! Taking deliveries in: queued if due, scheduled if due later, spilled to the ledger when
+//! memory is full; and recording what may wait long so it never holds the feed back.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use ractor::ActorRef;
+
+use super::{Endpoint, Job, Msg, State, FAILING_STREAK};
+
+impl Endpoint {
+    /// Takes a delivery in: queued (due now) or scheduled (due later) if it fits, else
+    /// spilled to the ledger (recorded first if the ledger has not seen it).
+    pub(super) fn admit(&self, myself: &ActorRef<Msg>, state: &mut State, mut job: Job) {
+        let now = SystemTime::now();
+        let reserved = state.sweep.as_ref().map_or(0, |sweep| sweep.requested);
+        // A re-loaded delivery (a manual retry) that is here already.
+        if job.persisted && state.backlog.holds(&job.event.id) {
+            return;
+        }
+        let later = job.due_at.filter(|due| *due > now);
+        let fits = self.room(state.backlog.len() + reserved) > 0
+            || (later.is_none() && state.backlog.evict_latest());
+        if !fits {
+            let due = job.due_at.unwrap_or(now);
+            if !job.persisted {
+                let record = job.record_pending(&state.spec.id, due);
+                state.outbox.push(record, job.seq);
+            }
+            state.backlog.spilled(|spilled| spilled.note(due));
+            return;
+        }
+        if job.persisted {
+            // The running sweep may have read its older copy.
+            if let Some(sweep) = state.sweep.as_mut() {
+                sweep.exclude(job.event.id.clone());
+            }
+        } else if state.spec.paused || state.failing_streak >= FAILING_STREAK {
+            // It may wait long: recorded now, it no longer holds the checkpoint back.
+            let record = job.record_pending(&state.spec.id, now);
+            state.outbox.push(record, job.seq);
+        }
+        match later {
+            Some(due) => schedule(myself, state, job, due),
+            None => state.backlog.push_queue(job),
+        }
+    }
+
+    /// How many more deliveries fit in memory, for an endpoint holding `held`. Every
+    /// endpoint may hold `max_in_flight_per_endpoint` whatever the others hold, so that a
+    /// healthy one keeps its attempts flowing when dead ones have taken the shared budget.
+    pub(super) fn room(&self, held: usize) -> usize {
+        let own = self.config.max_held_per_endpoint.saturating_sub(held);
+        let shared = self
+            .config
+            .max_held_total
+            .saturating_sub(self.held_total.load(Ordering::Relaxed));
+        let floor = self.config.max_in_flight_per_endpoint.saturating_sub(held);
+        own.min(shared.max(floor))
+    }
+
+    /// While paused or failing: records every queued delivery the ledger has not seen yet
+    /// as `pending`, due now, with its payload — visible through the API, re-loaded after a
+    /// restart, and no longer holding the feed checkpoint back.
+    pub(super) fn record_held(&self, state: &mut State) {
+        let now = SystemTime::now();
+        let (outbox, webhook_id) = (&mut state.outbox, &state.spec.id);
+        state.backlog.for_each_unrecorded(|job| {
+            let record = job.record_pending(webhook_id, now);
+            outbox.push(record, job.seq);
+        });
+    }
+}
+
+/// Keeps a delivery for its retry at `due` and arms the timer that brings it back.
+pub(super) fn schedule(myself: &ActorRef<Msg>, state: &State, job: Job, due: SystemTime) {
+    let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+    let key = state.backlog.schedule(job, due);
+    myself.send_after(wait, move || Msg::Due(key));
+}

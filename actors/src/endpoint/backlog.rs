@@ -1,0 +1,245 @@
+//! The endpoint's work, owned jointly with the router so that it survives a restart of the
+//! actor: if the actor crashes, its successor starts from the same queue, re-queues what was
+//! in flight and re-arms the retry timers.
+//!
+//! Only the actor changes it while it runs (the router reads counts for the API), so the
+//! lock is never contended; each method takes it for itself.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use super::job::Job;
+use super::spill::Spilled;
+use crate::delivery::AttemptResult;
+use crate::event::Event;
+use crate::health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot};
+
+/// What an endpoint holds right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub queued: usize,
+    pub in_flight: usize,
+    pub scheduled: usize,
+}
+
+/// A shared handle on one endpoint's work; clones see the same work.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog(Arc<Mutex<Work>>);
+
+#[derive(Debug, Default)]
+struct Work {
+    /// Waiting for an attempt (first attempts and due retries), in order.
+    queue: VecDeque<Job>,
+    /// Attempts under way, by job key.
+    in_flight: HashMap<u64, Job>,
+    /// Retries waiting for their timer, by job key.
+    scheduled: HashMap<u64, (Job, SystemTime)>,
+    /// The same retries by due time, latest last: the first to make way for due work.
+    by_due: BTreeSet<(SystemTime, u64)>,
+    /// Event ids of the deliveries held in any state, with how many times (a replayed event
+    /// can meet its re-loaded copy). A delivery read back from the ledger is skipped if held.
+    held: HashMap<Arc<str>, u32>,
+    /// What the ledger holds of this endpoint that memory does not.
+    spilled: Spilled,
+    next_key: u64,
+    /// The endpoint's health record, kept across restarts of the actor like the work.
+    health: EndpointHealth,
+}
+
+impl Backlog {
+    fn work(&self) -> MutexGuard<'_, Work> {
+        // A panic while the lock was held left the work as it was between two steps of one
+        // method: every step keeps it consistent, so the successor may go on with it.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Feed sequence numbers of deliveries whose first record is not yet written: the
+    /// router retires them itself when the endpoint goes away.
+    pub fn unrecorded_seqs(&self) -> Vec<u64> {
+        let work = self.work();
+        work.queue
+            .iter()
+            .chain(work.in_flight.values())
+            .filter(|job| !job.persisted)
+            .filter_map(|job| job.seq)
+            .collect()
+    }
+
+    /// Counts by state.
+    pub fn stats(&self) -> Stats {
+        let work = self.work();
+        Stats {
+            queued: work.queue.len(),
+            in_flight: work.in_flight.len(),
+            scheduled: work.scheduled.len(),
+        }
+    }
+
+    /// Deliveries held in memory in any state.
+    pub fn len(&self) -> usize {
+        let work = self.work();
+        work.queue.len() + work.in_flight.len() + work.scheduled.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The endpoint's health as of `now`.
+    pub fn health(&self, now: SystemTime) -> HealthSnapshot {
+        self.work().health.snapshot(now)
+    }
+
+    /// Whether a delivery of this event is held.
+    pub fn holds(&self, event_id: &str) -> bool {
+        self.work().held.contains_key(event_id)
+    }
+
+    /// The events of every delivery held.
+    pub(super) fn held_events(&self) -> HashSet<Arc<str>> {
+        self.work().held.keys().cloned().collect()
+    }
+
+    /// An attempt ended at `at` with `result`: the health record moves, and says which
+    /// alerts that raises.
+    pub(super) fn record_health(
+        &self,
+        policy: &HealthPolicy,
+        at: SystemTime,
+        result: &AttemptResult,
+        endpoint: (&str, &str),
+    ) -> Vec<Alert> {
+        self.work().health.record(policy, at, result, endpoint)
+    }
+
+    /// Works on the bookkeeping of what the ledger holds that memory does not.
+    pub(super) fn spilled<R>(&self, f: impl FnOnce(&mut Spilled) -> R) -> R {
+        f(&mut self.work().spilled)
+    }
+
+    /// A new actor takes the work over: what its predecessor had in flight goes back to the
+    /// head of the queue (attempted again: at least once), its sweep died with it, and the
+    /// retries waiting for a timer are returned (key, due) for their timers to be armed anew.
+    pub(super) fn take_over(&self, now: SystemTime) -> Vec<(u64, SystemTime)> {
+        let mut work = self.work();
+        let mut orphans: Vec<u64> = work.in_flight.keys().copied().collect();
+        orphans.sort_unstable();
+        work.unstart(&orphans);
+        work.spilled.restart(now);
+        work.scheduled
+            .iter()
+            .map(|(key, (_, due))| (*key, *due))
+            .collect()
+    }
+
+    /// Queues a delivery that is due now.
+    pub(super) fn push_queue(&self, job: Job) {
+        self.work().push_queue(job);
+    }
+
+    /// Keeps a delivery for a retry due at `due`; returns the key its timer brings back.
+    pub(super) fn schedule(&self, job: Job, due: SystemTime) -> u64 {
+        let mut work = self.work();
+        let key = work.key();
+        work.hold(&job.event.id);
+        work.scheduled.insert(key, (job, due));
+        work.by_due.insert((due, key));
+        key
+    }
+
+    /// Whether no delivery waits for an attempt.
+    pub(super) fn queue_is_empty(&self) -> bool {
+        self.work().queue.is_empty()
+    }
+
+    /// Takes the next queued delivery in flight: its key and event.
+    pub(super) fn start_next(&self) -> Option<(u64, Arc<Event>)> {
+        let mut work = self.work();
+        let job = work.queue.pop_front()?;
+        let key = work.key();
+        let event = job.event.clone();
+        work.in_flight.insert(key, job);
+        Some((key, event))
+    }
+
+    /// Calls `f` on every queued delivery the ledger has not seen yet.
+    pub(super) fn for_each_unrecorded(&self, mut f: impl FnMut(&mut Job)) {
+        let mut work = self.work();
+        work.queue
+            .iter_mut()
+            .filter(|job| !job.persisted)
+            .for_each(&mut f);
+    }
+
+    /// An attempt ended: the job leaves memory (a retry comes back through `schedule`).
+    pub(super) fn finish(&self, key: u64) -> Option<Job> {
+        let mut work = self.work();
+        let job = work.in_flight.remove(&key)?;
+        work.release(&job.event.id);
+        Some(job)
+    }
+
+    /// Jobs handed over whose attempts will not report (never started): back to the head
+    /// of the queue, in the order of `keys` (oldest first).
+    pub(super) fn unstart(&self, keys: &[u64]) {
+        self.work().unstart(keys);
+    }
+
+    /// A retry timer fired: the job moves to the queue.
+    pub(super) fn due(&self, key: u64) {
+        let mut work = self.work();
+        if let Some((job, due)) = work.scheduled.remove(&key) {
+            work.by_due.remove(&(due, key));
+            work.queue.push_back(job);
+        }
+    }
+
+    /// Drops the retry due last from memory to make room for due work (its record in the
+    /// ledger is `pending` with that due time). `false` when no retry waits.
+    pub(super) fn evict_latest(&self) -> bool {
+        let mut work = self.work();
+        let Some((due, key)) = work.by_due.pop_last() else {
+            return false;
+        };
+        if let Some((job, _)) = work.scheduled.remove(&key) {
+            debug_assert!(job.persisted, "only recorded retries wait for a timer");
+            work.release(&job.event.id);
+            work.spilled.note(due);
+        }
+        true
+    }
+}
+
+impl Work {
+    fn key(&mut self) -> u64 {
+        self.next_key += 1;
+        self.next_key
+    }
+
+    fn hold(&mut self, event_id: &Arc<str>) {
+        *self.held.entry(event_id.clone()).or_default() += 1;
+    }
+
+    fn release(&mut self, event_id: &str) {
+        if let Some(n) = self.held.get_mut(event_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(event_id);
+            }
+        }
+    }
+
+    fn push_queue(&mut self, job: Job) {
+        self.hold(&job.event.id);
+        self.queue.push_back(job);
+    }
+
+    fn unstart(&mut self, keys: &[u64]) {
+        for key in keys.iter().rev() {
+            if let Some(job) = self.in_flight.remove(key) {
+                self.queue.push_front(job);
+            }
+        }
+    }
+}
