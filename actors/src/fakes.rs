@@ -325,7 +325,8 @@ impl Ledger for MemoryLedger {
         let mut inner = self.inner.lock().unwrap();
         if inner.failing_checkpoints > 0 {
             inner.failing_checkpoints -= 1;
-            return futures::future::ready(Err(LedgerError("store unavailable".into()))).boxed();
+            return futures::future::ready(Err(LedgerError::Store("store unavailable".into())))
+                .boxed();
         }
         let recorded = inner
             .audit

@@ -46,10 +46,22 @@ pub trait Transport: Send + Sync + 'static {
 /// Pending deliveries read back from the ledger, in order.
 pub type PendingStream = BoxStream<'static, Result<PendingDelivery, LedgerError>>;
 
-/// A fault of the ledger's store (connection lost, write refused). The engine retries.
+/// Why the ledger could not do what was asked. Every kind is transient to the engine: it
+/// retries (with backoff) and never drops what it was writing.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("ledger: {0}")]
-pub struct LedgerError(pub String);
+pub enum LedgerError {
+    /// The store failed or refused the operation (connection lost, write refused); its
+    /// message, on one line.
+    #[error("ledger: {0}")]
+    Store(String),
+    /// No answer within the engine's deadline for this operation.
+    #[error("ledger: no answer within {} s", .0.as_secs())]
+    TimedOut(std::time::Duration),
+    /// The ledger writer did not confirm in time that earlier records are durable, so what
+    /// the ledger holds cannot be read back yet.
+    #[error("ledger: the ledger writer did not confirm earlier records in time")]
+    Unconfirmed,
+}
 
 /// Where deliveries and the feed checkpoint are made durable.
 pub trait Ledger: Send + Sync + 'static {

@@ -40,7 +40,7 @@ impl AlertPublisher {
     /// Inserts the alert's event (once); for a disable request, disables the webhook
     /// first.
     pub async fn publish(&self, alert: &Alert) -> Result<(), LedgerError> {
-        let error = |e: mongodb::error::Error| LedgerError(one_line(&e.to_string()));
+        let error = |e: mongodb::error::Error| LedgerError::Store(one_line(&e.to_string()));
         if let Alert::EndpointDisabled { webhook_id, .. } = alert {
             let now = bson_date(SystemTime::now());
             let updated = self

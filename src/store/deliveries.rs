@@ -104,7 +104,7 @@ impl MongoLedger {
             .map_err(|e| ledger_error(&e))?;
         if let Ok(errors) = reply.get_array("writeErrors") {
             if !errors.is_empty() {
-                return Err(LedgerError(format!(
+                return Err(LedgerError::Store(format!(
                     "update of deliveries failed: {:?}",
                     errors.first()
                 )));
@@ -115,7 +115,7 @@ impl MongoLedger {
 }
 
 fn ledger_error(error: &mongodb::error::Error) -> LedgerError {
-    LedgerError(one_line(&error.to_string()))
+    LedgerError::Store(one_line(&error.to_string()))
 }
 
 fn log_entry(entry: &AttemptLogEntry) -> Document {

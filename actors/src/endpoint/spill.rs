@@ -52,10 +52,7 @@ const BARRIER_TIMEOUT: Duration = Duration::from_secs(60);
 pub const LEDGER_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn timed_out() -> LedgerError {
-    LedgerError(format!(
-        "no answer within {} s",
-        LEDGER_READ_TIMEOUT.as_secs()
-    ))
+    LedgerError::TimedOut(LEDGER_READ_TIMEOUT)
 }
 
 /// What an endpoint knows about its deliveries that the ledger holds and memory does not.
@@ -227,9 +224,7 @@ async fn read(
     {
         Ok(CallResult::Success(())) => {}
         _ => {
-            report(Err(LedgerError(
-                "the ledger writer did not confirm earlier records in time".into(),
-            )));
+            report(Err(LedgerError::Unconfirmed));
             return;
         }
     }

@@ -132,7 +132,7 @@ impl Endpoint {
             tokio::spawn(async move {
                 let answer = tokio::time::timeout(LEDGER_READ_TIMEOUT, query)
                     .await
-                    .unwrap_or_else(|_| Err(LedgerError("no answer in time".into())));
+                    .unwrap_or(Err(LedgerError::TimedOut(LEDGER_READ_TIMEOUT)));
                 let _ = myself.cast(Msg::NextDue(answer));
             });
         }
