@@ -37,6 +37,9 @@ pub mod spill;
 pub mod supervisor;
 pub mod webhook;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineHandle, EngineStopped};
 
