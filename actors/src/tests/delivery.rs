@@ -134,7 +134,7 @@ async fn retry_after_is_waited_for() {
         ledger.count_with(DeliveryStatus::Succeeded) == 1
     })
     .await;
-    // The backoff alone would have retried after 10 ms at most.
+    // The backoff alone would have retried within milliseconds.
     let sent = transport.sent_at(url);
     assert_eq!(sent.len(), 2);
     let waited = sent[1].since(&sent[0]);
