@@ -30,6 +30,36 @@ struct ScriptedInner {
     sent: Vec<OutboundRequest>,
     /// For each of `sent`: whether it went through an isolated pool.
     isolated: Vec<bool>,
+    /// For each of `sent`: when it was sent.
+    sent_at: Vec<Moment>,
+}
+
+/// A moment as the engine's two clocks read it. The engine keeps due times on the wall
+/// clock and waits for them with tokio's timers (paused in tests, where the wall clock
+/// hardly moves): a wait it arms is the due time less the wall-clock time at arming.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    /// tokio's clock (the paused one in a test on paused time).
+    pub timer: tokio::time::Instant,
+    pub wall: SystemTime,
+}
+
+impl Moment {
+    pub fn now() -> Self {
+        Self {
+            timer: tokio::time::Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Time passed since `earlier` on the timer clock plus on the wall clock. A timer armed
+    /// after `earlier` for a due time `d` after `earlier.wall` has fired by a moment whose
+    /// `since(earlier)` is at least `d`, however the work in between was split between
+    /// the clocks; on paused time the timer clock's share is all but the whole.
+    pub fn since(&self, earlier: &Moment) -> Duration {
+        self.timer.saturating_duration_since(earlier.timer)
+            + self.wall.duration_since(earlier.wall).unwrap_or_default()
+    }
 }
 
 /// One scripted answer.
@@ -78,6 +108,18 @@ impl ScriptedTransport {
             .count()
     }
 
+    /// When each request to `url` was sent, in order.
+    pub fn sent_at(&self, url: &str) -> Vec<Moment> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .sent
+            .iter()
+            .zip(&inner.sent_at)
+            .filter(|(r, _)| &*r.url == url)
+            .map(|(_, at)| *at)
+            .collect()
+    }
+
     pub fn sent_to(&self, url: &str) -> usize {
         self.inner
             .lock()
@@ -96,6 +138,7 @@ impl Transport for ScriptedTransport {
             let url = request.url.to_string();
             inner.sent.push(request);
             inner.isolated.push(self.isolated);
+            inner.sent_at.push(Moment::now());
             match inner.scripts.get_mut(&url).filter(|s| !s.is_empty()) {
                 Some(script) => script.remove(0),
                 None => inner

@@ -45,6 +45,9 @@ pub mod signing;
 pub mod supervisor;
 pub mod webhook;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineHandle, EngineStopped, ShutdownError};
 

@@ -1,0 +1,91 @@
+//! The feed checkpoint: it passes an event only once every delivery of it is recorded.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{config, event, settle_webhooks, start, until, webhook};
+use crate::fakes::Answer;
+
+#[tokio::test(start_paused = true)]
+async fn checkpoint_waits_for_every_earlier_delivery() {
+    let mut config = config();
+    config.attempt_timeout = Duration::from_millis(500);
+    config.retry.max_attempts = 1;
+    let timeout = config.attempt_timeout;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("slow", &["slow"])).unwrap();
+    handle.upsert_webhook(webhook("fast", &["fast"])).unwrap();
+    settle_webhooks(&handle).await;
+    transport.set_default("https://slow.example/hook", Answer::Hang);
+
+    handle
+        .submit(event("evt_1", "slow"), Some(Bytes::from_static(b"t1")))
+        .await
+        .unwrap();
+    handle
+        .submit(event("evt_2", "fast"), Some(Bytes::from_static(b"t2")))
+        .await
+        .unwrap();
+    until("fast delivered", || ledger.delivery("evt_2:fast").is_some()).await;
+    // Until just before the slow attempt times out, nothing is written.
+    let slow_sent = transport.sent_at("https://slow.example/hook")[0].timer;
+    tokio::time::sleep_until(slow_sent + timeout - Duration::from_millis(10)).await;
+    assert!(
+        ledger.checkpoints().is_empty(),
+        "checkpoint passed an unrecorded delivery"
+    );
+
+    until("checkpoint after the slow one ends", || {
+        ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t2".as_ref())
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn removing_a_webhook_stops_it_and_frees_the_checkpoint() {
+    let mut config = config();
+    config.attempt_timeout = Duration::from_secs(30);
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    transport.set_default("https://a.example/hook", Answer::Hang);
+    handle
+        .submit(event("evt_1", "x"), Some(Bytes::from_static(b"t1")))
+        .await
+        .unwrap();
+    until("attempt started", || {
+        transport.sent_to("https://a.example/hook") == 1
+    })
+    .await;
+
+    handle.remove_webhook("a").unwrap();
+    until("checkpoint moves on", || !ledger.checkpoints().is_empty()).await;
+    handle.submit(event("evt_2", "x"), None).await.unwrap();
+    settle_webhooks(&handle).await;
+    assert_eq!(transport.sent_to("https://a.example/hook"), 1);
+    assert_eq!(handle.stats().await.unwrap().endpoints, 0);
+    engine.shutdown(Duration::from_millis(100)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checkpoint_whose_write_failed_is_written_again() {
+    let (engine, _transport, ledger) = start(config()).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    ledger.fail_checkpoints(3);
+    // One event and nothing after it: only a retry can store its checkpoint.
+    handle
+        .submit(event("evt_1", "object.created"), Some(Bytes::from("t1")))
+        .await
+        .unwrap();
+    until("the checkpoint stored despite failed writes", || {
+        ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t1".as_ref())
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
