@@ -4,8 +4,9 @@
 //!
 //! The flow of one request, whatever the provider ([`receive`]):
 //!
-//! 1. the connection is chosen by the path alone ([`store::connections`], [`Connection`]) — the only
-//!    MongoDB read an unauthenticated caller can cause, an `_id` lookup;
+//! 1. the connection is chosen by the path alone ([`store::connections`],
+//!    [`Connection`]) — the only MongoDB read an unauthenticated caller can cause, an
+//!    `_id` lookup;
 //! 2. the provider verifies its signature over the raw body bytes ([`InboundProvider::verify`]);
 //! 3. only then is the body parsed ([`InboundProvider::parse`]) into a provider-neutral
 //!    [`InboundEvent`] whose [`Change`] says what to do with the asset's objects;

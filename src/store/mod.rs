@@ -64,25 +64,44 @@ pub fn reopen_backoff(failures: u32) -> Duration {
     Duration::from_millis(100 * 2u64.pow(failures.clamp(1, 6)))
 }
 
+/// Why herald cannot use MongoDB at start; each says so in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// `--mongodb-uri` cannot be parsed or used.
+    #[error("invalid --mongodb-uri: {0}")]
+    InvalidUri(String),
+    /// The server did not answer a `ping` in time (the URI shown without its password).
+    #[error("MongoDB unreachable at {uri}: {reason}")]
+    Unreachable { uri: String, reason: String },
+}
+
+/// Start-up errors are one-line strings where `serve::run` reports them.
+impl From<ConnectError> for String {
+    fn from(error: ConnectError) -> Self {
+        error.to_string()
+    }
+}
+
 /// Connects and proves the server answers, within `timeout`.
-pub async fn connect(uri: &str, database: &str, timeout: Duration) -> Result<Database, String> {
-    let mut options = ClientOptions::parse(uri)
-        .await
-        .map_err(|e| format!("invalid --mongodb-uri: {}", one_line(&e.to_string())))?;
+pub async fn connect(
+    uri: &str,
+    database: &str,
+    timeout: Duration,
+) -> Result<Database, ConnectError> {
+    let invalid = |e: mongodb::error::Error| ConnectError::InvalidUri(one_line(&e.to_string()));
+    let mut options = ClientOptions::parse(uri).await.map_err(invalid)?;
     // The URI's own settings win (e.g. `serverSelectionTimeoutMS`).
     options.server_selection_timeout.get_or_insert(timeout);
     options.connect_timeout.get_or_insert(timeout);
     options.app_name = Some("herald".into());
-    let client = Client::with_options(options)
-        .map_err(|e| format!("invalid --mongodb-uri: {}", one_line(&e.to_string())))?;
+    let client = Client::with_options(options).map_err(invalid)?;
     let db = client.database(database);
-    db.run_command(doc! {"ping": 1}).await.map_err(|e| {
-        format!(
-            "MongoDB unreachable at {}: {}",
-            redact_uri(uri),
-            one_line(&e.to_string())
-        )
-    })?;
+    db.run_command(doc! {"ping": 1})
+        .await
+        .map_err(|e| ConnectError::Unreachable {
+            uri: redact_uri(uri),
+            reason: one_line(&e.to_string()),
+        })?;
     Ok(db)
 }
 
