@@ -11,6 +11,7 @@
 //!   address actually dialled;
 //! - [`listener`] and [`api`]: the hyper server actor and its routes;
 //! - [`serve`]: start-up order, the run loop and graceful shutdown;
+//! - [`text`]: one-line messages ([`text::one_line`]) for logs, API errors and the CLI;
 //! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`) that
 //!   talk to a running daemon's API.
 
@@ -24,4 +25,5 @@ pub mod secrets;
 pub mod serve;
 pub mod ssrf;
 pub mod store;
+pub mod text;
 pub mod transport;

@@ -143,14 +143,10 @@ pub fn count_inbound(provider: &'static str, outcome: &'static str) {
 pub fn spawn_pending_gauge(db: mongodb::Database) -> PendingGauge {
     install();
     let gauge = metrics::gauge!(DELIVERIES_PENDING, "database" => db.name().to_owned());
-    let deliveries = db.collection::<mongodb::bson::Document>(crate::store::DELIVERIES);
     PendingGauge(tokio::spawn(async move {
         loop {
             let started = std::time::Instant::now();
-            match deliveries
-                .count_documents(mongodb::bson::doc! {"status": "pending"})
-                .await
-            {
+            match crate::store::deliveries::count_pending(&db).await {
                 Ok(n) => gauge.set(n as f64),
                 Err(error) => tracing::debug!(%error, "cannot count pending deliveries"),
             }

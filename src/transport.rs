@@ -48,6 +48,7 @@ use rustls::RootCertStore;
 use tracing::debug;
 
 use crate::ssrf::SsrfGuard;
+use crate::text::one_line;
 
 /// How long the TCP connect to one resolved address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -684,10 +685,6 @@ fn describe(chain: &[&(dyn StdError + 'static)]) -> String {
     }
     let joined = parts.join(": ");
     truncate(joined, 240)
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn truncate(mut text: String, max: usize) -> String {

@@ -8,21 +8,26 @@
 //! shape of [`Connection::to_doc`], the secret sealed under `--secret-key` when one is set
 //! ([`crate::secrets`]).
 
-use crate::store::is_duplicate_key;
-use futures::TryStreamExt;
 use hyper::StatusCode;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{Bson, DateTime, Document};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
-use super::request::cursor;
 use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
-use crate::inbound::{self, filters, Connection, CONNECTIONS};
+use crate::inbound::{self, filters, Connection};
 use crate::secrets::{SecretBox, SEALED_PREFIX};
+use crate::store::connections::{self, ConnectionFilter};
+use crate::store::page::PageLimits;
+use crate::store::{is_duplicate_key, objects};
+use crate::text::one_line;
 
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 500;
+/// Page sizes of `GET /v1/connections`: 50 unless `limit` says otherwise, at most 500.
+const PAGE: PageLimits = PageLimits {
+    default: 50,
+    max: 500,
+    empty_cursor_is_first_page: false,
+};
 /// Longest webhook secret accepted, in bytes.
 const MAX_SECRET_BYTES: usize = 512;
 /// Longest bucket id accepted, in bytes.
@@ -39,17 +44,13 @@ pub struct CreateConnection {
     metadata_filters: Option<Map<String, Value>>,
 }
 
-fn collection(app: &AppState) -> mongodb::Collection<Document> {
-    app.db.collection(CONNECTIONS)
-}
-
 /// `POST /v1/connections` → 201 with the connection, without its secret.
 pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
     let (body, metadata_filters) = validate_create(req)?;
     // The query every inbound event runs needs this index; creating it is idempotent and
     // connections are created rarely.
-    if let Err(e) = inbound::ensure_indexes(&app.db).await {
-        warn!(error = %crate::store::one_line(&e.to_string()), "cannot create the objects index for inbound webhooks");
+    if let Err(e) = objects::ensure_indexes(&app.db).await {
+        warn!(error = %one_line(&e.to_string()), "cannot create the objects index for inbound webhooks");
     }
     let mut attempts = 0;
     let connection = loop {
@@ -62,10 +63,7 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
             metadata_filters.clone(),
             DateTime::now(),
         );
-        match collection(app)
-            .insert_one(connection.to_doc(&app.secrets))
-            .await
-        {
+        match connections::insert(&app.db, connection.to_doc(&app.secrets)).await {
             Ok(_) => break connection,
             // 64 random bits collided: draw again.
             Err(e) if is_duplicate_key(&e) && attempts < 3 => continue,
@@ -130,45 +128,18 @@ pub fn validate_create(
 /// `GET /v1/connections` → `{results, next_cursor}`, sorted by `connection_id`; filters
 /// `provider`, `bucket_id`, `limit`, `cursor`.
 pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
-    let limit = req.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
-    let mut filter = Document::new();
-    for field in ["provider", "bucket_id"] {
-        if let Some(value) = req.query.get(field) {
-            filter.insert(field, value.as_str());
-        }
-    }
-    if let Some(raw) = req.query.get("cursor") {
-        filter.insert("_id", doc! {"$gt": cursor::decode(raw)?});
-    }
-    // One more than a page tells whether another page follows.
-    let mut docs: Vec<Document> = collection(app)
-        .find(filter)
-        .projection(doc! {"webhook_secret": 0})
-        .sort(doc! {"_id": 1})
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
-    let more = docs.len() as i64 > limit;
-    docs.truncate(limit as usize);
-    let next_cursor = match docs.last().and_then(|d| d.get_str("_id").ok()) {
-        Some(last) if more => Value::String(cursor::encode(last)),
-        _ => Value::Null,
+    let page = req.page(PAGE)?;
+    let filter = ConnectionFilter {
+        provider: req.query.get("provider").cloned(),
+        bucket_id: req.query.get("bucket_id").cloned(),
     };
-    let results: Vec<Value> = docs.iter().map(view).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"results": results, "next_cursor": next_cursor}),
-    ))
+    let found = connections::list(&app.db, &filter, &page).await?;
+    Ok(json_response(StatusCode::OK, found.to_json(view)))
 }
 
 /// `GET /v1/connections/{id}` → 200 / 404.
 pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
-    match collection(app)
-        .find_one(doc! {"_id": id})
-        .projection(doc! {"webhook_secret": 0})
-        .await?
-    {
+    match connections::get(&app.db, id).await? {
         Some(document) => Ok(json_response(StatusCode::OK, view(&document))),
         None => Err(ApiError::not_found("connection", id)),
     }
@@ -177,8 +148,7 @@ pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
 /// `DELETE /v1/connections/{id}` → 204, whether or not it existed. Its objects stay; its
 /// inbound webhooks answer 404 from now on.
 pub async fn delete(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
-    let deleted = collection(app).delete_one(doc! {"_id": id}).await?;
-    if deleted.deleted_count > 0 {
+    if connections::delete(&app.db, id).await? {
         info!(connection_id = id, "connection deleted");
     }
     Ok(no_content())
@@ -217,6 +187,7 @@ fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mongodb::bson::doc;
 
     #[test]
     fn ids_look_like_the_contract_says() {

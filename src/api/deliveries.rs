@@ -12,25 +12,25 @@
 
 use std::time::SystemTime;
 
-use futures::TryStreamExt;
 use hyper::StatusCode;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::options::ReturnDocument;
-use mongodb::Collection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::request::cursor;
 use super::request::path_id;
 use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
-use crate::store::deliveries::pending_from_doc;
+use crate::store::deliveries::{self, pending_from_doc, DeliveryFilter};
+use crate::store::page::{PageLimits, PageRequest};
 use crate::store::webhooks::spec_from_doc;
-use crate::store::{DELIVERIES, WEBHOOKS};
+use crate::store::{id_string, WEBHOOKS};
 
-/// Page size of `GET /v1/deliveries` unless `limit` says otherwise.
-const DEFAULT_LIMIT: i64 = 50;
-/// Largest `limit` accepted.
-const MAX_LIMIT: i64 = 500;
+/// Page sizes of `GET /v1/deliveries`: 50 unless `limit` says otherwise, at most 500. An
+/// empty `cursor=` has always read as the first page here.
+const PAGE: PageLimits = PageLimits {
+    default: 50,
+    max: 500,
+    empty_cursor_is_first_page: true,
+};
 /// How many delivery ids `recover` holds in memory at once.
 const RECOVER_PAGE: i64 = 200;
 
@@ -47,10 +47,6 @@ const LIST_PARAMS: &[&str] = &[
 
 const STATUSES: &[&str] = &["pending", "succeeded", "failed"];
 
-fn collection(app: &AppState) -> Collection<Document> {
-    app.db.collection(DELIVERIES)
-}
-
 /// `GET /v1/deliveries`: filters `status`, `webhook_id`, `event_id`, `task_id`; `limit`
 /// (default 50, at most 500) and `cursor`, in `_id` order.
 pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
@@ -65,68 +61,28 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
             LIST_PARAMS.join(", ")
         )));
     }
-    let limit = req.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
-    let mut filter = Document::new();
+    let page = req.page(PAGE)?;
     if let Some(status) = req.query.get("status") {
         if !STATUSES.contains(&status.as_str()) {
             return Err(ApiError::bad_request(format!(
                 "query parameter status: {status:?} is not one of pending, succeeded, failed"
             )));
         }
-        filter.insert("status", status.as_str());
     }
-    for field in ["webhook_id", "event_id", "task_id"] {
-        if let Some(value) = req.query.get(field) {
-            filter.insert(field, value.as_str());
-        }
-    }
-    let mut id_range = Document::new();
-    if let Some(event_id) = req.query.get("event_id") {
-        // A delivery's `_id` is `<event_id>:<webhook_id>`, so an event's deliveries are one
-        // range of the `_id` index (the exact `event_id` match above drops ids of events
-        // whose own id continues with a `:`).
-        id_range.insert("$gte", format!("{event_id}:"));
-        id_range.insert("$lt", format!("{event_id};"));
-    }
-    // An empty cursor is the first page, as if absent.
-    if let Some(raw) = req.query.get("cursor").filter(|c| !c.is_empty()) {
-        id_range.insert("$gt", cursor::decode(raw)?);
-    }
-    if !id_range.is_empty() {
-        filter.insert("_id", id_range);
-    }
-
-    let mut found: Vec<Document> = collection(app)
-        .find(filter)
-        .projection(doc! {"payload": 0, "attempt_log": 0})
-        .sort(doc! {"_id": 1})
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
-    // One more than asked for says whether there is a next page.
-    let next_cursor = if found.len() as i64 > limit {
-        found.truncate(limit as usize);
-        found
-            .last()
-            .map(|d| Value::String(cursor::encode(&id_string(d.get("_id")))))
-            .unwrap_or(Value::Null)
-    } else {
-        Value::Null
+    let filter = DeliveryFilter {
+        status: req.query.get("status").cloned(),
+        webhook_id: req.query.get("webhook_id").cloned(),
+        event_id: req.query.get("event_id").cloned(),
+        task_id: req.query.get("task_id").cloned(),
     };
-    let results: Vec<Value> = found.iter().map(summary).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"results": results, "next_cursor": next_cursor}),
-    ))
+    let found = deliveries::list(&app.db, &filter, &page).await?;
+    Ok(json_response(StatusCode::OK, found.to_json(summary)))
 }
 
 /// `GET /v1/deliveries/{delivery_id}`: the summary plus its attempt log.
 pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
     let id = path_id(id)?;
-    let found = collection(app)
-        .find_one(doc! {"_id": &id})
-        .projection(doc! {"payload": 0})
+    let found = deliveries::get(&app.db, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     let mut body = summary(&found);
@@ -155,9 +111,7 @@ pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
 /// has no endpoint to send it through); 404 when it does not exist.
 pub async fn retry(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
     let id = path_id(id)?;
-    let found = collection(app)
-        .find_one(doc! {"_id": &id})
-        .projection(doc! {"attempt_log": 0})
+    let found = deliveries::get_replayable(&app.db, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     not_requeueable(&found)?;
@@ -172,9 +126,7 @@ pub async fn retry(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
 
     if !requeue(app, &id).await? {
         // Someone else changed it since we read it (a concurrent retry, most likely).
-        let now = collection(app)
-            .find_one(doc! {"_id": &id})
-            .projection(doc! {"status": 1})
+        let now = deliveries::get_status(&app.db, &id)
             .await?
             .ok_or_else(|| ApiError::not_found("delivery", &id))?;
         not_requeueable(&now)?;
@@ -215,38 +167,16 @@ pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiR
         .ok_or_else(|| ApiError::not_found("webhook", &webhook_id))?;
     deliverable(app, &webhook_id, &webhook)?;
 
-    let deliveries = collection(app);
     let mut recovered: u64 = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let mut filter = doc! {
-            "webhook_id": &webhook_id,
-            "status": "failed",
-            "created_at": {"$gte": since},
-            "payload": {"$type": ["string", "binData"]},
-        };
-        if let Some(after) = &after {
-            filter.insert("_id", doc! {"$gt": after});
-        }
-        let page: Vec<Document> = deliveries
-            .find(filter)
-            .projection(doc! {"_id": 1})
-            .sort(doc! {"_id": 1})
-            .limit(RECOVER_PAGE)
-            .await?
-            .try_collect()
-            .await?;
-        for d in &page {
-            if let Ok(id) = d.get_str("_id") {
-                if requeue(app, id).await? {
-                    recovered += 1;
-                }
+    let mut request = Some(PageRequest::first(RECOVER_PAGE));
+    while let Some(page) = request {
+        let ids = deliveries::failed_since(&app.db, &webhook_id, since, &page).await?;
+        for id in ids.items.iter().filter(|id| !id.is_empty()) {
+            if requeue(app, id).await? {
+                recovered += 1;
             }
         }
-        match page.last().and_then(|d| d.get_str("_id").ok()) {
-            Some(last) if page.len() as i64 == RECOVER_PAGE => after = Some(last.to_owned()),
-            _ => break,
-        }
+        request = page.next(&ids);
     }
     tracing::info!(webhook_id = %webhook_id, since = %since_text, recovered, "failed deliveries re-queued");
     Ok(json_response(
@@ -282,35 +212,14 @@ pub fn recover_since(req: &ApiRequest) -> Result<(String, DateTime), ApiError> {
 /// `false` when it was not `failed` (or had no payload) at the moment of the update.
 async fn requeue(app: &AppState, id: &str) -> Result<bool, ApiError> {
     let now = DateTime::now();
-    let updated = collection(app)
-        .find_one_and_update(
-            doc! {
-                "_id": id,
-                "status": "failed",
-                "payload": {"$type": ["string", "binData"]},
-            },
-            doc! {"$set": {
-                "status": "pending",
-                "next_attempt_at": now,
-                "completed_at": Bson::Null,
-                "updated_at": now,
-            }},
-        )
-        .projection(doc! {"attempt_log": 0})
-        .return_document(ReturnDocument::After)
-        .await?;
+    let updated = deliveries::requeue(&app.db, id, now).await?;
     let Some(updated) = updated else {
         return Ok(false);
     };
     let Some(mut pending) = pending_from_doc(&updated) else {
         // Lacks the ids a retry needs (written by hand?): put it back as it was.
         tracing::warn!(delivery_id = %id, "delivery cannot be replayed (missing event_id, webhook_id or event_type); left failed");
-        collection(app)
-            .update_one(
-                doc! {"_id": id, "status": "pending"},
-                doc! {"$set": {"status": "failed", "next_attempt_at": Bson::Null, "completed_at": now}},
-            )
-            .await?;
+        deliveries::unqueue(&app.db, id, now).await?;
         return Ok(false);
     };
     pending.next_attempt_at = SystemTime::now();
@@ -402,15 +311,6 @@ fn attempt(entry: &Document) -> Value {
         out["error"] = json!(error);
     }
     out
-}
-
-fn id_string(id: Option<&Bson>) -> String {
-    match id {
-        Some(Bson::String(s)) => s.clone(),
-        Some(Bson::ObjectId(oid)) => oid.to_hex(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
 }
 
 fn string_or_null(value: Option<&Bson>) -> Value {

@@ -61,10 +61,17 @@ impl ApiError {
     }
 }
 
+impl From<crate::store::page::PageError> for ApiError {
+    /// A bad `limit` or `cursor`: 400 naming the parameter.
+    fn from(error: crate::store::page::PageError) -> Self {
+        Self::bad_request(error.to_string())
+    }
+}
+
 impl From<mongodb::error::Error> for ApiError {
     /// The store is unreachable or refused the operation: 503, never a 500.
     fn from(error: mongodb::error::Error) -> Self {
-        tracing::warn!(error = %crate::store::one_line(&error.to_string()), "MongoDB error in an API request");
+        tracing::warn!(error = %crate::text::one_line(&error.to_string()), "MongoDB error in an API request");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

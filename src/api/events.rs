@@ -14,7 +14,6 @@
 //! is inserted, so anything accepted here is something the feed will deliver rather than
 //! skip as malformed.
 
-use crate::store::is_duplicate_key;
 use herald_actors::Event;
 use hyper::StatusCode;
 use mongodb::bson::{doc, Bson, DateTime, Document};
@@ -24,8 +23,7 @@ use serde_json::{json, Map, Value};
 
 use super::catalog::Catalog;
 use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
-use crate::store::events::{payload_from_event, MAX_PAYLOAD_BYTES};
-use crate::store::EVENTS;
+use crate::store::events::{outbox, payload_from_event, MAX_PAYLOAD_BYTES};
 
 /// Longest accepted `event_id`, in characters.
 pub const MAX_EVENT_ID_LEN: usize = 200;
@@ -63,16 +61,11 @@ pub async fn publish(app: &AppState, req: &ApiRequest) -> ApiResult {
     let document = publish_document(&app.catalog, req)?;
     let event_id = document.get_str("_id").unwrap_or_default().to_owned();
 
-    let events = app.db.collection::<Document>(EVENTS);
-    match events.insert_one(document).await {
-        Ok(_) => {
-            tracing::debug!(event_id = %event_id, "event published through the API");
-        }
+    if outbox::publish(&app.db, document).await? {
+        tracing::debug!(event_id = %event_id, "event published through the API");
+    } else {
         // Already published: the first insert stands and is the one delivered.
-        Err(e) if is_duplicate_key(&e) => {
-            tracing::debug!(event_id = %event_id, "event already published; nothing changed");
-        }
-        Err(e) => return Err(e.into()),
+        tracing::debug!(event_id = %event_id, "event already published; nothing changed");
     }
     Ok(json_response(
         StatusCode::ACCEPTED,

@@ -315,10 +315,10 @@ fn authorize(config: &Config, headers: &hyper::HeaderMap) -> Result<(), ApiError
 async fn readyz(app: &AppState) -> Response<Body> {
     let ping = tokio::time::timeout(
         std::time::Duration::from_secs(2),
-        app.db.run_command(mongodb::bson::doc! {"ping": 1}),
+        crate::store::ping(&app.db),
     )
     .await;
-    let mongodb = matches!(ping, Ok(Ok(_)));
+    let mongodb = matches!(ping, Ok(true));
     let feed = app.feed.live.load(Ordering::Relaxed);
     let webhooks = app.watcher.live.load(Ordering::Relaxed);
     let ready = mongodb && feed && webhooks;

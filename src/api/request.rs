@@ -10,6 +10,7 @@ use hyper::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::store::page::{self, PageLimits, PageRequest};
 
 pub struct ApiRequest {
     pub parts: Parts,
@@ -95,13 +96,20 @@ impl ApiRequest {
 
     /// `limit` (default `default`, at most `max`) as a 400-checked value.
     pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
-        match self.query_param::<i64>("limit")? {
-            None => Ok(default),
-            Some(n) if (1..=max).contains(&n) => Ok(n),
-            Some(n) => Err(ApiError::bad_request(format!(
-                "query parameter limit: {n} is out of range 1..={max}"
-            ))),
-        }
+        let limits = PageLimits {
+            default,
+            max,
+            empty_cursor_is_first_page: false,
+        };
+        Ok(page::parse_limit(
+            self.query.get("limit").map(String::as_str),
+            limits,
+        )?)
+    }
+
+    /// The page a list route is asked for (`limit`, `cursor`), within the route's `limits`.
+    pub fn page(&self, limits: PageLimits) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::from_query(&self.query, limits)?)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -169,27 +177,14 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// Opaque pagination cursors: the last `_id` of a page, base64url-encoded. Pages are sorted
-/// by `_id`, so documents inserted meanwhile never shift what the next page holds.
+/// Opaque pagination cursors ([`crate::store::page::cursor`]), a bad one as a 400.
 pub mod cursor {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
+    pub use crate::store::page::cursor::encode;
 
     use crate::api::ApiError;
 
-    pub fn encode(last_id: &str) -> String {
-        URL_SAFE_NO_PAD.encode(last_id.as_bytes())
-    }
-
     pub fn decode(cursor: &str) -> Result<String, ApiError> {
-        URL_SAFE_NO_PAD
-            .decode(cursor)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ApiError::bad_request("query parameter cursor: not a cursor returned by this API")
-            })
+        Ok(crate::store::page::cursor::decode(cursor)?)
     }
 }
 

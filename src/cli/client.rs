@@ -135,7 +135,10 @@ impl ApiClient {
             None => Bytes::new(),
         };
         let request = builder.body(Full::new(bytes)).map_err(|e| {
-            CliError::Usage(format!("cannot build a request to {url}: {}", one_line(&e)))
+            CliError::Usage(format!(
+                "cannot build a request to {url}: {}",
+                one_line_str(&e.to_string())
+            ))
         })?;
         let exchange = async {
             let response = self
@@ -262,14 +265,8 @@ fn root_cause(error: &(dyn StdError + 'static)) -> String {
     one_line_str(&current.to_string())
 }
 
-fn one_line(error: &dyn std::fmt::Display) -> String {
-    one_line_str(&error.to_string())
-}
-
-/// Collapses whitespace runs (newlines included) so that errors stay on one line.
-pub fn one_line_str(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+/// Errors stay on one line ([`crate::text::one_line`]).
+pub use crate::text::one_line as one_line_str;
 
 fn truncate(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {

@@ -22,17 +22,13 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
-
-use crate::store::is_duplicate_key;
-use mongodb::error::{Result, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::error::{Result, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use mongodb::{ClientSession, Database};
 use serde_json::Value;
 
-use super::{filters, Change, Connection, InboundEvent, Outcome, INBOUND_EVENTS};
-use crate::store::{EVENTS, OBJECTS};
+use super::{filters, Change, Connection, InboundEvent, Outcome};
+use crate::store::{self, id_string, inbound_events, is_duplicate_key, objects};
 
 /// Transactions tried before giving up with the last error (a 503: the provider retries).
 const MAX_ATTEMPTS: u32 = 8;
@@ -47,7 +43,6 @@ pub async fn apply(
     connection: &Connection,
     event: &InboundEvent,
 ) -> Result<Outcome> {
-    let records = db.collection::<Document>(INBOUND_EVENTS);
     let Some(event_id) = event.id.as_deref() else {
         // Nothing to apply and nothing to deduplicate by.
         return Ok(Outcome::ignored());
@@ -56,7 +51,7 @@ pub async fn apply(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        if let Some(found) = records.find_one(doc! {"_id": &record_id}).await? {
+        if let Some(found) = inbound_events::find(db, &record_id).await? {
             return Ok(recorded_outcome(&found));
         }
         let record = |outcome: &Outcome, asset_id: Option<&str>| {
@@ -75,11 +70,9 @@ pub async fn apply(
             // A receipt, for the audit trail; nothing else changes, so no transaction.
             Change::Ignored => {
                 let outcome = Outcome::ignored();
-                match records.insert_one(record(&outcome, None)).await {
-                    Ok(_) => Ok(outcome),
-                    Err(e) if is_duplicate_key(&e) => Ok(outcome),
-                    Err(e) => Err(e),
-                }
+                inbound_events::insert_receipt(db, record(&outcome, None))
+                    .await
+                    .map(|()| outcome)
             }
             Change::AssetDeleted { asset_id } => {
                 let plan = Plan {
@@ -170,13 +163,7 @@ async fn run(
     plan: &Plan<'_>,
     record: &impl Fn(&Outcome) -> Document,
 ) -> Result<Outcome> {
-    let objects = db.collection::<Document>(OBJECTS);
-    let mut cursor = objects
-        .find(doc! {"connection_id": &plan.connection.id, "source.asset_id": plan.asset_id})
-        .projection(doc! {"bucket_id": 1, "metadata": 1})
-        .session(&mut *session)
-        .await?;
-    let found: Vec<Document> = cursor.stream(&mut *session).try_collect().await?;
+    let found = objects::of_asset(db, session, &plan.connection.id, plan.asset_id).await?;
 
     let now = DateTime::now();
     let (action, affected, event_type, metadata) = match plan.update {
@@ -200,36 +187,19 @@ async fn run(
         match metadata {
             Some(metadata) => {
                 let metadata = mongodb::bson::to_bson(metadata).unwrap_or(Bson::Null);
-                objects
-                    .update_many(
-                        doc! {"_id": {"$in": &ids}},
-                        doc! {"$set": {"metadata": metadata, "updated_at": now}},
-                    )
-                    .session(&mut *session)
-                    .await?;
+                objects::set_metadata(db, session, &ids, metadata, now).await?;
             }
-            None => {
-                objects
-                    .delete_many(doc! {"_id": {"$in": &ids}})
-                    .session(&mut *session)
-                    .await?;
-            }
+            None => objects::delete(db, session, &ids).await?,
         }
         let events: Vec<Document> = affected
             .iter()
             .map(|object| outbox_event(plan, object, event_type, metadata, now))
             .collect();
-        db.collection::<Document>(EVENTS)
-            .insert_many(events)
-            .session(&mut *session)
-            .await?;
+        store::events::outbox::publish_in(db, session, events).await?;
     }
 
     let outcome = Outcome::handled(action, affected.len() as u64);
-    db.collection::<Document>(INBOUND_EVENTS)
-        .insert_one(record(&outcome))
-        .session(&mut *session)
-        .await?;
+    inbound_events::insert_in(db, session, record(&outcome)).await?;
     Ok(outcome)
 }
 
@@ -241,16 +211,6 @@ fn current_metadata(object: &Document) -> Value {
     }
 }
 
-/// The object's `_id` as the string events carry (an ObjectId as its hex).
-fn object_id(object: &Document) -> String {
-    match object.get("_id") {
-        Some(Bson::String(s)) => s.clone(),
-        Some(Bson::ObjectId(oid)) => oid.to_hex(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
-}
-
 /// `object.deleted` / `object.updated` for one object, in the outbox's §2 shape.
 fn outbox_event(
     plan: &Plan<'_>,
@@ -259,7 +219,8 @@ fn outbox_event(
     metadata: Option<&Value>,
     now: DateTime,
 ) -> Document {
-    let id = object_id(object);
+    // The `_id` as the string events carry (an ObjectId as its hex).
+    let id = id_string(object.get("_id"));
     let bucket_id = object
         .get_str("bucket_id")
         .unwrap_or(&plan.connection.bucket_id);

@@ -4,8 +4,9 @@
 //!
 //! The flow of one request, whatever the provider ([`receive`]):
 //!
-//! 1. the connection is chosen by the path alone (`connections`, [`Connection`]) — the only
-//!    MongoDB read an unauthenticated caller can cause, an `_id` lookup;
+//! 1. the connection is chosen by the path alone ([`store::connections`],
+//!    [`Connection`]) — the only MongoDB read an unauthenticated caller can cause, an
+//!    `_id` lookup;
 //! 2. the provider verifies its signature over the raw body bytes ([`InboundProvider::verify`]);
 //! 3. only then is the body parsed ([`InboundProvider::parse`]) into a provider-neutral
 //!    [`InboundEvent`] whose [`Change`] says what to do with the asset's objects;
@@ -25,21 +26,18 @@ use std::time::SystemTime;
 
 use hyper::HeaderMap;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::options::IndexOptions;
-use mongodb::{Database, IndexModel};
+use mongodb::Database;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::secrets::{SecretBox, SecretError};
-use crate::store::OBJECTS;
+use crate::store;
 
 pub use filters::Filter;
-
-/// Provider connections: which bucket a provider's assets sync into, the secret its
-/// webhooks are signed with, and which assets belong (`metadata_filters`).
-pub const CONNECTIONS: &str = "connections";
-/// One document per provider event received, with the outcome of its first application.
-pub const INBOUND_EVENTS: &str = "inbound_events";
+/// Provider connections ([`store::connections`]) and the apply-once records of their events
+/// ([`store::inbound_events`]).
+pub use store::connections::CONNECTIONS;
+pub use store::inbound_events::INBOUND_EVENTS;
 
 /// Why a request is not from the provider. Every variant is a 401 and changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -375,11 +373,7 @@ async fn receive_once(
     {
         return Err(unknown());
     }
-    let Some(stored) = db
-        .collection::<Document>(CONNECTIONS)
-        .find_one(doc! {"_id": connection_id})
-        .await?
-    else {
+    let Some(stored) = store::connections::get_with_secret(db, connection_id).await? else {
         return Err(unknown());
     };
     let connection = match Connection::from_doc(&stored, secrets) {
@@ -412,17 +406,10 @@ async fn receive_once(
     Ok(outcome)
 }
 
-/// Creates the index the handlers query `objects` by (idempotent).
+/// Creates the index the handlers query `objects` by (idempotent). Kept for callers of
+/// old; [`store::ensure_indexes`] creates it with every other index.
 pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
-    db.collection::<Document>(OBJECTS)
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! {"connection_id": 1, "source.asset_id": 1})
-                .options(IndexOptions::builder().build())
-                .build(),
-        )
-        .await?;
-    Ok(())
+    store::objects::ensure_indexes(db).await
 }
 
 #[cfg(test)]

@@ -13,26 +13,26 @@
 
 use std::time::SystemTime;
 
-use super::is_duplicate_key;
 use herald_actors::health::Alert;
 use herald_actors::ports::LedgerError;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Collection, Database};
 use tracing::warn;
 
-use super::{bson_date, one_line, EVENTS, WEBHOOKS};
+use super::{bson_date, WEBHOOKS};
+use crate::text::one_line;
 
 /// Publishes alerts into a database's outbox.
 #[derive(Clone)]
 pub struct AlertPublisher {
-    events: Collection<Document>,
+    db: Database,
     webhooks: Collection<Document>,
 }
 
 impl AlertPublisher {
     pub fn new(db: &Database) -> Self {
         Self {
-            events: db.collection(EVENTS),
+            db: db.clone(),
             webhooks: db.collection(WEBHOOKS),
         }
     }
@@ -60,11 +60,11 @@ impl AlertPublisher {
                 warn!(webhook_id, "webhook disabled: its endpoint kept failing");
             }
         }
-        match self.events.insert_one(event_document(alert)).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => Ok(()),
-            Err(e) => Err(error(e)),
-        }
+        // Published once: a second hand-over meets the first insert.
+        super::events::outbox::publish(&self.db, event_document(alert))
+            .await
+            .map(|_| ())
+            .map_err(error)
     }
 }
 

@@ -5,6 +5,18 @@
 //! retries update documents, with one multi-statement `update` command per batch. A first
 //! record that meets an existing document (the daemon crashed after writing it and
 //! re-delivered the event) becomes an update, so replays never fail the batch.
+//!
+//! The collection's indexes and TTLs are in [`indexes`]; what the API reads and re-queues,
+//! in [`queries`].
+
+mod indexes;
+mod queries;
+
+pub use indexes::{ensure_indexes, ttl_indexes, OBSOLETE_INDEXES, TTL_FAILED, TTL_SUCCEEDED};
+pub use queries::{
+    count_pending, failed_since, get, get_replayable, get_status, list, requeue, unqueue,
+    DeliveryFilter,
+};
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,7 +30,8 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
-use super::{bson_date, one_line, DELIVERIES, DUPLICATE_KEY, STATE};
+use super::{bson_date, DELIVERIES, DUPLICATE_KEY, STATE};
+use crate::text::one_line;
 
 /// [`Ledger`] over a MongoDB database.
 #[derive(Clone)]

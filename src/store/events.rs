@@ -7,6 +7,10 @@
 //!
 //! A malformed event document is logged with its `_id` and skipped; it never stops the
 //! feed or the events behind it.
+//!
+//! Writing into the outbox — publishing — is [`outbox`]'s.
+
+pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{one_line, reopen_backoff, EVENTS, OBJECTS};
+use super::{reopen_backoff, EVENTS, OBJECTS};
+use crate::text::one_line;
 
 /// Largest payload herald will send, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;

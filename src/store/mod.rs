@@ -1,23 +1,37 @@
-//! MongoDB adapters: the outbox feed, the webhook watcher and the delivery ledger.
+//! MongoDB: the one door to it. Each collection has its module, and every query, index
+//! and TTL of that collection lives there: the outbox feed ([`events`]), the webhook
+//! watcher ([`webhooks`]), the delivery ledger and what the API reads of it
+//! ([`deliveries`]), provider [`connections`], the [`objects`] inbound webhooks change and
+//! their apply-once records ([`inbound_events`]). Every list route pages the same way
+//! ([`page`]).
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
-//! `deliveries`); `herald_state` holds the feed checkpoint.
+//! `deliveries`, `connections`, `inbound_events`); `herald_state` holds the feed checkpoint.
 //!
 //! Indexes are created at start, idempotently: those every query needs
-//! ([`ensure_indexes`]) and the TTL indexes that bound the ledger ([`ensure_retention`]).
+//! ([`ensure_indexes`]) and the TTL indexes that bound the ledger and the apply-once
+//! records ([`ensure_retention`], [`retention`]).
 
 pub mod alerts;
+pub mod connections;
 pub mod deliveries;
 pub mod events;
+pub mod inbound_events;
+pub mod objects;
+pub mod page;
+pub mod retention;
 pub mod webhooks;
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
-use mongodb::bson::{doc, Document};
-use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Client, Collection, Database, IndexModel};
-use tracing::{info, warn};
+use mongodb::bson::doc;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+
+pub use crate::text::one_line;
+pub use deliveries::{OBSOLETE_INDEXES, TTL_FAILED, TTL_SUCCEEDED};
+pub use inbound_events::TTL_INBOUND;
+pub use retention::Retention;
 
 pub const EVENTS: &str = "events";
 pub const OBJECTS: &str = "objects";
@@ -50,231 +64,68 @@ pub fn reopen_backoff(failures: u32) -> Duration {
     Duration::from_millis(100 * 2u64.pow(failures.clamp(1, 6)))
 }
 
+/// Why herald cannot use MongoDB at start; each says so in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// `--mongodb-uri` cannot be parsed or used.
+    #[error("invalid --mongodb-uri: {0}")]
+    InvalidUri(String),
+    /// The server did not answer a `ping` in time (the URI shown without its password).
+    #[error("MongoDB unreachable at {uri}: {reason}")]
+    Unreachable { uri: String, reason: String },
+}
+
+/// Start-up errors are one-line strings where `serve::run` reports them.
+impl From<ConnectError> for String {
+    fn from(error: ConnectError) -> Self {
+        error.to_string()
+    }
+}
+
 /// Connects and proves the server answers, within `timeout`.
-pub async fn connect(uri: &str, database: &str, timeout: Duration) -> Result<Database, String> {
-    let mut options = ClientOptions::parse(uri)
-        .await
-        .map_err(|e| format!("invalid --mongodb-uri: {}", one_line(&e.to_string())))?;
+pub async fn connect(
+    uri: &str,
+    database: &str,
+    timeout: Duration,
+) -> Result<Database, ConnectError> {
+    let invalid = |e: mongodb::error::Error| ConnectError::InvalidUri(one_line(&e.to_string()));
+    let mut options = ClientOptions::parse(uri).await.map_err(invalid)?;
     // The URI's own settings win (e.g. `serverSelectionTimeoutMS`).
     options.server_selection_timeout.get_or_insert(timeout);
     options.connect_timeout.get_or_insert(timeout);
     options.app_name = Some("herald".into());
-    let client = Client::with_options(options)
-        .map_err(|e| format!("invalid --mongodb-uri: {}", one_line(&e.to_string())))?;
+    let client = Client::with_options(options).map_err(invalid)?;
     let db = client.database(database);
-    db.run_command(doc! {"ping": 1}).await.map_err(|e| {
-        format!(
-            "MongoDB unreachable at {}: {}",
-            redact_uri(uri),
-            one_line(&e.to_string())
-        )
-    })?;
+    db.run_command(doc! {"ping": 1})
+        .await
+        .map_err(|e| ConnectError::Unreachable {
+            uri: redact_uri(uri),
+            reason: one_line(&e.to_string()),
+        })?;
     Ok(db)
 }
 
-/// Creates the indexes every query needs (idempotent).
+/// Creates the indexes every query needs, on every collection (idempotent); drops those
+/// herald no longer uses.
 pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
-    let deliveries = db.collection::<mongodb::bson::Document>(DELIVERIES);
-    let models = [
-        // An endpoint reading its spilled (and, at start-up, pending) deliveries back, due
-        // oldest first; `distinct` of the webhooks with pending ones; the pending count.
-        doc! {"status": 1, "webhook_id": 1, "next_attempt_at": 1, "_id": 1},
-        // A webhook's deliveries in `_id` order: the API's listing and its cursor. An
-        // event's deliveries need no index of their own: their `_id`s are one range,
-        // `<event_id>:…`, of the `_id` index.
-        doc! {"webhook_id": 1, "_id": 1},
-    ]
-    .into_iter()
-    .map(|keys| {
-        IndexModel::builder()
-            .keys(keys)
-            .options(IndexOptions::builder().build())
-            .build()
-    });
-    deliveries.create_indexes(models).await?;
-    drop_obsolete(&deliveries).await?;
+    deliveries::ensure_indexes(db).await?;
+    objects::ensure_indexes(db).await?;
     Ok(())
 }
 
-/// Indexes earlier versions of herald created on `deliveries` and no longer use. Every
-/// delivery write pays for every index, so they are dropped at start.
-pub const OBSOLETE_INDEXES: [&str; 3] = [
-    "status_1_next_attempt_at_1",
-    "webhook_id_1_created_at_-1",
-    "event_id_1",
-];
-
-async fn drop_obsolete(deliveries: &Collection<Document>) -> mongodb::error::Result<()> {
-    let names = deliveries.list_index_names().await?;
-    for name in OBSOLETE_INDEXES {
-        if !names.iter().any(|n| n == name) {
-            continue;
-        }
-        match deliveries.drop_index(name).await {
-            Ok(()) => info!(index = name, "dropped an index herald no longer uses"),
-            // Dropping an index takes more than the readWrite role: without it herald runs
-            // on, and the index keeps costing writes.
-            Err(e) => warn!(
-                index = name,
-                error = %one_line(&e.to_string()),
-                "cannot drop an index herald no longer uses; drop it to speed up writes"
-            ),
-        }
-    }
-    Ok(())
-}
-
-/// How long finished records are kept (`--retention-succeeded-days`,
-/// `--retention-failed-days`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    pub succeeded_days: u32,
-    pub failed_days: u32,
-}
-
-/// One TTL index herald owns, by name.
-struct TtlIndex {
-    collection: &'static str,
-    name: &'static str,
-    field: &'static str,
-    expire_after: Duration,
-    partial: Option<Document>,
-}
-
-/// The TTL index names herald creates (and re-creates when the retention changes).
-pub const TTL_SUCCEEDED: &str = "herald_ttl_succeeded";
-pub const TTL_FAILED: &str = "herald_ttl_failed";
-pub const TTL_INBOUND: &str = "herald_ttl_inbound_events";
-
-fn days(n: u32) -> Duration {
-    Duration::from_secs(u64::from(n) * 86_400)
-}
-
-impl Retention {
-    fn indexes(&self) -> [TtlIndex; 3] {
-        [
-            // Two TTL indexes on one field, told apart by their partial filters: a delivery
-            // expires by its final status, and a pending one (completed_at null) never does.
-            TtlIndex {
-                collection: DELIVERIES,
-                name: TTL_SUCCEEDED,
-                field: "completed_at",
-                expire_after: days(self.succeeded_days),
-                partial: Some(doc! {"status": "succeeded"}),
-            },
-            TtlIndex {
-                collection: DELIVERIES,
-                name: TTL_FAILED,
-                field: "completed_at",
-                expire_after: days(self.failed_days),
-                partial: Some(doc! {"status": "failed"}),
-            },
-            // A provider retries for hours, not weeks: past that, the apply-once record
-            // is no longer needed.
-            TtlIndex {
-                collection: crate::inbound::INBOUND_EVENTS,
-                name: TTL_INBOUND,
-                field: "received_at",
-                expire_after: days(self.failed_days),
-                partial: None,
-            },
-        ]
-    }
-}
-
-/// Creates the TTL indexes of `retention` (idempotent). An index of the same name with
-/// other options (the operator changed a retention flag) is changed in place with `collMod`
-/// when only its expiry differs and the server allows it, else dropped and re-created.
+/// Creates the TTL indexes of `retention` on every collection they bound (idempotent); see
+/// [`retention::ensure_ttl`].
 pub async fn ensure_retention(db: &Database, retention: Retention) -> mongodb::error::Result<()> {
-    for ttl in retention.indexes() {
-        let collection = db.collection::<Document>(ttl.collection);
-        let existing = match collection.list_indexes().await {
-            Ok(cursor) => cursor.try_collect::<Vec<IndexModel>>().await?,
-            // The collection does not exist yet: creating the index creates it.
-            Err(e) if is_namespace_not_found(&e) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let found = existing
-            .iter()
-            .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(ttl.name));
-        let wanted_keys = doc! {ttl.field: 1};
-        if let Some(model) = found {
-            let options = model.options.clone().unwrap_or_default();
-            let same_shape = same_keys(&model.keys, &wanted_keys)
-                && options.partial_filter_expression == ttl.partial;
-            if same_shape && options.expire_after == Some(ttl.expire_after) {
-                continue;
-            }
-            let expire = ttl.expire_after.as_secs() as i64;
-            if same_shape {
-                let changed = db
-                    .run_command(doc! {
-                        "collMod": ttl.collection,
-                        "index": {"name": ttl.name, "expireAfterSeconds": expire},
-                    })
-                    .await;
-                if changed.is_ok() {
-                    info!(
-                        collection = ttl.collection,
-                        index = ttl.name,
-                        expire_after_seconds = expire,
-                        "retention changed; TTL index updated in place"
-                    );
-                    continue;
-                }
-            }
-            info!(
-                collection = ttl.collection,
-                index = ttl.name,
-                expire_after_seconds = expire,
-                "retention changed; re-creating the TTL index"
-            );
-            collection.drop_index(ttl.name).await?;
-        }
-        let options = IndexOptions::builder()
-            .name(ttl.name.to_owned())
-            .expire_after(ttl.expire_after)
-            .partial_filter_expression(ttl.partial)
-            .build();
-        collection
-            .create_index(
-                IndexModel::builder()
-                    .keys(wanted_keys)
-                    .options(options)
-                    .build(),
-            )
-            .await?;
+    let [succeeded, failed] = deliveries::ttl_indexes(retention);
+    for ttl in [succeeded, failed, inbound_events::ttl_index(retention)] {
+        retention::ensure_ttl(db, &ttl).await?;
     }
     Ok(())
 }
 
-/// Key patterns compared by field and direction, whatever numeric type the server used.
-fn same_keys(a: &Document, b: &Document) -> bool {
-    let direction = |v: &mongodb::bson::Bson| match v {
-        mongodb::bson::Bson::Int32(n) => Some(f64::from(*n)),
-        mongodb::bson::Bson::Int64(n) => Some(*n as f64),
-        mongodb::bson::Bson::Double(n) => Some(*n),
-        _ => None,
-    };
-    a.len() == b.len()
-        && a.iter()
-            .zip(b.iter())
-            .all(|((ka, va), (kb, vb))| ka == kb && direction(va) == direction(vb))
-}
-
-fn is_namespace_not_found(error: &mongodb::error::Error) -> bool {
-    const NAMESPACE_NOT_FOUND: i32 = 26;
-    matches!(&*error.kind, mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND)
-}
-
-/// The first line of a driver error, for one-line messages.
-pub fn one_line(s: &str) -> String {
-    s.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect()
+/// Whether the server answers a `ping` (for `/readyz`).
+pub async fn ping(db: &Database) -> bool {
+    db.run_command(doc! {"ping": 1}).await.is_ok()
 }
 
 /// The URI with any password hidden.
@@ -284,6 +135,18 @@ pub fn redact_uri(uri: &str) -> String {
             format!("{}://***@{}", &uri[..scheme], &uri[at + 1..])
         }
         _ => uri.to_owned(),
+    }
+}
+
+/// An `_id` as text: a string as it is, an ObjectId as its hex, anything else as BSON
+/// prints it (empty when absent).
+pub fn id_string(id: Option<&mongodb::bson::Bson>) -> String {
+    use mongodb::bson::Bson;
+    match id {
+        Some(Bson::String(s)) => s.clone(),
+        Some(Bson::ObjectId(oid)) => oid.to_hex(),
+        Some(other) => other.to_string(),
+        None => String::new(),
     }
 }
 
