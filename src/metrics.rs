@@ -136,17 +136,23 @@ pub fn count_inbound(provider: &'static str, outcome: &'static str) {
         .increment(1);
 }
 
-/// Keeps [`DELIVERIES_PENDING`] current: counts `deliveries` with status `pending` (an
-/// index count on MongoDB) every 5 s, or a hundred times as long as the last count took if
-/// that is longer, in a task of its own so that a scrape never waits on MongoDB. A failed
-/// count leaves the last value. The task stops when the returned guard is dropped.
-pub fn spawn_pending_gauge(db: mongodb::Database) -> PendingGauge {
+/// Keeps [`DELIVERIES_PENDING`] of `database` current with `count` (the store's count of
+/// pending deliveries, an index count on MongoDB): every 5 s, or a hundred times as long as
+/// the last count took if that is longer, in a task of its own so that a scrape never waits
+/// on MongoDB. A failed count leaves the last value. The task stops when the returned guard
+/// is dropped.
+pub fn spawn_pending_gauge<C, F, E>(database: &str, count: C) -> PendingGauge
+where
+    C: Fn() -> F + Send + 'static,
+    F: std::future::Future<Output = Result<u64, E>> + Send,
+    E: std::fmt::Display,
+{
     install();
-    let gauge = metrics::gauge!(DELIVERIES_PENDING, "database" => db.name().to_owned());
+    let gauge = metrics::gauge!(DELIVERIES_PENDING, "database" => database.to_owned());
     PendingGauge(tokio::spawn(async move {
         loop {
             let started = std::time::Instant::now();
-            match crate::store::deliveries::count_pending(&db).await {
+            match count().await {
                 Ok(n) => gauge.set(n as f64),
                 Err(error) => tracing::debug!(%error, "cannot count pending deliveries"),
             }

@@ -49,7 +49,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     store::ensure_indexes(&db)
         .await
         .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;
-    let _pending_gauge = crate::metrics::spawn_pending_gauge(db.clone());
+    let _pending_gauge = crate::metrics::spawn_pending_gauge(db.name(), {
+        let db = db.clone();
+        move || store::deliveries::count_pending(db.clone())
+    });
     crate::inbound::ensure_indexes(&db)
         .await
         .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;

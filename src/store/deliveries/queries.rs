@@ -141,8 +141,8 @@ pub async fn failed_since(
 }
 
 /// How many deliveries are `pending` (an index count on MongoDB).
-pub async fn count_pending(db: &Database) -> mongodb::error::Result<u64> {
-    collection(db)
+pub async fn count_pending(db: Database) -> mongodb::error::Result<u64> {
+    collection(&db)
         .count_documents(doc! {"status": "pending"})
         .await
 }
