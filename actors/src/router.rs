@@ -15,13 +15,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::EngineConfig;
@@ -130,6 +131,7 @@ pub struct State {
     /// The newest checkpoint below which everything is settled, not yet written.
     pending_checkpoint: Option<Bytes>,
     checkpoint_writing: bool,
+    /// On tokio's clock, like the timer that spaces the writes.
     last_checkpoint_write: Option<Instant>,
     checkpoint_timer_armed: bool,
     /// Shutdown is waiting for the in-flight checkpoint write before writing the last one.
@@ -436,8 +438,11 @@ impl Router {
             return;
         }
         let since_last = state.last_checkpoint_write.map(|t| t.elapsed());
-        if let Some(wait) = since_last.and_then(|e| self.config.checkpoint_interval.checked_sub(e))
-        {
+        // Exactly one interval after the last write (a timer that fired on time) is time.
+        let wait = since_last
+            .and_then(|e| self.config.checkpoint_interval.checked_sub(e))
+            .filter(|wait| !wait.is_zero());
+        if let Some(wait) = wait {
             if !state.checkpoint_timer_armed {
                 state.checkpoint_timer_armed = true;
                 myself.send_after(wait, || Msg::CheckpointTick);

@@ -56,9 +56,6 @@ fn config() -> EngineConfig {
             max_attempts: 3,
         },
         attempt_timeout: Duration::from_millis(200),
-        // Spaced on the wall clock, which paused time does not move: a second write would
-        // wait for real time to pass while tokio's clock ran ahead.
-        checkpoint_interval: Duration::ZERO,
         ..EngineConfig::default()
     }
 }
