@@ -16,7 +16,7 @@ fn client(fields: WebhookFields) -> Result<WebhookFields, FieldError> {
         origin: Origin::Client,
         catalog: Some(Catalog {
             contains: &contains,
-            listed_by: "GET /v1/webhooks/events",
+            called: "the event catalog (GET /v1/webhooks/events)",
         }),
     };
     let mut fields = fields;

@@ -49,12 +49,12 @@ pub enum Origin {
     Stored,
 }
 
-/// The event types that exist, and where a client can list them (for the message).
+/// The event types that exist, and what the message calls them.
 #[derive(Clone, Copy)]
 pub struct Catalog<'a> {
     pub contains: &'a dyn Fn(&str) -> bool,
-    /// How the catalog is read, e.g. `GET /v1/webhooks/events`.
-    pub listed_by: &'a str,
+    /// E.g. `the event catalog (GET /v1/webhooks/events)`: where a client can list them.
+    pub called: &'a str,
 }
 
 /// What [`validate`] checks beyond the limits.
@@ -195,10 +195,7 @@ fn event_types(types: &[String], rules: &Rules) -> Result<Vec<String>, FieldErro
             if !(catalog.contains)(event_type) {
                 return Err(FieldError::new(
                     format!("event_types[{i}]"),
-                    format!(
-                        "{event_type:?} is not in the event catalog ({})",
-                        catalog.listed_by
-                    ),
+                    format!("{event_type:?} is not in {}", catalog.called),
                 ));
             }
         }

@@ -75,7 +75,7 @@ fn validate(catalog: &Catalog, fields: &mut WebhookFields) -> Result<(), Vec<Fie
         origin: Origin::Client,
         catalog: Some(webhook::Catalog {
             contains: &contains,
-            listed_by: "GET /v1/webhooks/events",
+            called: "the event catalog (GET /v1/webhooks/events)",
         }),
     };
     webhook::validate(fields, &rules)
