@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod deliveries;
 pub mod events;
+pub mod page;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -284,6 +285,18 @@ pub fn redact_uri(uri: &str) -> String {
             format!("{}://***@{}", &uri[..scheme], &uri[at + 1..])
         }
         _ => uri.to_owned(),
+    }
+}
+
+/// An `_id` as text: a string as it is, an ObjectId as its hex, anything else as BSON
+/// prints it (empty when absent).
+pub fn id_string(id: Option<&mongodb::bson::Bson>) -> String {
+    use mongodb::bson::Bson;
+    match id {
+        Some(Bson::String(s)) => s.clone(),
+        Some(Bson::ObjectId(oid)) => oid.to_hex(),
+        Some(other) => other.to_string(),
+        None => String::new(),
     }
 }
 
