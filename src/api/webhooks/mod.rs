@@ -23,17 +23,18 @@ use std::time::SystemTime;
 
 use hyper::StatusCode;
 use mongodb::bson::Document;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use body::{create_document, patch_update, rotation_secret};
 pub use secrets::rotate_secret;
 
 use super::request::{cursor, path_id};
 use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
+use crate::store::page::PageRequest;
 use crate::store::webhooks::{self as store, ListFilter};
 use crate::webhook::new_id;
 use secrets::seal_credentials;
-use view::{health_view, id_of, view};
+use view::{health_view, view};
 
 /// List page size: default and maximum.
 const DEFAULT_LIMIT: i64 = 50;
@@ -92,19 +93,8 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
         .get("cursor")
         .map(|c| cursor::decode(c))
         .transpose()?;
-    // One more than a page tells whether another page follows.
-    let mut docs = store::list(&app.db, &filter, after.as_deref(), limit + 1).await?;
-    let more = docs.len() as i64 > limit;
-    docs.truncate(limit as usize);
-    let next_cursor = match docs.last() {
-        Some(last) if more => Value::String(cursor::encode(&id_of(last))),
-        _ => Value::Null,
-    };
-    let results: Vec<Value> = docs.iter().map(view).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"results": results, "next_cursor": next_cursor}),
-    ))
+    let page = store::list(&app.db, &filter, &PageRequest { limit, after }).await?;
+    Ok(json_response(StatusCode::OK, page.to_json(view)))
 }
 
 /// `GET /v1/webhooks/{id}` → 200 / 404.

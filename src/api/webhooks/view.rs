@@ -6,17 +6,8 @@ use std::time::SystemTime;
 use mongodb::bson::{Bson, Document};
 use serde_json::{json, Map, Value};
 
+use crate::store::id_string;
 use crate::webhook::limits::REDACTED;
-
-/// The `_id` as the API shows it (documents written by hand may use another type).
-pub(super) fn id_of(document: &Document) -> String {
-    match document.get("_id") {
-        Some(Bson::String(s)) => s.clone(),
-        Some(Bson::ObjectId(oid)) => oid.to_hex(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
-}
 
 fn rfc3339(document: &Document, key: &str) -> Value {
     match document.get_datetime(key) {
@@ -56,7 +47,7 @@ pub(super) fn view(document: &Document) -> Value {
         _ => Value::Null,
     };
     json!({
-        "webhook_id": id_of(document),
+        "webhook_id": id_string(document.get("_id")),
         "url": document.get_str("url").ok(),
         "event_types": event_types,
         "name": document.get_str("name").ok(),

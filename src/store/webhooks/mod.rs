@@ -2,7 +2,7 @@
 //! engine, and the reading of a stored document as the engine's spec.
 //!
 //! - this module: the queries the API's webhook routes make (find, insert, update, delete,
-//!   list, the secret's compare-and-swap);
+//!   the secret's compare-and-swap, and the list, paged like every list by [`super::page`]);
 //! - [`spec`]: a stored document as a [`herald_actors::WebhookSpec`], judged by the one
 //!   webhook validation ([`crate::webhook`]);
 //! - [`watcher`]: the change stream that applies every insert, change and delete to the
@@ -17,12 +17,12 @@ mod watcher;
 pub use spec::{spec_from_doc, BadWebhook};
 pub use watcher::{run_watcher, WatchHealth};
 
-use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::error::Result;
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
 
+use super::page::{find_page, Page, PageRequest};
 use super::{is_duplicate_key, WEBHOOKS};
 
 fn collection(db: &Database) -> Collection<Document> {
@@ -134,22 +134,11 @@ impl ListFilter {
     }
 }
 
-/// Up to `limit` webhooks matching `filter` with an `_id` after `after`, by `_id`.
+/// One page of the webhooks matching `filter`, by `_id` ([`super::page`]).
 pub async fn list(
     db: &Database,
     filter: &ListFilter,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Document>> {
-    let mut query = filter.to_document();
-    if let Some(after) = after {
-        query.insert("_id", doc! {"$gt": after});
-    }
-    collection(db)
-        .find(query)
-        .sort(doc! {"_id": 1})
-        .limit(limit)
-        .await?
-        .try_collect()
-        .await
+    request: &PageRequest,
+) -> Result<Page<Document>> {
+    find_page(&collection(db), filter.to_document(), None, request).await
 }
