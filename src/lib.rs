@@ -3,6 +3,8 @@
 //! Wires the delivery engine ([`herald_actors`]) to the world:
 //!
 //! - [`config`]: flags, env vars and the TOML file, validated into one `Config`;
+//! - [`webhook`]: the webhook model — its document, its limits and the one validation the
+//!   API, `herald apply` and the store share;
 //! - [`store`]: MongoDB — the outbox change stream ([`store::events`]), the live webhook
 //!   watcher ([`store::webhooks`]) and the delivery ledger ([`store::deliveries`]);
 //! - [`secrets`]: encryption at rest (`--secret-key`) of the webhook and connection secrets
@@ -27,3 +29,4 @@ pub mod ssrf;
 pub mod store;
 pub mod text;
 pub mod transport;
+pub mod webhook;

@@ -49,6 +49,7 @@ use tracing::debug;
 
 use crate::ssrf::SsrfGuard;
 use crate::text::one_line;
+use crate::webhook::limits::is_managed_header;
 
 /// How long the TCP connect to one resolved address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,26 +65,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Sent as `user-agent` on every attempt.
 const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
-
-/// Headers herald sets itself; a webhook's own `headers` map cannot replace them. The first
-/// five carry the signature and body type, the rest are connection-level headers whose
-/// values must agree with what hyper actually does on the wire.
-const MANAGED_HEADERS: &[&str] = &[
-    "content-type",
-    "user-agent",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// How the transport is set up: trust roots, SSRF exceptions and connection pooling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -534,7 +515,9 @@ fn build_request(
     for (name, value) in outbound.headers.iter() {
         let header_name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| DeliveryError::InvalidUrl(format!("invalid header name {name:?}")))?;
-        if MANAGED_HEADERS.contains(&header_name.as_str()) {
+        // Herald's own headers, which the API refuses on write, may still come from a
+        // document written by hand.
+        if is_managed_header(header_name.as_str()) {
             debug!(header = %header_name, "webhook header ignored: herald sets it itself");
             continue;
         }

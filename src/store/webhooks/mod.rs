@@ -1,0 +1,144 @@
+//! The `webhooks` collection: every query of it, the live watcher that hands it to the
+//! engine, and the reading of a stored document as the engine's spec.
+//!
+//! - this module: the queries the API's webhook routes make (find, insert, update, delete,
+//!   the secret's compare-and-swap, and the list, paged like every list by [`super::page`]);
+//! - [`spec`]: a stored document as a [`herald_actors::WebhookSpec`], judged by the one
+//!   webhook validation ([`crate::webhook`]);
+//! - [`watcher`]: the change stream that applies every insert, change and delete to the
+//!   engine.
+//!
+//! The collection needs no index beyond `_id`: lists page by `_id`, and names are looked up
+//! only when one is written (rarely, by a person).
+
+mod spec;
+mod watcher;
+
+pub use spec::{spec_from_doc, BadWebhook};
+pub use watcher::{run_watcher, WatchHealth};
+
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::error::Result;
+use mongodb::options::ReturnDocument;
+use mongodb::{Collection, Database};
+
+use super::page::{find_page, Page, PageRequest};
+use super::{is_duplicate_key, WEBHOOKS};
+
+fn collection(db: &Database) -> Collection<Document> {
+    db.collection(WEBHOOKS)
+}
+
+/// One webhook by `_id`.
+pub async fn get(db: &Database, id: &str) -> Result<Option<Document>> {
+    collection(db).find_one(doc! {"_id": id}).await
+}
+
+/// Whether a webhook other than `except` is named `name`.
+pub async fn name_taken(db: &Database, name: &str, except: Option<&str>) -> Result<bool> {
+    let mut filter = doc! {"name": name};
+    if let Some(id) = except {
+        filter.insert("_id", doc! {"$ne": id});
+    }
+    Ok(collection(db).find_one(filter).await?.is_some())
+}
+
+/// Inserts a new webhook. A random 64-bit id collides with an existing one practically
+/// never; if it does, `document` gets a fresh `_id` from `new_id` and is inserted again.
+pub async fn insert(
+    db: &Database,
+    document: &mut Document,
+    new_id: impl Fn() -> String,
+) -> Result<()> {
+    let webhooks = collection(db);
+    let mut attempts = 0;
+    loop {
+        match webhooks.insert_one(&*document).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_duplicate_key(&e) && attempts < 3 => {
+                attempts += 1;
+                document.insert("_id", new_id());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Applies `update` to one webhook → the webhook as changed, `None` when there is none.
+pub async fn update(db: &Database, id: &str, update: Document) -> Result<Option<Document>> {
+    collection(db)
+        .find_one_and_update(doc! {"_id": id}, update)
+        .return_document(ReturnDocument::After)
+        .await
+}
+
+/// Pauses or resumes one webhook → the webhook as changed, `None` when there is none.
+pub async fn set_paused(db: &Database, id: &str, paused: bool) -> Result<Option<Document>> {
+    let set = doc! {"$set": {"paused": paused, "updated_at": DateTime::now()}};
+    update(db, id, set).await
+}
+
+/// Sets `fields` on the webhook only if its stored `secret` is still `old` (compare and
+/// swap) → the webhook as changed, `None` when it is gone or its secret changed meanwhile.
+pub async fn swap_secret(
+    db: &Database,
+    id: &str,
+    old: Bson,
+    fields: Document,
+) -> Result<Option<Document>> {
+    collection(db)
+        .find_one_and_update(
+            doc! {"_id": id, "secret": {"$eq": old}},
+            doc! {"$set": fields},
+        )
+        .return_document(ReturnDocument::After)
+        .await
+}
+
+/// Deletes one webhook; deleting none is no error.
+pub async fn delete(db: &Database, id: &str) -> Result<()> {
+    collection(db).delete_one(doc! {"_id": id}).await.map(drop)
+}
+
+/// Which webhooks a list returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Subscribed to this event type (`*` counts, except for herald's operational types,
+    /// which only webhooks naming them receive).
+    pub event_type: Option<String>,
+    /// Enabled or disabled (a document without `enabled` is enabled).
+    pub enabled: Option<bool>,
+}
+
+impl ListFilter {
+    /// The MongoDB filter.
+    pub fn to_document(&self) -> Document {
+        let mut filter = Document::new();
+        if let Some(event_type) = &self.event_type {
+            if herald_actors::webhook::is_operational(event_type) {
+                filter.insert("event_types", event_type.as_str());
+            } else {
+                filter.insert("event_types", doc! {"$in": [event_type.as_str(), "*"]});
+            }
+        }
+        match self.enabled {
+            None => {}
+            Some(true) => {
+                filter.insert("enabled", doc! {"$ne": false});
+            }
+            Some(false) => {
+                filter.insert("enabled", false);
+            }
+        }
+        filter
+    }
+}
+
+/// One page of the webhooks matching `filter`, by `_id` ([`super::page`]).
+pub async fn list(
+    db: &Database,
+    filter: &ListFilter,
+    request: &PageRequest,
+) -> Result<Page<Document>> {
+    find_page(&collection(db), filter.to_document(), None, request).await
+}
