@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use super::request::path_id;
 use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
 use crate::store::deliveries::{self, pending_from_doc, DeliveryFilter};
+use crate::store::id_string;
 use crate::store::page::{PageLimits, PageRequest};
-use crate::store::webhooks::spec_from_doc;
-use crate::store::{id_string, WEBHOOKS};
+use crate::store::webhooks::{self, spec_from_doc};
 
 /// Page sizes of `GET /v1/deliveries`: 50 unless `limit` says otherwise, at most 500. An
 /// empty `cursor=` has always read as the first page here.
@@ -159,10 +159,7 @@ struct RecoverRequest {
 pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiResult {
     let webhook_id = path_id(webhook_id)?;
     let (since_text, since) = recover_since(req)?;
-    let webhook = app
-        .db
-        .collection::<Document>(WEBHOOKS)
-        .find_one(doc! {"_id": &webhook_id})
+    let webhook = webhooks::get(&app.db, &webhook_id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook", &webhook_id))?;
     deliverable(app, &webhook_id, &webhook)?;
@@ -250,16 +247,11 @@ fn not_requeueable(delivery: &Document) -> Result<(), ApiError> {
 
 /// 409 unless the webhook exists and the engine would deliver to it.
 async fn check_webhook_deliverable(app: &AppState, webhook_id: &str) -> Result<(), ApiError> {
-    let webhook = app
-        .db
-        .collection::<Document>(WEBHOOKS)
-        .find_one(doc! {"_id": webhook_id})
-        .await?
-        .ok_or_else(|| {
-            ApiError::conflict(format!(
-                "webhook {webhook_id:?} no longer exists, so its delivery cannot be retried"
-            ))
-        })?;
+    let webhook = webhooks::get(&app.db, webhook_id).await?.ok_or_else(|| {
+        ApiError::conflict(format!(
+            "webhook {webhook_id:?} no longer exists, so its delivery cannot be retried"
+        ))
+    })?;
     deliverable(app, webhook_id, &webhook)
 }
 

@@ -16,25 +16,21 @@ use std::time::SystemTime;
 use herald_actors::health::Alert;
 use herald_actors::ports::LedgerError;
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::{Collection, Database};
+use mongodb::Database;
 use tracing::warn;
 
-use super::{bson_date, WEBHOOKS};
+use super::bson_date;
 use crate::text::one_line;
 
 /// Publishes alerts into a database's outbox.
 #[derive(Clone)]
 pub struct AlertPublisher {
     db: Database,
-    webhooks: Collection<Document>,
 }
 
 impl AlertPublisher {
     pub fn new(db: &Database) -> Self {
-        Self {
-            db: db.clone(),
-            webhooks: db.collection(WEBHOOKS),
-        }
+        Self { db: db.clone() }
     }
 
     /// Inserts the alert's event (once); for a disable request, disables the webhook
@@ -42,21 +38,10 @@ impl AlertPublisher {
     pub async fn publish(&self, alert: &Alert) -> Result<(), LedgerError> {
         let error = |e: mongodb::error::Error| LedgerError::Store(one_line(&e.to_string()));
         if let Alert::EndpointDisabled { webhook_id, .. } = alert {
-            let now = bson_date(SystemTime::now());
-            let updated = self
-                .webhooks
-                .update_one(
-                    doc! {"_id": webhook_id, "enabled": true},
-                    doc! {"$set": {
-                        "enabled": false,
-                        "disabled_reason": "endpoint failing",
-                        "disabled_at": now,
-                        "updated_at": now,
-                    }},
-                )
+            let disabled = super::webhooks::disable(&self.db, webhook_id, "endpoint failing")
                 .await
                 .map_err(error)?;
-            if updated.matched_count == 1 {
+            if disabled {
                 warn!(webhook_id, "webhook disabled: its endpoint kept failing");
             }
         }

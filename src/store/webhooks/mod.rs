@@ -72,6 +72,24 @@ pub async fn update(db: &Database, id: &str, update: Document) -> Result<Option<
         .await
 }
 
+/// Disables one webhook that is enabled, saying why → whether it was (a webhook already
+/// disabled, or deleted, is left as it is: the first of several racing daemons wins).
+pub async fn disable(db: &Database, id: &str, reason: &str) -> Result<bool> {
+    let now = DateTime::now();
+    let updated = collection(db)
+        .update_one(
+            doc! {"_id": id, "enabled": true},
+            doc! {"$set": {
+                "enabled": false,
+                "disabled_reason": reason,
+                "disabled_at": now,
+                "updated_at": now,
+            }},
+        )
+        .await?;
+    Ok(updated.matched_count == 1)
+}
+
 /// Pauses or resumes one webhook → the webhook as changed, `None` when there is none.
 pub async fn set_paused(db: &Database, id: &str, paused: bool) -> Result<Option<Document>> {
     let set = doc! {"$set": {"paused": paused, "updated_at": DateTime::now()}};
