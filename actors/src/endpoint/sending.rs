@@ -73,6 +73,10 @@ impl Endpoint {
         }
         state.attempts.idle();
         if let Some(waiters) = state.draining.as_mut() {
+            // The records of the attempts that just ended reach the ledger writer before
+            // the drain is answered: whoever waits on the drain syncs the writer next, and
+            // must find them there.
+            state.outbox.flush();
             waiters.drain(..).for_each(|reply| {
                 let _ = reply.send(());
             });

@@ -89,3 +89,36 @@ async fn a_checkpoint_whose_write_failed_is_written_again() {
     .await;
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+/// Shutdown drains the attempts in flight, then syncs the ledger writer: the record of an
+/// attempt that ended during the drain must be durable when `shutdown` returns, or a
+/// restart sends that delivery again. On a multi-threaded runtime, like the daemon's, where
+/// the drain's answer and the endpoint's records travel on different workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_returns_only_once_the_attempts_it_drained_are_recorded() {
+    for round in 0..5 {
+        let (engine, transport, ledger) = start(config()).await;
+        let handle = engine.handle();
+        handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+        settle_webhooks(&handle).await;
+        transport.set_default(
+            "https://a.example/hook",
+            Answer::Slow(Duration::from_millis(20)),
+        );
+        handle
+            .submit(event("evt_1", "object.created"), None)
+            .await
+            .unwrap();
+        until("the attempt in flight", || {
+            transport.sent_to("https://a.example/hook") == 1
+        })
+        .await;
+        engine.shutdown(Duration::from_secs(5)).await.unwrap();
+        let recorded = ledger.delivery("evt_1:a").map(|d| d.record.status);
+        assert_eq!(
+            recorded,
+            Some(crate::delivery::DeliveryStatus::Succeeded),
+            "round {round}: the drained attempt's record was not durable at shutdown"
+        );
+    }
+}

@@ -19,8 +19,7 @@
 //! - The rate limiter (governor's `DefaultClock`, quanta) reads the wall clock and the
 //!   endpoint re-arms its wake-up the same way: the tests with a rate limit run on real
 //!   time, and the only timing they assert is a lower bound, which load cannot break.
-//! - The router spaces checkpoint writes by `std::time::Instant`; [`config`] sets that
-//!   spacing to zero so that no checkpoint write waits for the wall clock.
+//! - The router spaces checkpoint writes on tokio's clock, so they follow paused time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
