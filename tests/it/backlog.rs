@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use herald_actors::{Event, Payload};
 use mongodb::bson::{doc, DateTime, Document};
 
-use crate::daemon::{free_port, http_get_status, test_config, ChildDaemon};
+use crate::daemon::{free_port, test_config, ChildDaemon};
 use crate::fixtures::*;
 use crate::support::mongo::{PYTHON_ENV, URI_ENV};
 use crate::support::{Receiver, Response};
@@ -217,12 +217,7 @@ async fn a_dead_endpoint_with_200000_pending_deliveries_keeps_herald_bounded_and
     };
     // Start-up builds the indexes over the backlog first: on the dev server that takes a
     // while, so wait longer than `wait_ready` does.
-    let ready_url = format!("http://{}/readyz", daemon.listen);
-    crate::support::eventually(Duration::from_secs(180), "herald ready", || {
-        let url = ready_url.clone();
-        async move { http_get_status(&url).await == Some(200) }
-    })
-    .await;
+    daemon.wait_ready_within(Duration::from_secs(180)).await;
     let ready = started.elapsed() - inserted;
     println!("herald ready {:.1} s after start", ready.as_secs_f64());
 
