@@ -299,8 +299,9 @@ impl ChildDaemon {
 pub fn listening_addr(log: &str) -> Option<SocketAddr> {
     crate::support::without_colours(log)
         .lines()
+        .rev()
         .filter(|line| line.contains("listening"))
-        .filter_map(|line| {
+        .find_map(|line| {
             let value = if let Some((_, rest)) = line.split_once("addr=") {
                 rest.split_whitespace().next()?
             } else {
@@ -309,7 +310,6 @@ pub fn listening_addr(log: &str) -> Option<SocketAddr> {
             };
             value.parse::<SocketAddr>().ok()
         })
-        .last()
 }
 
 impl Drop for ChildDaemon {
