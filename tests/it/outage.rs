@@ -52,14 +52,9 @@ fn not_arrived<'a>(receiver: &Receiver, inserted: &'a [String]) -> Vec<&'a Strin
 
 #[tokio::test]
 async fn a_ten_second_mongodb_outage_loses_nothing_and_readiness_follows_it() {
-    let mut mongo = TestMongo::start().await;
-    if !mongo.is_restartable() {
-        println!(
-            "skipping: HERALD_TEST_MONGODB_URI points at an external server, which this test \
-             cannot stop and restart"
-        );
-        return;
-    }
+    // A server of the test's own, also when HERALD_TEST_MONGODB_URI names an external one:
+    // the test stops and restarts it (it used to pass by skipping itself there).
+    let mut mongo = TestMongo::spawn().await;
     let db = mongo.client().await.database("outage");
     let receiver = Receiver::start().await;
     // A second endpoint fails its first 60 requests, so retries are pending (and their
