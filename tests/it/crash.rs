@@ -107,6 +107,51 @@ async fn kill_9_in_the_middle_of_1000_deliveries_loses_none() {
     );
 }
 
+/// The resume token of the change that inserted `event_id` into `events`, and of every
+/// change after it in the database, collected in the background from a change stream
+/// opened now (before the insert).
+async fn positions_from(
+    db: &mongodb::Database,
+    event_id: &str,
+) -> std::sync::Arc<std::sync::Mutex<Vec<mongodb::bson::Bson>>> {
+    use futures::StreamExt;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stream = db.watch().await.unwrap();
+    let (collected, event_id) = (seen.clone(), event_id.to_owned());
+    tokio::spawn(async move {
+        let mut reached = false;
+        while let Some(Ok(change)) = stream.next().await {
+            reached |= change
+                .document_key
+                .as_ref()
+                .is_some_and(|key| key.get_str("_id") == Ok(event_id.as_str()));
+            if reached {
+                collected
+                    .lock()
+                    .unwrap()
+                    .push(mongodb::bson::to_bson(&change.id).unwrap());
+            }
+        }
+    });
+    seen
+}
+
+/// The resume token of herald's stored checkpoint.
+async fn checkpoint_token(db: &mongodb::Database) -> Option<mongodb::bson::Bson> {
+    let state = db
+        .collection::<Document>("herald_state")
+        .find_one(doc! {"_id": "feed"})
+        .await
+        .unwrap()?;
+    let mongodb::bson::Bson::Binary(bytes) = state.get("token")? else {
+        return None;
+    };
+    mongodb::bson::from_slice::<Document>(&bytes.bytes)
+        .ok()?
+        .get("token")
+        .cloned()
+}
+
 #[tokio::test]
 async fn pending_retries_survive_a_kill() {
     let (uri, name, db) = database("crashretry").await;
@@ -121,8 +166,27 @@ async fn pending_retries_survive_a_kill() {
 
     let mut daemon = ChildDaemon::spawn(&config, log.path());
     daemon.wait_ready().await;
+    // The change stream as herald sees it, from just before the event: the positions the
+    // checkpoint may hold once it has passed the event.
+    let passed = positions_from(&db, "evt_crash_retry").await;
     insert_event(&db, "evt_crash_retry", "batch.completed").await;
     wait_for_status(&db, "evt_crash_retry:wh_0000000000000c02", "pending").await;
+    // Killed only once the checkpoint is past the event: after the restart the change
+    // stream resumes beyond it, so the retry can only come from the ledger's pending record.
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "the checkpoint has passed the event",
+        || {
+            let db = db.clone();
+            let passed = passed.clone();
+            async move {
+                checkpoint_token(&db)
+                    .await
+                    .is_some_and(|token| passed.lock().unwrap().contains(&token))
+            }
+        },
+    )
+    .await;
     daemon.kill();
 
     receiver.respond_with(200);
@@ -136,7 +200,100 @@ async fn pending_retries_survive_a_kill() {
 }
 
 #[tokio::test]
-async fn a_checkpoint_lost_from_the_change_stream_history_falls_back_to_scanning_events() {
+async fn a_checkpoint_pruned_from_the_change_stream_history_falls_back_to_scanning_events() {
+    // A server of the test's own with a tiny oplog, so the history can really be lost.
+    let mongo = crate::support::TestMongo::spawn_with_config("[oplog]\nmax_entries = 20\n").await;
+    let client = mongo.client().await;
+    let db = client.database("historypruned");
+    let receiver = Receiver::start().await;
+    insert_webhook(&db, webhook("wh_0000000000000c04", &receiver.url, &["*"])).await;
+    let config = test_config(&mongo.uri, "historypruned", &receiver.ca_pem_path);
+
+    // A first run leaves a checkpoint at its last event.
+    let daemon = crate::daemon::InProcess::start(config.clone()).await;
+    insert_event(&db, "evt_before_stop", "batch.completed").await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    wait_for_status(&db, "evt_before_stop:wh_0000000000000c04", "succeeded").await;
+    daemon.stop().await.unwrap();
+    let checkpoint = checkpoint_token(&db).await.expect("a checkpoint");
+
+    // While herald is down: the event it must not miss, then enough writes for the oplog
+    // to drop the checkpoint's position.
+    // (The scan finds events by their `occurred_at`: one without it is not recovered, as
+    // herald warns when it falls back.)
+    let mut missed = event("evt_missed_while_down", "batch.completed");
+    missed.insert("occurred_at", mongodb::bson::DateTime::now());
+    db.collection::<Document>("events")
+        .insert_one(missed)
+        .await
+        .unwrap();
+    let filler = db.collection::<Document>("filler");
+    for i in 0..60 {
+        filler.insert_one(doc! {"_id": i}).await.unwrap();
+    }
+    client
+        .database("admin")
+        .run_command(doc! {"secantusAdmin.pruneOplog": 1})
+        .await
+        .unwrap();
+    // The real condition: resuming from the checkpoint is refused as history lost.
+    let token: mongodb::change_stream::event::ResumeToken =
+        mongodb::bson::from_bson(checkpoint).unwrap();
+    let refused = db
+        .watch()
+        .resume_after(token)
+        .await
+        .err()
+        .expect("the checkpoint's position was pruned");
+    assert!(
+        matches!(&*refused.kind, mongodb::error::ErrorKind::Command(c) if c.code == 286),
+        "{refused}"
+    );
+
+    // Restarted, herald scans `events` from the checkpoint's time and delivers the missed
+    // event (the one before the stop may come again: a replay, never a loss).
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = ChildDaemon::spawn(&config, log.path());
+    child.wait_ready().await;
+    let delivered = |id: &'static str| {
+        let receiver = &receiver;
+        move || {
+            let got = receiver
+                .requests()
+                .iter()
+                .any(|r| header(r, "webhook-id") == Some(id));
+            async move { got }
+        }
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !delivered("evt_missed_while_down")().await {
+        assert!(
+            std::time::Instant::now() < until,
+            "the event written while herald was down never arrived\nherald log:\n{}",
+            crate::support::without_colours(&child.log_text())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = crate::support::without_colours(&child.log_text());
+    assert!(
+        text.contains("falling back to scanning"),
+        "herald did not report the lost history:\n{text}"
+    );
+    // And the feed goes on from now.
+    insert_event(&db, "evt_after_recovery", "batch.completed").await;
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "an event after the recovery is delivered",
+        delivered("evt_after_recovery"),
+    )
+    .await;
+    assert_eq!(child.terminate(), Some(0), "{}", child.log_text());
+}
+
+/// A checkpoint whose token this server cannot even parse (FailedToParse, code 9), as a
+/// checkpoint written by another server version might be: handled like a lost history.
+#[tokio::test]
+async fn an_unreadable_checkpoint_token_falls_back_to_scanning_events() {
     let (uri, name, db) = database("historylost").await;
     let receiver = Receiver::start().await;
     insert_webhook(&db, webhook("wh_0000000000000c03", &receiver.url, &["*"])).await;
