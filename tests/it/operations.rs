@@ -2,8 +2,9 @@
 //! and fail as they happen; pausing a webhook holds everything sent to it and resuming
 //! delivers all of it; the ledger is bounded by TTL indexes with the configured expiry.
 //!
-//! Metrics are process-wide (every daemon in this test binary shares one recorder), so the
-//! metric story uses an event type of its own and compares scrapes before and after.
+//! Metrics are process-wide (every in-process daemon of this test binary shares one
+//! recorder), so the metric story runs herald as a child process of its own and compares
+//! its scrapes before and after: every figure it checks moved by this story alone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -97,9 +98,18 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
         webhook("wh_0000000000000a02", &failing.url, &[event_type.as_str()]),
     )
     .await;
-    let (herald, api) = start(&uri, &name, |c| c.retry_max_attempts = 2).await;
+    let mut config = crate::daemon::test_config(&uri, &name, &ok.ca_pem_path);
+    config.retry_max_attempts = 2;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut command = crate::daemon::ChildDaemon::command(&config);
+    command.args(["--api-key", KEY]);
+    let mut herald = crate::daemon::ChildDaemon::spawn_command(command, log.path());
+    herald.wait_ready().await;
+    let api = Api::new(herald.listen(), Some(KEY));
+    let events = db.collection::<Document>("events");
 
     let before = scrape(&api).await;
+    let events_before = events.count_documents(doc! {}).await.unwrap();
     for i in 0..3 {
         insert_event(&db, &format!("evt_ops_metrics_{i}"), &event_type).await;
     }
@@ -118,8 +128,9 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     )
     .await;
     let after = scrape(&api).await;
+    let events_after = events.count_documents(doc! {}).await.unwrap();
 
-    // Exactly ours, by the labels only this story uses.
+    // This daemon's figures moved by this story alone.
     let outcome = |outcome: &str| {
         format!("herald_deliveries_total{{outcome=\"{outcome}\",event_type=\"{event_type}\"}}")
     };
@@ -127,24 +138,21 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     assert_eq!(delta(&before, &after, &outcome("failed")), 3.0);
     // Each failed delivery was first retried once (two attempts in all).
     assert_eq!(delta(&before, &after, &outcome("retrying")), 3.0);
-
-    // Process-wide: at least ours.
-    let at_least = |series: &str, n: f64| {
-        let moved = delta(&before, &after, series);
-        assert!(
-            moved >= n,
-            "{series} moved by {moved}, expected at least {n}"
-        );
+    let exactly = |series: &str, n: f64| {
+        assert_eq!(delta(&before, &after, series), n, "{series}");
     };
-    at_least("herald_attempts_total{result=\"2xx\"}", 3.0);
-    at_least("herald_attempts_total{result=\"5xx\"}", 6.0);
-    at_least("herald_attempt_duration_seconds_count", 9.0);
-    at_least("herald_events_routed_total", 3.0);
+    exactly("herald_attempts_total{result=\"2xx\"}", 3.0);
+    exactly("herald_attempts_total{result=\"5xx\"}", 6.0);
+    exactly("herald_attempt_duration_seconds_count", 9.0);
+    // Our three events, and any herald published itself meanwhile (an exhausted delivery
+    // is announced as an event).
+    let routed = delta(&before, &after, "herald_events_routed_total");
     assert!(
-        sample(&after, "herald_endpoint_actors") >= 2.0,
-        "endpoint actors: {}",
-        sample(&after, "herald_endpoint_actors")
+        routed >= 3.0 && routed <= (events_after - events_before) as f64,
+        "{routed} events routed, {} inserted",
+        events_after - events_before
     );
+    assert_eq!(sample(&after, "herald_endpoint_actors"), 2.0);
     assert!(after.contains_key("herald_attempts_in_flight"));
     assert!(after.contains_key("herald_change_stream_lag_seconds"));
     assert!(after.contains_key("herald_ledger_batch_size_count"));
@@ -156,7 +164,7 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     );
     assert_eq!(ok.count(), 3);
     assert_eq!(failing.count(), 6);
-    herald.stop().await.unwrap();
+    assert_eq!(herald.terminate(), Some(0), "{}", herald.log_text());
 }
 
 #[tokio::test]
