@@ -20,6 +20,7 @@ fn bad_flags_are_refused_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["--retry-max-attempts", "0"], "--retry-max-attempts"),
         (&["--secret-key", "not-hex"], "--secret-key"),
+        (&["--max-held-per-endpoint", "0"], "--max-held-per-endpoint"),
         (
             &["--allow-private-networks", "10.0.0.0/99"],
             "--allow-private-networks",
