@@ -276,7 +276,27 @@ impl ChildDaemon {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then the exit code.
+    /// SIGTERM, then the exit code, waiting without blocking the test's runtime: receivers
+    /// of this test (on the same runtime) keep answering while herald drains.
+    pub async fn sigterm(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if tokio::time::Instant::now() > deadline {
+                self.kill();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit code. Blocks the calling thread: use
+    /// [`ChildDaemon::sigterm`] when herald must reach the test's receivers while it drains.
     pub fn terminate(&mut self) -> Option<i32> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
