@@ -407,3 +407,54 @@ async fn indexes_an_earlier_version_created_are_dropped_at_start() {
     assert!(names.iter().any(|n| n == "webhook_id_1__id_1"), "{names:?}");
     herald.stop().await.unwrap();
 }
+
+/// Sets a delivery's `completed_at` `days` into the past, as if it had finished then.
+async fn age(db: &Database, id: &str, days: i64) {
+    let then = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() - days * DAY as i64 * 1000,
+    );
+    db.collection::<Document>("deliveries")
+        .update_one(doc! {"_id": id}, doc! {"$set": {"completed_at": then}})
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_ttl_monitor_removes_a_succeeded_delivery_past_its_retention_and_keeps_a_failed_one() {
+    // A server of the test's own: its TTL monitor is run on demand below.
+    let mongo = support::TestMongo::spawn().await;
+    let client = mongo.client().await;
+    let db = client.database("ops_ttl_expiry");
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.respond_with(500);
+    insert_webhook(&db, webhook("wh_0000000000000e01", &ok.url, &["*"])).await;
+    insert_webhook(&db, webhook("wh_0000000000000e02", &failing.url, &["*"])).await;
+    // The default retention: 7 days for successes, 30 for failures.
+    let (herald, _api) = start(&mongo.uri, "ops_ttl_expiry", |c| c.retry_max_attempts = 1).await;
+
+    insert_event(&db, "evt_ttl_1", "batch.completed").await;
+    let succeeded = "evt_ttl_1:wh_0000000000000e01";
+    let failed = "evt_ttl_1:wh_0000000000000e02";
+    wait_for_status(&db, succeeded, "succeeded").await;
+    wait_for_status(&db, failed, "failed").await;
+    // Both finished eight days ago: past a success's retention, within a failure's.
+    age(&db, succeeded, 8).await;
+    age(&db, failed, 8).await;
+    // One pass of the server's TTL monitor, now rather than at its next minute (SecantusDB
+    // sweeps every 60 s, with the same code this command runs).
+    client
+        .database("admin")
+        .run_command(doc! {"secantusAdmin.pruneTtl": 1})
+        .await
+        .unwrap();
+    assert!(
+        delivery(&db, succeeded).await.is_none(),
+        "a succeeded delivery past its 7-day retention was kept"
+    );
+    assert!(
+        delivery(&db, failed).await.is_some(),
+        "a failed delivery was removed within its 30-day retention"
+    );
+    herald.stop().await.unwrap();
+}

@@ -199,8 +199,7 @@ impl TestMongo {
     }
 
     /// [`spawn`](Self::spawn) with `config` as its `secantusd.toml` (e.g. a small oplog:
-    /// `[oplog]` `max_entries = 20`; a quick TTL monitor: `[storage]`
-    /// `ttl_sweep_seconds = 1`).
+    /// `[oplog]` `max_entries = 20`).
     pub async fn spawn_with_config(config: &str) -> TestMongo {
         let server = ServerProcess::start_fresh("dedicated", config).await;
         TestMongo {
