@@ -109,9 +109,10 @@ async fn kill_9_in_the_middle_of_1000_deliveries_loses_none() {
 }
 
 #[tokio::test]
-#[ignore = "fails about one run in three: a delivery whose attempt succeeds during the SIGTERM \
-            drain is sometimes not in the ledger when herald exits 0, and the event is sent \
-            again after the restart (engine shutdown: drain, ledger sync, final checkpoint)"]
+#[ignore = "fails on a loaded machine: the endpoint answers the drain (settle_in_flight, \
+            in the AttemptsEnded turn) before that turn flushes its outbox, so the engine's \
+            ledger Sync can run before the drained delivery's record is sent: not written \
+            before exit, and re-sent after the restart (actors/src/endpoint.rs)"]
 async fn sigterm_lets_in_flight_attempts_finish_records_them_and_a_restart_resends_nothing() {
     const EVENTS: usize = 5;
     let (uri, name, db) = database("sigterm").await;
