@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Attempts in flight per endpoint, at most [default: 64]
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT")]
     pub max_in_flight_per_endpoint: Option<usize>,
+    /// Deliveries one endpoint holds in memory, at most; beyond it they wait in the ledger
+    /// as pending and are paged back in [default: 10000]
+    #[arg(long, env = "HERALD_MAX_HELD_PER_ENDPOINT")]
+    pub max_held_per_endpoint: Option<usize>,
     /// Grace period for in-flight attempts at shutdown, in ms [default: 10000]
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
@@ -150,6 +154,8 @@ pub struct Config {
     pub attempt_timeout_ms: u64,
     pub secret_key: Option<[u8; 32]>,
     pub max_in_flight_per_endpoint: usize,
+    /// Deliveries one endpoint holds in memory (queued, in flight, waiting to retry).
+    pub max_held_per_endpoint: usize,
     pub shutdown_grace_ms: u64,
     pub log_format: LogFormat,
     /// Days succeeded deliveries are kept after `completed_at`.
@@ -202,6 +208,8 @@ impl Config {
                 .transpose()?,
             max_in_flight_per_endpoint: pick!(max_in_flight_per_endpoint)
                 .unwrap_or(defaults.max_in_flight_per_endpoint),
+            max_held_per_endpoint: pick!(max_held_per_endpoint)
+                .unwrap_or(defaults.max_held_per_endpoint),
             shutdown_grace_ms: pick!(shutdown_grace_ms).unwrap_or(defaults.shutdown_grace_ms),
             log_format: pick!(log_format).unwrap_or_default(),
             retention_succeeded_days: pick!(retention_succeeded_days)
@@ -242,6 +250,9 @@ impl Config {
         }
         if self.max_in_flight_per_endpoint == 0 {
             return Err("--max-in-flight-per-endpoint must be at least 1".into());
+        }
+        if self.max_held_per_endpoint == 0 {
+            return Err("--max-held-per-endpoint must be at least 1".into());
         }
         // MongoDB caps expireAfterSeconds at 2^31 - 1 seconds (about 68 years).
         for (flag, days) in [
@@ -286,6 +297,7 @@ impl Config {
             },
             attempt_timeout: self.attempt_timeout(),
             max_in_flight_per_endpoint: self.max_in_flight_per_endpoint,
+            max_held_per_endpoint: self.max_held_per_endpoint,
             health: herald_actors::HealthPolicy {
                 failing_after: self.endpoint_failing_after,
                 disable_after: (self.endpoint_disable_after_secs > 0)
@@ -311,6 +323,7 @@ impl Default for Config {
             attempt_timeout_ms: 10_000,
             secret_key: None,
             max_in_flight_per_endpoint: 64,
+            max_held_per_endpoint: herald_actors::EngineConfig::default().max_held_per_endpoint,
             shutdown_grace_ms: 10_000,
             log_format: LogFormat::Text,
             retention_succeeded_days: 7,

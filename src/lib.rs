@@ -5,13 +5,19 @@
 //! - [`config`]: flags, env vars and the TOML file, validated into one `Config`;
 //! - [`webhook`]: the webhook model — its document, its limits and the one validation the
 //!   API, `herald apply` and the store share;
-//! - [`store`]: MongoDB — the outbox change stream ([`store::events`]), the live webhook
-//!   watcher ([`store::webhooks`]) and the delivery ledger ([`store::deliveries`]);
+//! - [`store`]: the one door to MongoDB — every collection's queries, indexes and TTLs in a
+//!   module of its own: the outbox change stream ([`store::events`]), the live webhook
+//!   watcher ([`store::webhooks`]), the delivery ledger ([`store::deliveries`]), and one
+//!   page type for every list route ([`store::page`]);
 //! - [`secrets`]: encryption at rest (`--secret-key`) of the webhook and connection secrets
 //!   the store and the API read and write;
 //! - [`transport`]: the one shared hyper client over rustls, with the [`ssrf`] guard on the
 //!   address actually dialled;
-//! - [`listener`] and [`api`]: the hyper server actor and its routes;
+//! - [`listener`] and [`api`]: the hyper server actor (spawned and stopped by `serve::run`,
+//!   beside the engine's tree, not under it) and its routes;
+//! - [`inbound`]: provider webhooks in (Mux): the signature check, then the transactional
+//!   apply through the store;
+//! - [`metrics`]: the Prometheus recorder behind `GET /metrics` and the daemon's own gauges;
 //! - [`serve`]: start-up order, the run loop and graceful shutdown;
 //! - [`text`]: one-line messages ([`text::one_line`]) for logs, API errors and the CLI;
 //! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`) that

@@ -1,9 +1,12 @@
-//! The HTTP listener actor: a hyper server (HTTP/1.1 and HTTP/2) on `--listen`, owned by an
-//! actor under the root supervisor.
+//! The HTTP listener actor: a hyper server (HTTP/1.1 and HTTP/2) on `--listen`, answering
+//! with [`crate::api::handle`].
 //!
-//! `pre_start` binds the socket (so a taken port is a startup error), then an accept loop
-//! runs as a task; `post_stop` stops accepting and lets open connections finish their
-//! requests. Requests are answered by [`crate::api::handle`].
+//! `serve::run` binds the socket itself (so a taken port is a one-line startup error and
+//! `--listen 127.0.0.1:0` reports the port it got), then spawns this actor on its own, not
+//! under the engine's supervisor: its accept loop has nothing a restart could cure.
+//! `pre_start` starts the accept loop as a task; stopping the actor (`serve::run`'s one
+//! shutdown path) stops accepting and lets open connections finish their requests, before
+//! the engine drains.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,14 +23,19 @@ use tracing::{debug, info};
 
 use crate::api::AppState;
 
+/// How long open connections may take to finish their requests once accepting stops.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 pub struct Listener {
-    pub addr: SocketAddr,
     pub app: Arc<AppState>,
 }
 
+/// The listener takes no messages: it is started and stopped.
 pub enum ListenerMsg {}
 
 pub struct ListenerState {
+    /// Cancelled in `post_stop`: the accept loop stops and closes open connections
+    /// gracefully.
     stop: CancellationToken,
     accept_loop: tokio::task::JoinHandle<()>,
 }
@@ -35,17 +43,16 @@ pub struct ListenerState {
 impl Actor for Listener {
     type Msg = ListenerMsg;
     type State = ListenerState;
-    type Arguments = ();
+    /// The socket, already bound by `serve::run`.
+    type Arguments = TcpListener;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        _: (),
+        listener: TcpListener,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", self.addr))?;
-        info!(addr = %listener.local_addr()?, "listening");
+        let addr: SocketAddr = listener.local_addr()?;
+        info!(%addr, "listening");
         let stop = CancellationToken::new();
         let accept_loop = tokio::spawn(serve(listener, self.app.clone(), stop.clone()));
         Ok(ListenerState { stop, accept_loop })
@@ -57,7 +64,9 @@ impl Actor for Listener {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut state.accept_loop).await;
+        // The loop itself gives connections `CLOSE_GRACE`; a little more for it to return.
+        let _ = tokio::time::timeout(CLOSE_GRACE + Duration::from_secs(1), &mut state.accept_loop)
+            .await;
         Ok(())
     }
 }
@@ -98,5 +107,5 @@ async fn serve(listener: TcpListener, app: Arc<AppState>, stop: CancellationToke
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, graceful.shutdown()).await;
 }

@@ -121,6 +121,37 @@ mod tests {
 
     const KEY: [u8; 32] = [7; 32];
 
+    /// `FIXTURE_PLAINTEXT` sealed under `KEY` ([7; 32]) with the nonce 00 01 02 … 17 by
+    /// two implementations independent of this crate, which agree byte for byte: Python's
+    /// pycryptodome 3 (`ChaCha20_Poly1305.new(key=key, nonce=nonce)`, a 24-byte nonce
+    /// selecting XChaCha20, then `"enc:v1:" + b64encode(nonce + ciphertext + tag)`) and
+    /// PyNaCl/libsodium (`crypto_aead_xchacha20poly1305_ietf_encrypt(pt, None, nonce, key)`).
+    /// A change to the stored format (prefix, layout, cipher, base64 alphabet, associated
+    /// data) fails to open it.
+    const FIXTURE_SEALED: &str = "enc:v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYX33/Y4JlDFsNulrg13qXk\
+                                  9S6kbGB+omc1y1T70cCF+6VPX8MNpuOgMMSV7sXdaIrIp+eH4SqS";
+    const FIXTURE_PLAINTEXT: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn a_value_sealed_by_an_independent_implementation_opens() {
+        let secrets = SecretBox::new(Some(KEY));
+        assert_eq!(secrets.open(FIXTURE_SEALED).unwrap(), FIXTURE_PLAINTEXT);
+        assert_eq!(
+            SecretBox::new(Some([8; 32])).open(FIXTURE_SEALED),
+            Err(SecretError::WrongKeyOrTampered)
+        );
+        // And herald seals in the same layout: prefix, then nonce ‖ ciphertext ‖ tag.
+        let sealed = secrets.seal(FIXTURE_PLAINTEXT);
+        assert_eq!(sealed.len(), FIXTURE_SEALED.len());
+        let fixture_bytes = STANDARD
+            .decode(FIXTURE_SEALED.strip_prefix(SEALED_PREFIX).unwrap())
+            .unwrap();
+        assert_eq!(
+            fixture_bytes.len(),
+            NONCE_BYTES + FIXTURE_PLAINTEXT.len() + TAG_BYTES
+        );
+    }
+
     #[test]
     fn sealed_values_round_trip_and_hide_the_plaintext() {
         let secrets = SecretBox::new(Some(KEY));

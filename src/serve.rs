@@ -5,12 +5,20 @@
 //! told to read them back (a page at a time, as they have room: memory stays bounded
 //! however large the backlog), and only then does the change stream resume from the
 //! checkpoint.
+//!
+//! One shutdown path: when the token fires, the listener stops accepting and lets open
+//! requests finish, the feed and the watcher stop, and then the engine drains its in-flight
+//! attempts and writes the final checkpoint.
 
+use std::fmt::Display;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_actors::Engine;
 use ractor::Actor;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -25,9 +33,67 @@ use crate::store::events::{self, FeedHealth};
 use crate::store::webhooks::{self, WatchHealth};
 use crate::transport::{HttpsTransport, TransportOptions};
 
+/// Why `herald serve` could not start, or stopped other than by its shutdown token. The
+/// Display is one line, fit for the exit message.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// MongoDB unreachable, or an unusable `--mongodb-uri`.
+    #[error("{0}")]
+    Connect(String),
+    #[error("cannot create indexes: {0}")]
+    Indexes(String),
+    #[error("cannot create the retention (TTL) indexes: {0}")]
+    Retention(String),
+    /// The outbound HTTPS client (e.g. an unreadable `--ca-file`).
+    #[error("{0}")]
+    Transport(String),
+    #[error("cannot read the checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("cannot start the engine: {0}")]
+    Engine(String),
+    #[error("cannot load webhooks: {0}")]
+    LoadWebhooks(String),
+    #[error("webhook watcher stopped during start-up")]
+    WatcherStopped,
+    /// The `--listen` address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the listener: {0}")]
+    Listener(String),
+    #[error("the delivery engine stopped unexpectedly")]
+    EngineStopped,
+    #[error("shutdown: {0}")]
+    Shutdown(String),
+}
+
+/// The first line of an error's text (driver errors can run to several).
+fn line(e: impl Display) -> String {
+    store::one_line(&e.to_string())
+}
+
 /// Runs the daemon until `shutdown` fires (then drains and returns `Ok`) or a fatal error.
-/// Errors are one line, fit for the exit message.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    serve(config, shutdown, None).await
+}
+
+/// [`run`], sending the listener's address on `listening` once it accepts connections: with
+/// `--listen 127.0.0.1:0`, the port the system chose. Dropped unsent if start-up fails.
+pub async fn run_reporting(
+    config: Config,
+    shutdown: CancellationToken,
+    listening: oneshot::Sender<SocketAddr>,
+) -> Result<(), ServeError> {
+    serve(config, shutdown, Some(listening)).await
+}
+
+async fn serve(
+    config: Config,
+    shutdown: CancellationToken,
+    listening: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
     let config = Arc::new(config);
     // Before the engine registers its instruments, so that they are live.
     crate::metrics::install();
@@ -45,17 +111,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         &config.database,
         Duration::from_secs(10),
     )
-    .await?;
+    .await
+    .map_err(|e| ServeError::Connect(e.to_string()))?;
     store::ensure_indexes(&db)
         .await
-        .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;
+        .map_err(|e| ServeError::Indexes(line(e)))?;
     let _pending_gauge = crate::metrics::spawn_pending_gauge(db.name(), {
         let db = db.clone();
         move || store::deliveries::count_pending(db.clone())
     });
-    crate::inbound::ensure_indexes(&db)
-        .await
-        .map_err(|e| format!("cannot create indexes: {}", store::one_line(&e.to_string())))?;
     store::ensure_retention(
         &db,
         store::Retention {
@@ -64,39 +128,46 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         },
     )
     .await
-    .map_err(|e| {
-        format!(
-            "cannot create the retention (TTL) indexes: {}",
-            store::one_line(&e.to_string())
-        )
-    })?;
+    .map_err(|e| ServeError::Retention(line(e)))?;
 
     let transport = HttpsTransport::new(TransportOptions {
         ca_file: config.ca_file.clone(),
         allow_private: config.allow_private_networks.clone(),
         ..TransportOptions::default()
     })
-    .map_err(|e| e.to_string())?;
-    let ledger = MongoLedger::new(&db);
-    let checkpoint = ledger.load_checkpoint().await.map_err(|e| {
-        format!(
-            "cannot read the checkpoint: {}",
-            store::one_line(&e.to_string())
-        )
+    .map_err(|e| ServeError::Transport(line(e)))?;
+    // Bound now, so that a taken port fails start-up before the engine starts; accepting
+    // begins with the listener below.
+    let socket = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = socket.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
     })?;
+    let ledger = MongoLedger::new(&db);
+    let checkpoint = ledger
+        .load_checkpoint()
+        .await
+        .map_err(|e| ServeError::Checkpoint(line(e)))?;
     let mut engine = Engine::start(
         config.engine(),
         Arc::new(transport),
         Arc::new(ledger.clone()),
     )
     .await
-    .map_err(|e| format!("cannot start the engine: {e}"))?;
+    .map_err(|e| ServeError::Engine(line(e)))?;
     let handle = engine.handle();
     let tasks = CancellationToken::new();
+    // The background tasks stop however this function returns.
+    let _stop_tasks = tasks.clone().drop_guard();
 
     // 1. Webhooks, live.
     let watcher_health = Arc::new(WatchHealth::default());
-    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+    let (loaded_tx, loaded_rx) = oneshot::channel();
     let watcher = tokio::spawn(webhooks::run_watcher(
         db.clone(),
         handle.clone(),
@@ -107,8 +178,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     ));
     match loaded_rx.await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("cannot load webhooks: {e}")),
-        Err(_) => return Err("webhook watcher stopped during start-up".into()),
+        Ok(Err(e)) => return Err(ServeError::LoadWebhooks(line(e))),
+        Err(_) => return Err(ServeError::WatcherStopped),
     }
 
     // 2. Retries that were pending when the daemon last stopped: each endpoint reads its
@@ -121,7 +192,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         tasks.clone(),
     ));
 
-    // 3. The listener, supervised.
+    // 3. The listener: an actor of its own, stopped below before the engine drains.
     let feed_health = Arc::new(FeedHealth::default());
     let app = Arc::new(AppState {
         db: db.clone(),
@@ -132,16 +203,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         watcher: watcher_health.clone(),
         secrets,
     });
-    let (listener, _) = Actor::spawn(
-        None,
-        Listener {
-            addr: config.listen,
-            app,
-        },
-        (),
-    )
-    .await
-    .map_err(|e| format!("listener: {e}"))?;
+    let (listener, listener_done) = Actor::spawn(None, Listener { app }, socket)
+        .await
+        .map_err(|e| ServeError::Listener(line(e)))?;
+    if let Some(listening) = listening {
+        let _ = listening.send(addr);
+    }
 
     // 4. The feed, from the checkpoint.
     let start = checkpoint.as_deref().and_then(events::decode_position);
@@ -162,25 +229,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         _ = shutdown.cancelled() => false,
         _ = engine.stopped() => true,
     };
+    // Stop accepting; open requests finish (they may still call the engine).
+    listener.stop(Some("shutdown".into()));
+    let _ = listener_done.await;
     tasks.cancel();
     let _ = resume.await;
     let _ = feed.await;
     let _ = watcher.await;
     if stopped_by_failure {
-        listener.stop(None);
-        return Err("the delivery engine stopped unexpectedly".into());
+        return Err(ServeError::EngineStopped);
     }
     info!("shutting down: draining in-flight attempts");
-    let drained = engine
+    engine
         .shutdown(Duration::from_millis(config.shutdown_grace_ms))
         .await
-        .map_err(|e| format!("shutdown: {e}"));
-    // The API answers until the engine has drained, as before.
-    listener
-        .stop_and_wait(None, Some(Duration::from_secs(10)))
-        .await
-        .ok();
-    drained
+        .map_err(|e| ServeError::Shutdown(line(e)))
 }
 
 /// Tells the endpoints of the webhooks that have pending deliveries to read them back from

@@ -406,12 +406,6 @@ async fn receive_once(
     Ok(outcome)
 }
 
-/// Creates the index the handlers query `objects` by (idempotent). Kept for callers of
-/// old; [`store::ensure_indexes`] creates it with every other index.
-pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
-    store::objects::ensure_indexes(db).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,13 +96,24 @@ async fn publish_until_received(
     }
 }
 
-/// How long an event that reached `control` is given to reach `target` too: deliveries
-/// of one event to several endpoints start together.
+/// How long an event that reached `control` is given to reach `target` too, before a test
+/// concludes that it did not: deliveries of one event to several endpoints start together.
+/// Only for negative checks, after `control` proved the event was routed.
 const GRACE: Duration = Duration::from_millis(400);
 
-/// Publishes one event and reports whether `target` got it, with `control` (subscribed
-/// to everything) as proof that herald processed the event.
-async fn reaches(db: &Database, target: &Receiver, control: &Receiver, event_type: &str) -> bool {
+/// Publishes one event and waits (with a generous deadline) until `target` gets it.
+async fn reaches(db: &Database, target: &Receiver, event_type: &str) -> bool {
+    let id = new_event_id("check");
+    insert_event(db, &id, event_type).await;
+    wait_delivered(target, &id, Duration::from_secs(20))
+        .await
+        .is_some()
+}
+
+/// Publishes one event and reports whether `target` missed it: `control` (subscribed to
+/// everything) gets it first, as proof that herald routed the event, then `target` is given
+/// [`GRACE`].
+async fn missed_by(db: &Database, target: &Receiver, control: &Receiver, event_type: &str) -> bool {
     let id = new_event_id("check");
     insert_event(db, &id, event_type).await;
     assert!(
@@ -111,8 +122,7 @@ async fn reaches(db: &Database, target: &Receiver, control: &Receiver, event_typ
             .is_some(),
         "the control webhook never got {id}"
     );
-    tokio::time::sleep(GRACE).await;
-    delivered(target, &id).is_some()
+    wait_delivered(target, &id, GRACE).await.is_none()
 }
 
 /// Waits until a change that stops deliveries to `target` has taken effect, then checks
@@ -124,7 +134,7 @@ async fn assert_stops_receiving(
     event_type: &str,
 ) {
     let until = Instant::now() + Duration::from_secs(30);
-    while reaches(db, target, control, event_type).await {
+    while !missed_by(db, target, control, event_type).await {
         assert!(
             Instant::now() < until,
             "{} kept receiving {event_type}",
@@ -132,7 +142,7 @@ async fn assert_stops_receiving(
         );
     }
     assert!(
-        !reaches(db, target, control, event_type).await,
+        missed_by(db, target, control, event_type).await,
         "{} received {event_type} again after it stopped",
         target.url
     );
@@ -298,7 +308,7 @@ async fn a_webhook_created_through_the_api_receives_events_until_it_is_deleted()
     assert_eq!(header(&request, "x-mixpeek-secret"), Some("shared-secret"));
     assert_eq!(body_json(&request)["event_type"], "object.created");
     // Only subscribed types arrive.
-    assert!(!reaches(&s.db, &target, &control, "batch.completed").await);
+    assert!(missed_by(&s.db, &target, &control, "batch.completed").await);
 
     let deleted = s.api.delete(&path(&created)).await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
@@ -337,7 +347,7 @@ async fn an_event_published_right_after_the_answer_meets_the_webhook_as_written(
     )
     .await;
     assert!(
-        reaches(&s.db, &target, &control, "object.created").await,
+        reaches(&s.db, &target, "object.created").await,
         "the event right after the create did not reach the new webhook"
     );
 
@@ -347,7 +357,7 @@ async fn an_event_published_right_after_the_answer_meets_the_webhook_as_written(
         .await;
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert!(
-        !reaches(&s.db, &target, &control, "object.created").await,
+        missed_by(&s.db, &target, &control, "object.created").await,
         "the event right after the patch reached the webhook by its old event types"
     );
 
@@ -357,7 +367,7 @@ async fn an_event_published_right_after_the_answer_meets_the_webhook_as_written(
         .await;
     assert_eq!(paused.status, 200, "{}", paused.body);
     assert!(
-        !reaches(&s.db, &target, &control, "batch.completed").await,
+        missed_by(&s.db, &target, &control, "batch.completed").await,
         "the event right after the pause was delivered"
     );
     let resumed = s
@@ -369,7 +379,7 @@ async fn an_event_published_right_after_the_answer_meets_the_webhook_as_written(
     let deleted = s.api.delete(&path(&created)).await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
     assert!(
-        !reaches(&s.db, &target, &control, "batch.completed").await,
+        missed_by(&s.db, &target, &control, "batch.completed").await,
         "the event right after the delete reached the deleted webhook"
     );
     s.daemon.stop().await.unwrap();
@@ -616,7 +626,7 @@ async fn patching_a_webhook_changes_what_it_receives() {
     let request = publish_until_received(&s.db, &target, "cluster.completed").await;
     assert_eq!(body_json(&request)["event_type"], "cluster.completed");
     assert_eq!(header(&request, "x-mixpeek-secret"), Some("shared-secret"));
-    assert!(!reaches(&s.db, &target, &control, "batch.completed").await);
+    assert!(missed_by(&s.db, &target, &control, "batch.completed").await);
 
     // New headers replace the old ones on the next deliveries.
     let patched = s
@@ -784,6 +794,72 @@ async fn rotating_the_secret_signs_with_both_secrets_for_a_day() {
             .get_str("secret")
             .unwrap(),
         SECRET
+    );
+    s.daemon.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_previous_secret_signs_until_it_expires_and_never_after() {
+    let s = setup("api_wh_expired", |_| {}).await;
+    let receiver = Receiver::start().await;
+    let current = SigningKey::parse(SECRET).unwrap();
+    let expired_secret = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let expiring_secret = "whsec_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    let expired = SigningKey::parse(expired_secret).unwrap();
+    let expiring = SigningKey::parse(expiring_secret).unwrap();
+    let now = std::time::SystemTime::now();
+    // Expiring a few seconds from now: long enough for a first delivery to carry it on a
+    // loaded machine, short enough to watch it stop.
+    let expires_at = now + Duration::from_secs(5);
+    let mut document = webhook("wh_00000000000e0001", &receiver.url, &["object.created"]);
+    document.insert(
+        "previous_secrets",
+        vec![
+            doc! {"secret": expired_secret,
+            "expires_at": mongodb::bson::DateTime::from_system_time(now - Duration::from_secs(60))},
+            doc! {"secret": expiring_secret,
+            "expires_at": mongodb::bson::DateTime::from_system_time(expires_at)},
+        ],
+    );
+    insert_webhook(&s.db, document).await;
+    let keys = [&current, &expired, &expiring];
+
+    // While one previous secret is live: the current one and that one sign, never the
+    // expired one.
+    let first = publish_until_received(&s.db, &receiver, "object.created").await;
+    let timestamp: u64 = header(&first, "webhook-timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expiry = expires_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if timestamp < expiry {
+        let mut owners = signature_owners(&first, &keys);
+        owners.sort();
+        assert_eq!(owners, [vec![0], vec![2]], "signed at {timestamp}");
+    }
+
+    // Once it has expired, with no change to the webhook: the current secret alone.
+    let until = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let request = publish_until_received(&s.db, &receiver, "object.created").await;
+        let at: u64 = header(&request, "webhook-timestamp")
+            .unwrap()
+            .parse()
+            .unwrap();
+        if at > expiry {
+            break request;
+        }
+        assert!(Instant::now() < until, "no delivery after the expiry");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        signature_owners(&after, &keys),
+        [vec![0]],
+        "an expired previous secret still signs: {:?}",
+        header(&after, "webhook-signature")
     );
     s.daemon.stop().await.unwrap();
 }

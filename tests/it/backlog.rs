@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use herald_actors::{Event, Payload};
 use mongodb::bson::{doc, DateTime, Document};
 
-use crate::daemon::{free_port, http_get_status, test_config, ChildDaemon};
+use crate::daemon::{free_port, test_config, ChildDaemon};
 use crate::fixtures::*;
 use crate::support::mongo::{PYTHON_ENV, URI_ENV};
 use crate::support::{Receiver, Response};
@@ -22,6 +22,18 @@ const HEALTHY: &str = "wh_0000000000000a11";
 /// run: on the dev server, inserting 200,000 and herald's index builds over them at start
 /// take minutes on a busy 2-core machine).
 const PENDING: usize = 200_000;
+
+/// Deliveries an endpoint may hold (`--max-held-per-endpoint`): the default, or a tenth of
+/// a smaller backlog, so that paging is what keeps memory bounded whatever the override
+/// (with a backlog below the default, nothing would need paging and the test could not
+/// fail).
+fn max_held(pending: usize) -> usize {
+    (pending / 10).clamp(100, 10_000)
+}
+
+/// The peak RSS tells held-whole from paged only for a large backlog: below this many,
+/// holding all of them stays under [`RSS_BOUND_KIB`], and the held figure alone decides.
+const RSS_MEANINGFUL_FROM: usize = 150_000;
 
 fn pending_count() -> usize {
     std::env::var("HERALD_BACKLOG_PENDING")
@@ -199,7 +211,10 @@ async fn a_dead_endpoint_with_200000_pending_deliveries_keeps_herald_bounded_and
 
     let config = test_config(&uri, &name, &dead.ca_pem_path);
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut daemon = ChildDaemon::spawn(&config, log.path());
+    let cap = max_held(pending);
+    let mut command = ChildDaemon::command(&config);
+    command.args(["--max-held-per-endpoint", &cap.to_string()]);
+    let mut daemon = ChildDaemon::spawn_command(command, log.path());
     let pid = daemon.child.id();
     // Sample the resident set while it runs (VmHWM at the end gives the peak anyway).
     let stop = Arc::new(AtomicBool::new(false));
@@ -217,12 +232,26 @@ async fn a_dead_endpoint_with_200000_pending_deliveries_keeps_herald_bounded_and
     };
     // Start-up builds the indexes over the backlog first: on the dev server that takes a
     // while, so wait longer than `wait_ready` does.
-    let ready_url = format!("http://{}/readyz", daemon.listen);
-    crate::support::eventually(Duration::from_secs(180), "herald ready", || {
-        let url = ready_url.clone();
-        async move { http_get_status(&url).await == Some(200) }
-    })
-    .await;
+    daemon.wait_ready_within(Duration::from_secs(180)).await;
+    // What the dead endpoint holds in memory (queued, in flight, waiting to retry), as
+    // its webhook's health reports it, sampled throughout.
+    let most_held = Arc::new(AtomicU64::new(0));
+    let held_sampler = {
+        let (stop, most_held) = (stop.clone(), most_held.clone());
+        let api = crate::api_client::Api::new(daemon.listen(), None);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let read = api.get(&format!("/v1/webhooks/{DEAD}")).await;
+                let health = &read.body["health"];
+                let held = ["queued", "in_flight", "scheduled"]
+                    .iter()
+                    .filter_map(|k| health[*k].as_u64())
+                    .sum::<u64>();
+                most_held.fetch_max(held, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let ready = started.elapsed() - inserted;
     println!("herald ready {:.1} s after start", ready.as_secs_f64());
 
@@ -283,6 +312,17 @@ async fn a_dead_endpoint_with_200000_pending_deliveries_keeps_herald_bounded_and
     let peak = status_kib(pid, "VmHWM:").expect("the child's /proc status");
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
+    held_sampler.await.unwrap();
+    let most_held = most_held.load(Ordering::Relaxed) as usize;
+    println!("the dead endpoint held at most {most_held} deliveries (cap {cap})");
+    assert!(
+        most_held > 0,
+        "the dead endpoint's health never showed a held delivery"
+    );
+    assert!(
+        most_held <= cap,
+        "the dead endpoint held {most_held} deliveries, over its cap of {cap}, with {pending} pending"
+    );
     println!(
         "herald peak RSS (VmHWM) {:.1} MiB (largest VmRSS sample {:.1} MiB) with {pending} pending \
          deliveries; {backlog_attempts} backlog attempts to the dead endpoint so far",
@@ -290,7 +330,7 @@ async fn a_dead_endpoint_with_200000_pending_deliveries_keeps_herald_bounded_and
         most_rss.load(Ordering::Relaxed) as f64 / 1024.0
     );
     assert!(
-        peak <= RSS_BOUND_KIB,
+        pending < RSS_MEANINGFUL_FROM || peak <= RSS_BOUND_KIB,
         "herald's peak RSS {:.1} MiB exceeds {} MiB",
         peak as f64 / 1024.0,
         RSS_BOUND_KIB / 1024

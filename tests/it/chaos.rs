@@ -4,7 +4,9 @@
 //! Each chaos story runs herald in-process with one healthy receiver next to the
 //! misbehaving ones, and checks three things: the attempt-log entry (status code or error
 //! text), the retry decision (pending with a `next_attempt_at`, or `failed` once attempts
-//! run out), and that the healthy endpoint got its deliveries at its normal pace meanwhile.
+//! run out), and that the healthy endpoint was unaffected meanwhile: every one of its
+//! deliveries succeeded at its first attempt and, where the neighbour is slow, before the
+//! neighbour's first attempt ended (times from herald's own ledger, never a fixed bound).
 
 use std::time::{Duration, Instant};
 
@@ -47,31 +49,43 @@ async fn scene(prefix: &str, chaos: &[(&str, &str)], tune: impl FnOnce(&mut Conf
 }
 
 impl Scene {
-    /// Inserts events `evt_<prefix>_0..n` in one batch; returns when.
-    async fn publish(&self, prefix: &str, n: usize) -> Instant {
+    /// Inserts events `evt_<prefix>_0..n` in one batch.
+    async fn publish(&self, prefix: &str, n: usize) {
         let events: Vec<Document> = (0..n)
             .map(|i| event(&format!("evt_{prefix}_{i}"), "batch.completed"))
             .collect();
-        let at = Instant::now();
         self.db
             .collection::<Document>("events")
             .insert_many(events)
             .await
             .unwrap();
-        at
     }
 
-    /// The healthy receiver got all `n` events within `within` of `since`: the chaos next
-    /// door did not slow it down.
-    async fn healthy_kept_pace(&self, n: usize, since: Instant, within: Duration) {
+    /// The healthy endpoint got `n` deliveries in all, each at its first attempt: the chaos
+    /// next door cost it no failure and no retry.
+    async fn healthy_unaffected(&self, n: usize) {
         self.healthy.wait_for(n, Duration::from_secs(30)).await;
-        let took = since.elapsed();
-        assert!(
-            took < within,
-            "the healthy endpoint needed {took:?} for {n} deliveries (allowed {within:?})"
-        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let done = deliveries(
+                &self.db,
+                mongodb::bson::doc! {"webhook_id": HEALTHY, "status": "succeeded"},
+            )
+            .await;
+            if done.len() >= n {
+                for d in &done {
+                    assert_eq!(d.get_i64("attempts").unwrap(), 1, "{d}");
+                }
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} healthy deliveries recorded succeeded",
+                done.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-
     /// Waits until delivery `id` satisfies `done`, and returns it.
     async fn delivery_when(
         &self,
@@ -120,6 +134,12 @@ fn assert_every_attempt_errored(d: &Document, needles: &[&str]) {
     }
 }
 
+/// When an attempt ended, in ms since the epoch by herald's clock (its `at` plus its
+/// `duration_ms`).
+fn attempt_end(attempt: &Document) -> i64 {
+    attempt.get_datetime("at").unwrap().timestamp_millis() + attempt.get_i64("duration_ms").unwrap()
+}
+
 fn delivery_id(event: &str, webhook: &str) -> String {
     format!("{event}:{webhook}")
 }
@@ -133,10 +153,8 @@ async fn a_reset_mid_response_is_an_io_failure_retried_until_attempts_run_out(
     let chaos = ChaosReceiver::start(Behaviour::ResetMidResponse { partial }).await;
     let scene = scene(prefix, &[(CHAOS, &chaos.url)], |c| c.retry_max_attempts = 3).await;
 
-    let since = scene.publish(prefix, 10).await;
-    scene
-        .healthy_kept_pace(10, since, Duration::from_secs(5))
-        .await;
+    scene.publish(prefix, 10).await;
+    scene.healthy_unaffected(10).await;
 
     for i in 0..10 {
         let id = delivery_id(&format!("evt_{prefix}_{i}"), CHAOS);
@@ -183,12 +201,10 @@ async fn a_slowloris_receiver_is_cut_off_by_the_attempt_timeout_and_rescheduled(
     })
     .await;
 
-    let since = scene.publish("slow", 10).await;
-    // Every healthy delivery lands before the trickling attempts even time out.
-    scene
-        .healthy_kept_pace(10, since, Duration::from_secs(3))
-        .await;
+    scene.publish("slow", 10).await;
+    scene.healthy_unaffected(10).await;
 
+    let mut trickle_ends = Vec::new();
     for i in 0..10 {
         let id = delivery_id(&format!("evt_slow_{i}"), CHAOS);
         let d = scene
@@ -205,11 +221,26 @@ async fn a_slowloris_receiver_is_cut_off_by_the_attempt_timeout_and_rescheduled(
         );
         assert_every_attempt_errored(&d, &["timed out after 3000 ms"]);
         let took = attempt_log(&d)[0].get_i64("duration_ms").unwrap();
-        assert!(
-            (2_900..6_000).contains(&took),
-            "the trickling attempt lasted {took} ms"
-        );
+        assert!(took >= 2_900, "the trickling attempt lasted {took} ms");
+        trickle_ends.push(attempt_end(&attempt_log(&d)[0]));
     }
+    // Every healthy delivery had ended before the first trickling attempt timed out.
+    let healthy_last = deliveries(
+        &scene.db,
+        mongodb::bson::doc! {"webhook_id": HEALTHY, "status": "succeeded"},
+    )
+    .await
+    .iter()
+    .map(|d| attempt_end(&attempt_log(d)[0]))
+    .max()
+    .unwrap();
+    let first_timeout = trickle_ends.into_iter().min().unwrap();
+    assert!(
+        healthy_last < first_timeout,
+        "the healthy endpoint's last delivery ended {} ms after the first trickling attempt \
+         timed out",
+        healthy_last - first_timeout
+    );
     scene.daemon.stop().await.unwrap();
 }
 
@@ -228,10 +259,8 @@ async fn redirects_are_never_followed_and_count_as_failures() {
         .collect();
     let scene = scene("redirect", &chaos, |c| c.retry_max_attempts = 2).await;
 
-    let since = scene.publish("redir", 5).await;
-    scene
-        .healthy_kept_pace(5, since, Duration::from_secs(5))
-        .await;
+    scene.publish("redir", 5).await;
+    scene.healthy_unaffected(5).await;
 
     for (status, id, receiver) in &redirectors {
         for i in 0..5 {
@@ -261,14 +290,6 @@ async fn redirects_are_never_followed_and_count_as_failures() {
     scene.daemon.stop().await.unwrap();
 }
 
-/// Peak resident memory of this process (Linux), in bytes.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 #[tokio::test]
 async fn a_huge_response_body_is_not_read_and_the_attempt_succeeds_promptly() {
     const SIZED: &str = "wh_00000000000ca021";
@@ -289,43 +310,38 @@ async fn a_huge_response_body_is_not_read_and_the_attempt_succeeds_promptly() {
         |_| {},
     )
     .await;
-    let peak_before = peak_rss();
-
-    let since = scene.publish("huge", 5).await;
-    scene
-        .healthy_kept_pace(5, since, Duration::from_secs(5))
-        .await;
+    scene.publish("huge", 5).await;
+    scene.healthy_unaffected(5).await;
     for webhook in [SIZED, CHUNKED] {
         for i in 0..5 {
             let id = delivery_id(&format!("evt_huge_{i}"), webhook);
             let d = wait_for_status(&scene.db, &id, "succeeded").await;
             assert_eq!(d.get_i64("attempts").unwrap(), 1, "{d}");
             let log = attempt_log(&d);
+            // Succeeded, not timed out: the attempt ended within its attempt timeout
+            // without waiting for the body.
             assert_eq!(log[0].get_i32("status_code").unwrap(), 200);
-            // Drained for at most a second (DRAIN_TIMEOUT), never for the whole body.
-            let took = log[0].get_i64("duration_ms").unwrap();
-            assert!(took < 3_000, "{webhook}: the attempt took {took} ms");
         }
     }
-    let all_done = since.elapsed();
-    assert!(all_done < Duration::from_secs(15), "took {all_done:?}");
 
-    // herald hung up long before 50 MiB: no connection ever got its whole body out.
+    // herald hung up long before 50 MiB: no connection ever got its whole body out, and
+    // what each got out is what socket buffers take without herald reading (herald reads
+    // at most 64 KiB of a body), far from the body: herald never held one.
     for (what, receiver) in [("content-length", &sized), ("chunked", &chunked)] {
         assert!(
             !receiver.body_completed(),
             "{what}: a whole 50 MiB body was read"
         );
+        let requests = receiver.requests() as u64;
+        let written = receiver.body_bytes_written();
         eprintln!(
-            "{what}: {} requests, {:.1} MiB of body written before herald hung up",
-            receiver.requests(),
-            receiver.body_bytes_written() as f64 / MIB as f64
+            "{what}: {requests} requests, {:.1} MiB of body written before herald hung up",
+            written as f64 / MIB as f64
         );
-    }
-    if let (Some(before), Some(after)) = (peak_before, peak_rss()) {
-        let grew = after.saturating_sub(before);
-        eprintln!("peak RSS grew by {:.1} MiB", grew as f64 / MIB as f64);
-        assert!(grew < 40 * MIB, "peak RSS grew by {grew} bytes");
+        assert!(
+            written < requests * 16 * MIB,
+            "{what}: {written} bytes of body went out over {requests} requests"
+        );
     }
     scene.daemon.stop().await.unwrap();
 }
@@ -352,10 +368,8 @@ async fn expired_and_wrong_host_certificates_are_tls_failures_and_nothing_is_sen
     )
     .await;
 
-    let since = scene.publish("cert", 5).await;
-    scene
-        .healthy_kept_pace(5, since, Duration::from_secs(5))
-        .await;
+    scene.publish("cert", 5).await;
+    scene.healthy_unaffected(5).await;
 
     for (webhook, why) in [(EXPIRED, "expired"), (WRONG_HOST, "not valid for name")] {
         for i in 0..5 {
@@ -391,7 +405,6 @@ async fn a_receiver_closing_every_connection_still_gets_every_delivery() {
     .await;
 
     // In three waves, so later deliveries meet pooled connections the receiver closed.
-    let mut since = None;
     for wave in 0..3 {
         let events: Vec<Document> = (0..EVENTS / 3)
             .map(|i| event(&format!("evt_close_{}", wave * EVENTS / 3 + i), "x.y"))
@@ -402,12 +415,9 @@ async fn a_receiver_closing_every_connection_still_gets_every_delivery() {
             .insert_many(events)
             .await
             .unwrap();
-        since.get_or_insert_with(Instant::now);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    scene
-        .healthy_kept_pace(EVENTS, since.unwrap(), Duration::from_secs(8))
-        .await;
+    scene.healthy_unaffected(EVENTS).await;
 
     for (webhook, receiver) in [(ANNOUNCED, &announced), (SILENT, &silent)] {
         let mut attempts = 0;
@@ -439,10 +449,8 @@ async fn an_http2_only_receiver_gets_every_delivery_over_h2() {
     let mut connections = Vec::new();
     for wave in 0..2 {
         let prefix = format!("h2w{wave}");
-        let since = scene.publish(&prefix, 20).await;
-        scene
-            .healthy_kept_pace(20 * (wave + 1), since, Duration::from_secs(5))
-            .await;
+        scene.publish(&prefix, 20).await;
+        scene.healthy_unaffected(20 * (wave + 1)).await;
         for i in 0..20 {
             let id = delivery_id(&format!("evt_{prefix}_{i}"), H2);
             let d = wait_for_status(&scene.db, &id, "succeeded").await;

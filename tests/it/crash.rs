@@ -1,5 +1,6 @@
 //! herald killed with SIGKILL mid-stream loses nothing: restarted, it resumes from its
-//! checkpoint and re-loads pending retries.
+//! checkpoint and re-loads pending retries. Stopped with SIGTERM, it lets in-flight
+//! attempts finish and records them, so a restart sends nothing again.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -108,6 +109,139 @@ async fn kill_9_in_the_middle_of_1000_deliveries_loses_none() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_in_flight_attempts_finish_records_them_and_a_restart_resends_nothing() {
+    const EVENTS: usize = 5;
+    let (uri, name, db) = database("sigterm").await;
+    let receiver = Receiver::start().await;
+    // Slow: each answer comes three seconds after the request arrived.
+    receiver.respond_with_response(crate::support::Response::ok().delay(Duration::from_secs(3)));
+    insert_webhook(&db, webhook("wh_0000000000000c05", &receiver.url, &["*"])).await;
+    let mut config = test_config(&uri, &name, &receiver.ca_pem_path);
+    // The attempts outlast neither their timeout nor the shutdown grace (10 s by default).
+    config.attempt_timeout_ms = 10_000;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut daemon = ChildDaemon::spawn(&config, log.path());
+    daemon.wait_ready().await;
+
+    let events: Vec<Document> = (0..EVENTS)
+        .map(|i| event(&format!("evt_term_{i}"), "batch.completed"))
+        .collect();
+    db.collection::<Document>("events")
+        .insert_many(events)
+        .await
+        .unwrap();
+    // An attempt has reached the receiver and waits for its answer: SIGTERM now. (Herald
+    // may hold the others back while a new endpoint's first attempts are out.)
+    receiver.wait_for(1, Duration::from_secs(30)).await;
+    let terminated_at = mongodb::bson::DateTime::now();
+    assert_eq!(daemon.sigterm().await, Some(0), "{}", daemon.log_text());
+    assert!(
+        crate::support::without_colours(&daemon.log_text()).contains("draining in-flight attempts"),
+        "{}",
+        daemon.log_text()
+    );
+
+    // What was in flight was drained and recorded before herald exited: succeeded, its
+    // answer after the SIGTERM. The rest were not attempted yet.
+    let in_flight_at_stop = distinct_ids(&receiver);
+    assert!(!in_flight_at_stop.is_empty());
+    let recorded = deliveries(&db, doc! {}).await;
+    for event_id in &in_flight_at_stop {
+        let id = format!("{event_id}:wh_0000000000000c05");
+        let d = delivery(&db, &id).await.unwrap_or_else(|| {
+            panic!(
+                "{id} was not recorded before exit; recorded: {recorded:?}\nherald log:\n{}",
+                crate::support::without_colours(&daemon.log_text()),
+            )
+        });
+        assert_eq!(d.get_str("status").unwrap(), "succeeded", "{d}");
+        assert_eq!(d.get_i64("attempts").unwrap(), 1, "{d}");
+        let attempt = d.get_array("attempt_log").unwrap()[0]
+            .as_document()
+            .unwrap()
+            .clone();
+        let ended = attempt.get_datetime("at").unwrap().timestamp_millis()
+            + attempt.get_i64("duration_ms").unwrap();
+        assert!(
+            ended >= terminated_at.timestamp_millis(),
+            "{id} was answered before the SIGTERM at {terminated_at}, not in flight: {attempt}"
+        );
+    }
+
+    // Restarted: every event arrives (the new one last, so the feed has caught up), and
+    // each exactly once: nothing drained was sent again.
+    receiver.respond_with(200);
+    let daemon = ChildDaemon::spawn(&config, log.path());
+    daemon.wait_ready().await;
+    insert_event(&db, "evt_term_after_restart", "batch.completed").await;
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "every event is delivered after the restart",
+        || {
+            let got = distinct_ids(&receiver).len() == EVENTS + 1;
+            async move { got }
+        },
+    )
+    .await;
+    let ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .filter_map(|r| header(r, "webhook-id").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        EVENTS + 1,
+        "sent again after a clean restart: {ids:?}"
+    );
+    drop(daemon);
+}
+
+/// The resume token of the change that inserted `event_id` into `events`, and of every
+/// change after it in the database, collected in the background from a change stream
+/// opened now (before the insert).
+async fn positions_from(
+    db: &mongodb::Database,
+    event_id: &str,
+) -> std::sync::Arc<std::sync::Mutex<Vec<mongodb::bson::Bson>>> {
+    use futures::StreamExt;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stream = db.watch().await.unwrap();
+    let (collected, event_id) = (seen.clone(), event_id.to_owned());
+    tokio::spawn(async move {
+        let mut reached = false;
+        while let Some(Ok(change)) = stream.next().await {
+            reached |= change
+                .document_key
+                .as_ref()
+                .is_some_and(|key| key.get_str("_id") == Ok(event_id.as_str()));
+            if reached {
+                collected
+                    .lock()
+                    .unwrap()
+                    .push(mongodb::bson::to_bson(&change.id).unwrap());
+            }
+        }
+    });
+    seen
+}
+
+/// The resume token of herald's stored checkpoint.
+async fn checkpoint_token(db: &mongodb::Database) -> Option<mongodb::bson::Bson> {
+    let state = db
+        .collection::<Document>("herald_state")
+        .find_one(doc! {"_id": "feed"})
+        .await
+        .unwrap()?;
+    let mongodb::bson::Bson::Binary(bytes) = state.get("token")? else {
+        return None;
+    };
+    mongodb::bson::from_slice::<Document>(&bytes.bytes)
+        .ok()?
+        .get("token")
+        .cloned()
+}
+
+#[tokio::test]
 async fn pending_retries_survive_a_kill() {
     let (uri, name, db) = database("crashretry").await;
     let receiver = Receiver::start().await;
@@ -121,8 +255,27 @@ async fn pending_retries_survive_a_kill() {
 
     let mut daemon = ChildDaemon::spawn(&config, log.path());
     daemon.wait_ready().await;
+    // The change stream as herald sees it, from just before the event: the positions the
+    // checkpoint may hold once it has passed the event.
+    let passed = positions_from(&db, "evt_crash_retry").await;
     insert_event(&db, "evt_crash_retry", "batch.completed").await;
     wait_for_status(&db, "evt_crash_retry:wh_0000000000000c02", "pending").await;
+    // Killed only once the checkpoint is past the event: after the restart the change
+    // stream resumes beyond it, so the retry can only come from the ledger's pending record.
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "the checkpoint has passed the event",
+        || {
+            let db = db.clone();
+            let passed = passed.clone();
+            async move {
+                checkpoint_token(&db)
+                    .await
+                    .is_some_and(|token| passed.lock().unwrap().contains(&token))
+            }
+        },
+    )
+    .await;
     daemon.kill();
 
     receiver.respond_with(200);
@@ -136,7 +289,97 @@ async fn pending_retries_survive_a_kill() {
 }
 
 #[tokio::test]
-async fn a_checkpoint_lost_from_the_change_stream_history_falls_back_to_scanning_events() {
+async fn a_checkpoint_pruned_from_the_change_stream_history_falls_back_to_scanning_events() {
+    // A server of the test's own with a tiny oplog, so the history can really be lost.
+    let mongo = crate::support::TestMongo::spawn_with_config("[oplog]\nmax_entries = 20\n").await;
+    let client = mongo.client().await;
+    let db = client.database("historypruned");
+    let receiver = Receiver::start().await;
+    insert_webhook(&db, webhook("wh_0000000000000c04", &receiver.url, &["*"])).await;
+    let config = test_config(&mongo.uri, "historypruned", &receiver.ca_pem_path);
+
+    // A first run leaves a checkpoint at its last event.
+    let daemon = crate::daemon::InProcess::start(config.clone()).await;
+    insert_event(&db, "evt_before_stop", "batch.completed").await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    wait_for_status(&db, "evt_before_stop:wh_0000000000000c04", "succeeded").await;
+    daemon.stop().await.unwrap();
+    let checkpoint = checkpoint_token(&db).await.expect("a checkpoint");
+
+    // While herald is down: the event it must not miss, then enough writes for the oplog
+    // to drop the checkpoint's position.
+    // (The scan finds events by their `occurred_at`: one without it is not recovered, as
+    // herald warns when it falls back.)
+    let mut missed = event("evt_missed_while_down", "batch.completed");
+    missed.insert("occurred_at", mongodb::bson::DateTime::now());
+    db.collection::<Document>("events")
+        .insert_one(missed)
+        .await
+        .unwrap();
+    let filler = db.collection::<Document>("filler");
+    for i in 0..60 {
+        filler.insert_one(doc! {"_id": i}).await.unwrap();
+    }
+    client
+        .database("admin")
+        .run_command(doc! {"secantusAdmin.pruneOplog": 1})
+        .await
+        .unwrap();
+    // The real condition: resuming from the checkpoint is refused as history lost.
+    let token: mongodb::change_stream::event::ResumeToken =
+        mongodb::bson::from_bson(checkpoint).unwrap();
+    let Err(refused) = db.watch().resume_after(token).await else {
+        panic!("the checkpoint's position was not pruned");
+    };
+    assert!(
+        matches!(&*refused.kind, mongodb::error::ErrorKind::Command(c) if c.code == 286),
+        "{refused}"
+    );
+
+    // Restarted, herald scans `events` from the checkpoint's time and delivers the missed
+    // event (the one before the stop may come again: a replay, never a loss).
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = ChildDaemon::spawn(&config, log.path());
+    child.wait_ready().await;
+    let delivered = |id: &'static str| {
+        let receiver = &receiver;
+        move || {
+            let got = receiver
+                .requests()
+                .iter()
+                .any(|r| header(r, "webhook-id") == Some(id));
+            async move { got }
+        }
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !delivered("evt_missed_while_down")().await {
+        assert!(
+            std::time::Instant::now() < until,
+            "the event written while herald was down never arrived\nherald log:\n{}",
+            crate::support::without_colours(&child.log_text())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = crate::support::without_colours(&child.log_text());
+    assert!(
+        text.contains("falling back to scanning"),
+        "herald did not report the lost history:\n{text}"
+    );
+    // And the feed goes on from now.
+    insert_event(&db, "evt_after_recovery", "batch.completed").await;
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "an event after the recovery is delivered",
+        delivered("evt_after_recovery"),
+    )
+    .await;
+    assert_eq!(child.terminate(), Some(0), "{}", child.log_text());
+}
+
+/// A checkpoint whose token this server cannot even parse (FailedToParse, code 9), as a
+/// checkpoint written by another server version might be: handled like a lost history.
+#[tokio::test]
+async fn an_unreadable_checkpoint_token_falls_back_to_scanning_events() {
     let (uri, name, db) = database("historylost").await;
     let receiver = Receiver::start().await;
     insert_webhook(&db, webhook("wh_0000000000000c03", &receiver.url, &["*"])).await;

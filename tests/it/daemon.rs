@@ -2,14 +2,18 @@
 //! process for crash stories.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use herald::config::Config;
+use herald::serve::ServeError;
 use tokio_util::sync::CancellationToken;
 
-/// A free loopback port (bound, then released).
+/// A loopback port nothing listens on (bound, then released): for "unreachable" URLs and
+/// servers that cannot report a port of their own choosing, never for herald, which binds
+/// port 0 and reports its address.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -18,12 +22,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Settings every test uses: fast retries, the receiver's CA trusted, loopback allowed.
+/// Settings every test uses: fast retries, the receiver's CA trusted, loopback allowed, and
+/// a listener on a port the system chooses (herald reports it).
 pub fn test_config(mongodb_uri: &str, database: &str, ca_file: &Path) -> Config {
     Config {
         mongodb_uri: mongodb_uri.to_owned(),
         database: database.to_owned(),
-        listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ca_file: Some(ca_file.to_owned()),
         allow_private_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         retry_initial_ms: 20,
@@ -53,24 +58,45 @@ pub async fn start_with_key(
 
 /// herald running inside the test process.
 pub struct InProcess {
+    /// The address its listener bound.
     pub listen: SocketAddr,
     shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
 }
 
 impl InProcess {
     /// Starts herald and waits until `/readyz` answers 200.
     pub async fn start(config: Config) -> Self {
-        let listen = config.listen;
+        let daemon = Self::try_start(config)
+            .await
+            .unwrap_or_else(|e| panic!("herald did not start: {e}"));
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// Starts herald and waits until its listener accepts (not until it is ready), or
+    /// returns why it could not start.
+    pub async fn try_start(config: Config) -> Result<Self, ServeError> {
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(herald::serve::run(config, shutdown.clone()));
-        let daemon = Self {
+        let (listening_tx, listening) = tokio::sync::oneshot::channel();
+        let mut task = tokio::spawn(herald::serve::run_reporting(
+            config,
+            shutdown.clone(),
+            listening_tx,
+        ));
+        let listen = tokio::select! {
+            addr = listening => match addr {
+                Ok(addr) => addr,
+                // Dropped unsent: start-up failed, and the task says why.
+                Err(_) => return Err((&mut task).await.unwrap().expect_err("stopped without error")),
+            },
+            ended = &mut task => return Err(ended.unwrap().expect_err("stopped without error")),
+        };
+        Ok(Self {
             listen,
             shutdown,
             task: Some(task),
-        };
-        daemon.wait_ready().await;
-        daemon
+        })
     }
 
     async fn wait_ready(&self) {
@@ -83,7 +109,7 @@ impl InProcess {
     }
 
     /// SIGTERM's equivalent: drain and stop; returns what `run` returned.
-    pub async fn stop(mut self) -> Result<(), String> {
+    pub async fn stop(mut self) -> Result<(), ServeError> {
         self.shutdown.cancel();
         self.task.take().unwrap().await.unwrap()
     }
@@ -113,15 +139,21 @@ pub async fn http_get_status(url: &str) -> Option<u16> {
     Some(response.status().as_u16())
 }
 
-/// herald as a child process (for `kill -9`).
+/// herald as a child process (for `kill -9` and SIGTERM). Its address is read from its
+/// `listening` log line, so it can bind port 0 like the in-process daemon.
 pub struct ChildDaemon {
     pub child: Child,
-    pub listen: SocketAddr,
+    /// The file its stderr is appended to (a restarted daemon may share it).
+    log: PathBuf,
+    /// Where this child's lines begin in `log`.
+    log_from: u64,
+    /// The address it bound, once read from the log.
+    listen: OnceLock<SocketAddr>,
 }
 
 impl ChildDaemon {
     pub fn spawn(config: &Config, log: &Path) -> Self {
-        Self::spawn_command(Self::command(config), config, log)
+        Self::spawn_command(Self::command(config), log)
     }
 
     /// `herald serve` with `config`'s settings, info-level logs; add flags or environment
@@ -158,26 +190,80 @@ impl ChildDaemon {
     }
 
     /// Starts `command`, its stderr appended to `log`.
-    pub fn spawn_command(mut command: Command, config: &Config, log: &Path) -> Self {
-        let log = std::fs::OpenOptions::new()
+    pub fn spawn_command(mut command: Command, log: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
+        let log_from = file.metadata().unwrap().len();
         let child = command
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .expect("spawn herald");
         Self {
             child,
-            listen: config.listen,
+            log: log.to_owned(),
+            log_from,
+            listen: OnceLock::new(),
         }
     }
 
+    /// This child's part of its log.
+    pub fn log_text(&self) -> String {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        let from = (self.log_from as usize).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
+    /// The address herald bound. Panics before [`ChildDaemon::wait_listening`] (or
+    /// [`ChildDaemon::wait_ready`]) has seen it.
+    pub fn listen(&self) -> SocketAddr {
+        *self
+            .listen
+            .get()
+            .expect("the child's address is known once it has logged `listening`")
+    }
+
+    /// Waits until herald logs `listening` (it binds after connecting to MongoDB and
+    /// building its indexes, which can take long over a large backlog) and returns the
+    /// address; panics if it exits first or `within` passes.
+    pub async fn wait_listening(&self, within: Duration) -> SocketAddr {
+        if let Some(addr) = self.listen.get() {
+            return *addr;
+        }
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(addr) = listening_addr(&self.log_text()) {
+                return *self.listen.get_or_init(|| addr);
+            }
+            // Exited and not yet reaped: a zombie (`Z` in its stat), or gone.
+            let exited = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map_or(
+                true,
+                |stat| {
+                    stat.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+                },
+            );
+            assert!(
+                !exited && tokio::time::Instant::now() < until,
+                "herald never logged `listening` (exited: {exited})\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the child listens and `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        let url = format!("http://{}/readyz", self.listen);
-        crate::support::eventually(Duration::from_secs(30), "herald child ready", || {
+        self.wait_ready_within(Duration::from_secs(30)).await;
+    }
+
+    /// [`ChildDaemon::wait_ready`] with a deadline for each of the two waits.
+    pub async fn wait_ready_within(&self, within: Duration) {
+        let url = format!("http://{}/readyz", self.wait_listening(within).await);
+        crate::support::eventually(within, "herald child ready", || {
             let url = url.clone();
             async move { http_get_status(&url).await == Some(200) }
         })
@@ -190,7 +276,27 @@ impl ChildDaemon {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then the exit code.
+    /// SIGTERM, then the exit code, waiting without blocking the test's runtime: receivers
+    /// of this test (on the same runtime) keep answering while herald drains.
+    pub async fn sigterm(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if tokio::time::Instant::now() > deadline {
+                self.kill();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit code. Blocks the calling thread: use
+    /// [`ChildDaemon::sigterm`] when herald must reach the test's receivers while it drains.
     pub fn terminate(&mut self) -> Option<i32> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -207,6 +313,23 @@ impl ChildDaemon {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The address of the last `listening` line of a herald log, text or JSON.
+pub fn listening_addr(log: &str) -> Option<SocketAddr> {
+    crate::support::without_colours(log)
+        .lines()
+        .rev()
+        .filter(|line| line.contains("listening"))
+        .find_map(|line| {
+            let value = if let Some((_, rest)) = line.split_once("addr=") {
+                rest.split_whitespace().next()?
+            } else {
+                let (_, rest) = line.split_once("\"addr\":\"")?;
+                rest.split('"').next()?
+            };
+            value.parse::<SocketAddr>().ok()
+        })
 }
 
 impl Drop for ChildDaemon {

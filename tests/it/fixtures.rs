@@ -121,3 +121,74 @@ pub fn assert_signed(request: &RecordedRequest) {
 pub fn body_json(request: &RecordedRequest) -> serde_json::Value {
     serde_json::from_slice(&request.body).expect("JSON body")
 }
+
+/// A webhook of the test's own that tells when herald has caught up: with webhook changes
+/// written straight into MongoDB (they are applied in the order written), and with events
+/// (they are routed in the order inserted). A negative check ("nothing arrives") waits on
+/// it first, so that its bounded quiet period starts only once herald has seen the change.
+pub struct Marker {
+    db: Database,
+    id: String,
+    pub receiver: support::Receiver,
+    /// Bumped by each [`Marker::changes_applied`]: the marker listens to `marker.<round>`.
+    round: u32,
+}
+
+impl Marker {
+    /// Inserts the marker webhook (`id` must be unused by the test).
+    pub async fn start(db: &Database, id: &str) -> Self {
+        let receiver = support::Receiver::start().await;
+        insert_webhook(db, webhook(id, &receiver.url, &["marker.0"])).await;
+        let mut marker = Self {
+            db: db.clone(),
+            id: id.to_owned(),
+            receiver,
+            round: 0,
+        };
+        marker.events_routed().await;
+        marker
+    }
+
+    /// Waits until herald has applied every webhook change written before this call: moves
+    /// the marker to a new event type, then publishes that type until the marker gets one.
+    pub async fn changes_applied(&mut self) {
+        self.round += 1;
+        self.db
+            .collection::<Document>("webhooks")
+            .update_one(
+                doc! {"_id": &self.id},
+                doc! {"$set": {"event_types": [format!("marker.{}", self.round)]}},
+            )
+            .await
+            .unwrap();
+        self.events_routed().await;
+    }
+
+    /// Waits until herald has routed every event inserted before this call: publishes an
+    /// event of the marker's type (again, until the marker's current type is live) and
+    /// waits for it.
+    pub async fn events_routed(&mut self) {
+        let event_type = format!("marker.{}", self.round);
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let id = format!("evt_marker_{:08x}", rand::random::<u32>());
+            insert_event(&self.db, &id, &event_type).await;
+            let probe_until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while tokio::time::Instant::now() < probe_until {
+                if self
+                    .receiver
+                    .requests()
+                    .iter()
+                    .any(|r| header(r, "webhook-id") == Some(id.as_str()))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "herald never delivered a {event_type} event to the marker"
+            );
+        }
+    }
+}

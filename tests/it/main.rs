@@ -8,6 +8,7 @@ mod api_client;
 mod api_deliveries;
 mod api_webhooks;
 mod backlog;
+mod changes;
 mod chaos;
 mod cli;
 mod crash;

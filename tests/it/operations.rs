@@ -2,8 +2,9 @@
 //! and fail as they happen; pausing a webhook holds everything sent to it and resuming
 //! delivers all of it; the ledger is bounded by TTL indexes with the configured expiry.
 //!
-//! Metrics are process-wide (every daemon in this test binary shares one recorder), so the
-//! metric story uses an event type of its own and compares scrapes before and after.
+//! Metrics are process-wide (every in-process daemon of this test binary shares one
+//! recorder), so the metric story runs herald as a child process of its own and compares
+//! its scrapes before and after: every figure it checks moved by this story alone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -97,9 +98,18 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
         webhook("wh_0000000000000a02", &failing.url, &[event_type.as_str()]),
     )
     .await;
-    let (herald, api) = start(&uri, &name, |c| c.retry_max_attempts = 2).await;
+    let mut config = crate::daemon::test_config(&uri, &name, &ok.ca_pem_path);
+    config.retry_max_attempts = 2;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut command = crate::daemon::ChildDaemon::command(&config);
+    command.args(["--api-key", KEY]);
+    let mut herald = crate::daemon::ChildDaemon::spawn_command(command, log.path());
+    herald.wait_ready().await;
+    let api = Api::new(herald.listen(), Some(KEY));
+    let events = db.collection::<Document>("events");
 
     let before = scrape(&api).await;
+    let events_before = events.count_documents(doc! {}).await.unwrap();
     for i in 0..3 {
         insert_event(&db, &format!("evt_ops_metrics_{i}"), &event_type).await;
     }
@@ -118,8 +128,9 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     )
     .await;
     let after = scrape(&api).await;
+    let events_after = events.count_documents(doc! {}).await.unwrap();
 
-    // Exactly ours, by the labels only this story uses.
+    // This daemon's figures moved by this story alone.
     let outcome = |outcome: &str| {
         format!("herald_deliveries_total{{outcome=\"{outcome}\",event_type=\"{event_type}\"}}")
     };
@@ -127,24 +138,21 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     assert_eq!(delta(&before, &after, &outcome("failed")), 3.0);
     // Each failed delivery was first retried once (two attempts in all).
     assert_eq!(delta(&before, &after, &outcome("retrying")), 3.0);
-
-    // Process-wide: at least ours.
-    let at_least = |series: &str, n: f64| {
-        let moved = delta(&before, &after, series);
-        assert!(
-            moved >= n,
-            "{series} moved by {moved}, expected at least {n}"
-        );
+    let exactly = |series: &str, n: f64| {
+        assert_eq!(delta(&before, &after, series), n, "{series}");
     };
-    at_least("herald_attempts_total{result=\"2xx\"}", 3.0);
-    at_least("herald_attempts_total{result=\"5xx\"}", 6.0);
-    at_least("herald_attempt_duration_seconds_count", 9.0);
-    at_least("herald_events_routed_total", 3.0);
+    exactly("herald_attempts_total{result=\"2xx\"}", 3.0);
+    exactly("herald_attempts_total{result=\"5xx\"}", 6.0);
+    exactly("herald_attempt_duration_seconds_count", 9.0);
+    // Our three events, and any herald published itself meanwhile (an exhausted delivery
+    // is announced as an event).
+    let routed = delta(&before, &after, "herald_events_routed_total");
     assert!(
-        sample(&after, "herald_endpoint_actors") >= 2.0,
-        "endpoint actors: {}",
-        sample(&after, "herald_endpoint_actors")
+        routed >= 3.0 && routed <= (events_after - events_before) as f64,
+        "{routed} events routed, {} inserted",
+        events_after - events_before
     );
+    assert_eq!(sample(&after, "herald_endpoint_actors"), 2.0);
     assert!(after.contains_key("herald_attempts_in_flight"));
     assert!(after.contains_key("herald_change_stream_lag_seconds"));
     assert!(after.contains_key("herald_ledger_batch_size_count"));
@@ -156,7 +164,7 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     );
     assert_eq!(ok.count(), 3);
     assert_eq!(failing.count(), 6);
-    herald.stop().await.unwrap();
+    assert_eq!(herald.terminate(), Some(0), "{}", herald.log_text());
 }
 
 #[tokio::test]
@@ -397,5 +405,56 @@ async fn indexes_an_earlier_version_created_are_dropped_at_start() {
         );
     }
     assert!(names.iter().any(|n| n == "webhook_id_1__id_1"), "{names:?}");
+    herald.stop().await.unwrap();
+}
+
+/// Sets a delivery's `completed_at` `days` into the past, as if it had finished then.
+async fn age(db: &Database, id: &str, days: i64) {
+    let then = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() - days * DAY as i64 * 1000,
+    );
+    db.collection::<Document>("deliveries")
+        .update_one(doc! {"_id": id}, doc! {"$set": {"completed_at": then}})
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_ttl_monitor_removes_a_succeeded_delivery_past_its_retention_and_keeps_a_failed_one() {
+    // A server of the test's own: its TTL monitor is run on demand below.
+    let mongo = support::TestMongo::spawn().await;
+    let client = mongo.client().await;
+    let db = client.database("ops_ttl_expiry");
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.respond_with(500);
+    insert_webhook(&db, webhook("wh_0000000000000e01", &ok.url, &["*"])).await;
+    insert_webhook(&db, webhook("wh_0000000000000e02", &failing.url, &["*"])).await;
+    // The default retention: 7 days for successes, 30 for failures.
+    let (herald, _api) = start(&mongo.uri, "ops_ttl_expiry", |c| c.retry_max_attempts = 1).await;
+
+    insert_event(&db, "evt_ttl_1", "batch.completed").await;
+    let succeeded = "evt_ttl_1:wh_0000000000000e01";
+    let failed = "evt_ttl_1:wh_0000000000000e02";
+    wait_for_status(&db, succeeded, "succeeded").await;
+    wait_for_status(&db, failed, "failed").await;
+    // Both finished eight days ago: past a success's retention, within a failure's.
+    age(&db, succeeded, 8).await;
+    age(&db, failed, 8).await;
+    // One pass of the server's TTL monitor, now rather than at its next minute (SecantusDB
+    // sweeps every 60 s, with the same code this command runs).
+    client
+        .database("admin")
+        .run_command(doc! {"secantusAdmin.pruneTtl": 1})
+        .await
+        .unwrap();
+    assert!(
+        delivery(&db, succeeded).await.is_none(),
+        "a succeeded delivery past its 7-day retention was kept"
+    );
+    assert!(
+        delivery(&db, failed).await.is_some(),
+        "a failed delivery was removed within its 30-day retention"
+    );
     herald.stop().await.unwrap();
 }

@@ -450,7 +450,7 @@ fn spawn_logging(config: &Config, log: &Path) -> ChildDaemon {
         // Through the environment, as an operator would keep it out of `ps`.
         .env("HERALD_SECRET_KEY", key_hex())
         .env("HERALD_LOG", "debug");
-    ChildDaemon::spawn_command(command, &config, log)
+    ChildDaemon::spawn_command(command, log)
 }
 
 /// Waits until the API lists a delivery of `webhook_id` with `status`.
@@ -495,7 +495,7 @@ async fn no_secret_ever_appears_in_the_log_in_reads_or_in_errors() {
     let log = dir.path().join("herald.log");
     let mut daemon = spawn_logging(&config, &log);
     daemon.wait_ready().await;
-    let api = Api::new(daemon.listen, Some(API_KEY));
+    let api = Api::new(daemon.listen(), Some(API_KEY));
     // Every answer the test sees, searched at the end.
     let mut answers: Vec<String> = Vec::new();
 

@@ -43,3 +43,23 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// A log without its ANSI colour codes (`field=value` is written as
+/// `ESC[3mfield ESC[0m ESC[2m= ESC[0m value`).
+pub fn without_colours(log: &str) -> String {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `[`, parameters, and the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}

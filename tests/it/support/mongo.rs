@@ -160,7 +160,7 @@ pub fn shared() -> &'static SharedMongo {
                 .enable_all()
                 .build()
                 .expect("build a runtime to start SecantusDB")
-                .block_on(ServerProcess::start_fresh("shared"))
+                .block_on(ServerProcess::start_fresh("shared", ""))
         })
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -195,7 +195,13 @@ impl TestMongo {
     /// a temporary directory so that [`restart`](Self::restart) finds it again. Returns
     /// once `ping` succeeds.
     pub async fn spawn() -> TestMongo {
-        let server = ServerProcess::start_fresh("dedicated").await;
+        Self::spawn_with_config("").await
+    }
+
+    /// [`spawn`](Self::spawn) with `config` as its `secantusd.toml` (e.g. a small oplog:
+    /// `[oplog]` `max_entries = 20`).
+    pub async fn spawn_with_config(config: &str) -> TestMongo {
+        let server = ServerProcess::start_fresh("dedicated", config).await;
         TestMongo {
             uri: server.uri(),
             server: Some(server),
@@ -277,7 +283,7 @@ struct ServerProcess {
 impl ServerProcess {
     /// Spawns on a free port and waits until ready, retrying with another port when the
     /// child dies at startup (most likely because someone else took the port meanwhile).
-    async fn start_fresh(label: &str) -> ServerProcess {
+    async fn start_fresh(label: &str, config: &str) -> ServerProcess {
         let python = python_path();
         let mut last_failure = String::new();
         for _ in 0..SPAWN_ATTEMPTS {
@@ -288,7 +294,8 @@ impl ServerProcess {
             std::fs::create_dir_all(dir.path().join("db")).expect("create the storage dir");
             // An explicit (empty) config file stops SecantusDB from picking up a
             // developer's ./secantusd.toml or ~/.secantus/secantusd.toml.
-            std::fs::write(dir.path().join("secantusd.toml"), "").expect("write secantusd.toml");
+            std::fs::write(dir.path().join("secantusd.toml"), config)
+                .expect("write secantusd.toml");
             let mut server = ServerProcess {
                 port: free_port(),
                 python: python.clone(),
