@@ -10,7 +10,7 @@ use hyper::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
-use crate::store::page::{self, PageLimits, PageRequest};
+use crate::store::page::{PageLimits, PageRequest};
 
 pub struct ApiRequest {
     pub parts: Parts,
@@ -92,19 +92,6 @@ impl ApiRequest {
                 ApiError::bad_request(format!("query parameter {name}: invalid value {raw:?}"))
             }),
         }
-    }
-
-    /// `limit` (default `default`, at most `max`) as a 400-checked value.
-    pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
-        let limits = PageLimits {
-            default,
-            max,
-            empty_cursor_is_first_page: false,
-        };
-        Ok(page::parse_limit(
-            self.query.get("limit").map(String::as_str),
-            limits,
-        )?)
     }
 
     /// The page a list route is asked for (`limit`, `cursor`), within the route's `limits`.

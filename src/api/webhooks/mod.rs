@@ -28,17 +28,21 @@ use serde_json::Value;
 pub use body::{create_document, patch_update, rotation_secret};
 pub use secrets::rotate_secret;
 
-use super::request::{cursor, path_id};
+use super::request::path_id;
 use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
-use crate::store::page::PageRequest;
+use crate::store::page::PageLimits;
 use crate::store::webhooks::{self as store, ListFilter};
 use crate::webhook::new_id;
 use secrets::seal_credentials;
 use view::{health_view, view};
 
 /// List page size: default and maximum.
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 500;
+/// `GET /v1/webhooks` pages (an empty `cursor` is a 400, as it always was here).
+const PAGE: PageLimits = PageLimits {
+    default: 50,
+    max: 500,
+    empty_cursor_is_first_page: false,
+};
 
 /// Serializes "is this name free?" with the write that takes it, so two concurrent
 /// requests cannot both create the same name (`apply` identifies webhooks by name). One
@@ -73,7 +77,7 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
 /// `GET /v1/webhooks` → `{results, next_cursor}`, sorted by `webhook_id`; filters
 /// `event_type` (subscribed to it, `*` included), `enabled`, `limit`, `cursor`.
 pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
-    let limit = req.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
+    let page = req.page(PAGE)?;
     let enabled = match req.query.get("enabled").map(String::as_str) {
         None => None,
         Some("true") => Some(true),
@@ -88,12 +92,7 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
         event_type: req.query.get("event_type").cloned(),
         enabled,
     };
-    let after = req
-        .query
-        .get("cursor")
-        .map(|c| cursor::decode(c))
-        .transpose()?;
-    let page = store::list(&app.db, &filter, &PageRequest { limit, after }).await?;
+    let page = store::list(&app.db, &filter, &page).await?;
     Ok(json_response(StatusCode::OK, page.to_json(view)))
 }
 
