@@ -189,11 +189,24 @@ fn payload_bson(payload: &Bytes) -> Bson {
     }
 }
 
+/// Which document a later record of `r` applies to: its own, unless that already logs the
+/// attempt `r` brings. The writer sends a batch again when it got no answer, though the
+/// server may have applied it; the attempt's start time (to the millisecond) tells an
+/// attempt already logged from a new one, so a batch written twice logs and counts each
+/// attempt once.
+fn unless_logged(r: &DeliveryRecord) -> Document {
+    let mut q = doc! {"_id": &r.delivery_id};
+    if let Some(first) = r.new_attempts.first() {
+        q.insert("attempt_log.at", doc! {"$ne": bson_date(first.at)});
+    }
+    q
+}
+
 fn update_statement(r: &DeliveryRecord) -> Document {
     let mut set = state_fields(r);
     set.insert("attempts", r.attempts as i64);
     doc! {
-        "q": {"_id": &r.delivery_id},
+        "q": unless_logged(r),
         "u": {
             "$set": set,
             "$push": {"attempt_log": {"$each": r.new_attempts.iter().map(log_entry).collect::<Vec<_>>()}},
@@ -201,14 +214,16 @@ fn update_statement(r: &DeliveryRecord) -> Document {
     }
 }
 
-/// A first record whose document already exists: count the attempt on top of the old ones.
+/// A first record whose document already exists: count the attempt on top of the old ones
+/// (an event attempted again after a crash), unless it is this record's own insert, sent
+/// again with its batch.
 fn replay_statement(r: &DeliveryRecord) -> Document {
     let mut set = state_fields(r);
     if let Some(payload) = &r.payload {
         set.insert("payload", payload_bson(payload));
     }
     doc! {
-        "q": {"_id": &r.delivery_id},
+        "q": unless_logged(r),
         "u": {
             "$set": set,
             "$inc": {"attempts": r.new_attempts.len() as i64},

@@ -18,6 +18,7 @@ mod fixtures;
 mod harness_smoke;
 mod health;
 mod hostile;
+mod ledger;
 mod mux;
 mod openapi;
 mod operations;
