@@ -126,6 +126,9 @@ pub struct State {
     index: SubscriptionIndex,
     endpoints: HashMap<Arc<str>, EndpointEntry>,
     by_actor: HashMap<ActorId, Arc<str>>,
+    /// Endpoints of disabled webhooks recording what they hold before they stop, with their
+    /// work: what they could not record is retired when they end.
+    retiring: HashMap<ActorId, Backlog>,
     next_seq: u64,
     unsettled: BTreeMap<u64, Unsettled>,
     /// The newest checkpoint below which everything is settled, not yet written.
@@ -189,6 +192,7 @@ impl Actor for Router {
             index: SubscriptionIndex::default(),
             endpoints: HashMap::new(),
             by_actor: HashMap::new(),
+            retiring: HashMap::new(),
             next_seq: 0,
             unsettled: BTreeMap::new(),
             pending_checkpoint: None,
@@ -335,6 +339,17 @@ impl Actor for Router {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let ended = match &event {
+            SupervisionEvent::ActorFailed(cell, _)
+            | SupervisionEvent::ActorTerminated(cell, ..) => state.retiring.remove(&cell.get_id()),
+            _ => None,
+        };
+        if let Some(backlog) = ended {
+            // A retired endpoint ended: its records carry the sequence numbers they settle;
+            // what it had not recorded (it failed first) is retired here.
+            self.retire(state, backlog.unrecorded_seqs());
+            return Ok(());
+        }
         match event {
             SupervisionEvent::ActorFailed(cell, reason) => {
                 if cell.get_id() == state.ledger_writer.get_id() {
@@ -471,7 +486,7 @@ impl Router {
         let spec = Arc::new(spec);
         state.index.insert(&spec);
         if !spec.enabled {
-            self.remove(state, &spec.id, "disabled");
+            self.disable(state, &spec.id);
             // Keep it out of the index (remove() also drops it there).
             return Ok(());
         }
@@ -513,6 +528,28 @@ impl Router {
         let seqs = entry.backlog.unrecorded_seqs();
         info!(webhook_id = %id, dropped = seqs.len(), "endpoint stopped ({why})");
         self.retire(state, seqs);
+    }
+
+    /// Stops the endpoint of a disabled webhook without losing what it holds: the actor
+    /// records every delivery the ledger has not seen as `pending` (inspectable, and
+    /// delivered if the webhook is enabled again) and stops; those records settle their
+    /// events once durable, like any other.
+    fn disable(&self, state: &mut State, id: &str) {
+        state.index.remove(id, None);
+        let Some(entry) = state.endpoints.remove(id) else {
+            return;
+        };
+        state.by_actor.remove(&entry.actor.get_id());
+        state.metrics.endpoint_actors.decrement(1.0);
+        let held = entry.backlog.len();
+        if entry.actor.cast(endpoint::Msg::Retire).is_ok() {
+            info!(webhook_id = %id, held, "endpoint stopped (disabled); what it held is recorded as pending");
+            state.retiring.insert(entry.actor.get_id(), entry.backlog);
+        } else {
+            let seqs = entry.backlog.unrecorded_seqs();
+            info!(webhook_id = %id, dropped = seqs.len(), "endpoint stopped (disabled)");
+            self.retire(state, seqs);
+        }
     }
 
     fn retire(&self, state: &mut State, seqs: Vec<u64>) {

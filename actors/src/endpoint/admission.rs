@@ -72,6 +72,21 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The webhook was disabled: records every delivery held that the ledger has not seen,
+    /// queued or under way, as `pending`, due now, with its payload — inspectable through
+    /// the API, and delivered if the webhook is enabled again. An attempt under way runs to
+    /// its end unheard, so its delivery may go out twice (at least once).
+    pub(super) fn record_all_held(&self, state: &mut State) {
+        let now = SystemTime::now();
+        let (outbox, webhook_id) = (&mut state.outbox, &state.spec.id);
+        state.backlog.for_each_unrecorded_held(|job| {
+            let record = job.record_pending(webhook_id, now);
+            outbox.push(record, job.seq);
+        });
+    }
+}
+
 /// Keeps a delivery for its retry at `due` and arms the timer that brings it back.
 pub(super) fn schedule(myself: &ActorRef<Msg>, state: &State, job: Job, due: SystemTime) {
     let wait = due.duration_since(SystemTime::now()).unwrap_or_default();

@@ -172,6 +172,19 @@ impl Backlog {
             .for_each(&mut f);
     }
 
+    /// Calls `f` on every delivery held, queued or under way, that the ledger has not seen.
+    pub(super) fn for_each_unrecorded_held(&self, mut f: impl FnMut(&mut Job)) {
+        let mut work = self.work();
+        let Work {
+            queue, in_flight, ..
+        } = &mut *work;
+        queue
+            .iter_mut()
+            .chain(in_flight.values_mut())
+            .filter(|job| !job.persisted)
+            .for_each(&mut f);
+    }
+
     /// An attempt ended: the job leaves memory (a retry comes back through `schedule`).
     pub(super) fn finish(&self, key: u64) -> Option<Job> {
         let mut work = self.work();

@@ -90,6 +90,8 @@ pub enum Msg {
     NextDue(Result<Option<SystemTime>, LedgerError>),
     /// Time to look at the ledger again.
     LedgerWake,
+    /// The webhook was disabled: record what is held and stop.
+    Retire,
     /// Fail the handler, as a bug would (tests of supervision).
     #[cfg(test)]
     Crash,
@@ -305,6 +307,13 @@ impl Actor for Endpoint {
             }
             // Whichever timer this was, `refill` arms the next one if it is still needed.
             Msg::LedgerWake => state.ledger_wake_at = None,
+            Msg::Retire => {
+                self.record_all_held(state);
+                // On its way to the ledger writer before the router hears the actor ended.
+                state.outbox.flush();
+                myself.stop(Some("disabled".into()));
+                return Ok(());
+            }
             #[cfg(test)]
             Msg::Crash => return Err("crash requested by a test".into()),
         }

@@ -41,6 +41,7 @@ use crate::webhook::{EventFilter, WebhookSpec};
 
 mod checkpoint;
 mod delivery;
+mod disable;
 mod pause;
 mod spill;
 mod supervision;
