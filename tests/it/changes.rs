@@ -1,7 +1,7 @@
 //! A webhook changed while its deliveries are under way: deliveries queued behind a rate
 //! limit, or waiting for a retry timer, make their next attempt with the webhook as it is
 //! now — its URL, headers, signing secret and rate limit — not as it was when the event
-//! arrived.
+//! arrived. Disabled, it records what it held as pending, and delivers it when enabled again.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -181,5 +181,74 @@ async fn deliveries_waiting_to_retry_make_their_next_attempt_with_the_changed_we
         assert_eq!(codes.first(), Some(&503), "{d}");
         assert_eq!(codes.last(), Some(&200), "{d}");
     }
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_webhook_disabled_while_deliveries_are_queued_records_them_and_delivers_them_when_enabled(
+) {
+    const EVENTS: usize = 12;
+    let (uri, name, db) = database("change_disabled").await;
+    let receiver = Receiver::start().await;
+    let mut hook = webhook(WH, &receiver.url, &["batch.completed"]);
+    hook.insert("rate_limit_per_second", 1);
+    insert_webhook(&db, hook).await;
+    let daemon = InProcess::start(test_config(&uri, &name, &receiver.ca_pem_path)).await;
+
+    let events: Vec<Document> = (0..EVENTS)
+        .map(|i| event(&format!("evt_disabled_{i}"), "batch.completed"))
+        .collect();
+    db.collection::<Document>("events")
+        .insert_many(events)
+        .await
+        .unwrap();
+    // One a second: the rest wait in the endpoint's queue when the webhook is disabled.
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    db.collection::<Document>("webhooks")
+        .update_one(doc! {"_id": WH}, doc! {"$set": {"enabled": false}})
+        .await
+        .unwrap();
+
+    // Every event it was handed is accounted for: delivered, or recorded pending with the
+    // payload to send.
+    eventually(
+        Duration::from_secs(30),
+        "every event delivered or recorded pending",
+        || {
+            let db = db.clone();
+            let delivered: HashSet<String> = ids(&receiver.requests()).into_iter().collect();
+            async move {
+                let pending = deliveries(&db, doc! {"status": "pending"}).await;
+                let accounted = pending
+                    .iter()
+                    .filter(|d| d.get("payload").is_some())
+                    .filter_map(|d| d.get_str("event_id").ok().map(str::to_owned))
+                    .chain(delivered)
+                    .collect::<HashSet<_>>();
+                accounted.len() == EVENTS
+            }
+        },
+    )
+    .await;
+    let pending_at_disable = deliveries(&db, doc! {"status": "pending"}).await.len();
+    assert!(pending_at_disable > 0, "nothing was queued when disabled");
+
+    // Enabled again (no limit now): what was held goes out.
+    db.collection::<Document>("webhooks")
+        .update_one(
+            doc! {"_id": WH},
+            doc! {"$set": {"enabled": true}, "$unset": {"rate_limit_per_second": ""}},
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "every event delivered once enabled again",
+        || {
+            let delivered: HashSet<String> = ids(&receiver.requests()).into_iter().collect();
+            async move { delivered.len() == EVENTS }
+        },
+    )
+    .await;
     daemon.stop().await.unwrap();
 }
