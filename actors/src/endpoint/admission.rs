@@ -63,28 +63,27 @@ impl Endpoint {
     /// as `pending`, due now, with its payload — visible through the API, re-loaded after a
     /// restart, and no longer holding the feed checkpoint back.
     pub(super) fn record_held(&self, state: &mut State) {
-        let now = SystemTime::now();
-        let (outbox, webhook_id) = (&mut state.outbox, &state.spec.id);
-        state.backlog.for_each_unrecorded(|job| {
-            let record = job.record_pending(webhook_id, now);
-            outbox.push(record, job.seq);
-        });
+        record_unrecorded(state, false);
     }
-}
 
-impl Endpoint {
     /// The webhook was disabled: records every delivery held that the ledger has not seen,
     /// queued or under way, as `pending`, due now, with its payload — inspectable through
     /// the API, and delivered if the webhook is enabled again. An attempt under way runs to
     /// its end unheard, so its delivery may go out twice (at least once).
     pub(super) fn record_all_held(&self, state: &mut State) {
-        let now = SystemTime::now();
-        let (outbox, webhook_id) = (&mut state.outbox, &state.spec.id);
-        state.backlog.for_each_unrecorded_held(|job| {
-            let record = job.record_pending(webhook_id, now);
-            outbox.push(record, job.seq);
-        });
+        record_unrecorded(state, true);
     }
+}
+
+/// Records the deliveries the ledger has not seen — queued, and under way too if asked —
+/// as `pending`, due now, with their payload.
+fn record_unrecorded(state: &mut State, under_way: bool) {
+    let now = SystemTime::now();
+    let (outbox, webhook_id) = (&mut state.outbox, &state.spec.id);
+    state.backlog.for_each_unrecorded(under_way, |job| {
+        let record = job.record_pending(webhook_id, now);
+        outbox.push(record, job.seq);
+    });
 }
 
 /// Keeps a delivery for its retry at `due` and arms the timer that brings it back.

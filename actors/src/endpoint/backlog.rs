@@ -163,24 +163,17 @@ impl Backlog {
         Some((key, event))
     }
 
-    /// Calls `f` on every queued delivery the ledger has not seen yet.
-    pub(super) fn for_each_unrecorded(&self, mut f: impl FnMut(&mut Job)) {
-        let mut work = self.work();
-        work.queue
-            .iter_mut()
-            .filter(|job| !job.persisted)
-            .for_each(&mut f);
-    }
-
-    /// Calls `f` on every delivery held, queued or under way, that the ledger has not seen.
-    pub(super) fn for_each_unrecorded_held(&self, mut f: impl FnMut(&mut Job)) {
+    /// Calls `f` on every queued delivery the ledger has not seen yet, and on those under
+    /// way too if `under_way`.
+    pub(super) fn for_each_unrecorded(&self, under_way: bool, mut f: impl FnMut(&mut Job)) {
         let mut work = self.work();
         let Work {
             queue, in_flight, ..
         } = &mut *work;
+        let in_flight = in_flight.values_mut().filter(|_| under_way);
         queue
             .iter_mut()
-            .chain(in_flight.values_mut())
+            .chain(in_flight)
             .filter(|job| !job.persisted)
             .for_each(&mut f);
     }
