@@ -31,6 +31,7 @@ use crate::store;
 use crate::store::deliveries::MongoLedger;
 use crate::store::events::{self, FeedHealth};
 use crate::store::webhooks::{self, WatchHealth};
+use crate::text::one_line;
 use crate::transport::{HttpsTransport, TransportOptions};
 
 /// Why `herald serve` could not start, or stopped other than by its shutdown token. The
@@ -38,8 +39,8 @@ use crate::transport::{HttpsTransport, TransportOptions};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// MongoDB unreachable, or an unusable `--mongodb-uri`.
-    #[error("{0}")]
-    Connect(String),
+    #[error(transparent)]
+    Connect(#[from] store::ConnectError),
     #[error("cannot create indexes: {0}")]
     Indexes(String),
     #[error("cannot create the retention (TTL) indexes: {0}")]
@@ -66,12 +67,12 @@ pub enum ServeError {
     #[error("the delivery engine stopped unexpectedly")]
     EngineStopped,
     #[error("shutdown: {0}")]
-    Shutdown(String),
+    Shutdown(#[from] herald_actors::ShutdownError),
 }
 
 /// The first line of an error's text (driver errors can run to several).
 fn line(e: impl Display) -> String {
-    store::one_line(&e.to_string())
+    one_line(&e.to_string())
 }
 
 /// Runs the daemon until `shutdown` fires (then drains and returns `Ok`) or a fatal error.
@@ -111,8 +112,7 @@ async fn serve(
         &config.database,
         Duration::from_secs(10),
     )
-    .await
-    .map_err(|e| ServeError::Connect(e.to_string()))?;
+    .await?;
     store::ensure_indexes(&db)
         .await
         .map_err(|e| ServeError::Indexes(line(e)))?;
@@ -243,7 +243,7 @@ async fn serve(
     engine
         .shutdown(Duration::from_millis(config.shutdown_grace_ms))
         .await
-        .map_err(|e| ServeError::Shutdown(line(e)))
+        .map_err(ServeError::from)
 }
 
 /// Tells the endpoints of the webhooks that have pending deliveries to read them back from
@@ -272,7 +272,7 @@ async fn resume_pending(
                 return;
             }
             Err(e) => {
-                warn!(error = %store::one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64,
+                warn!(error = %one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64,
                     "cannot find the webhooks with pending deliveries");
                 tokio::select! {
                     _ = stop.cancelled() => return,

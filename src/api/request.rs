@@ -166,8 +166,6 @@ fn too_large(limit: usize) -> ApiError {
 
 /// Opaque pagination cursors ([`crate::store::page::cursor`]), a bad one as a 400.
 pub mod cursor {
-    pub use crate::store::page::cursor::encode;
-
     use crate::api::ApiError;
 
     pub fn decode(cursor: &str) -> Result<String, ApiError> {

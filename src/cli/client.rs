@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use super::CliError;
+use crate::text::one_line;
 
 /// How long connecting to the daemon may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +138,7 @@ impl ApiClient {
         let request = builder.body(Full::new(bytes)).map_err(|e| {
             CliError::Usage(format!(
                 "cannot build a request to {url}: {}",
-                one_line_str(&e.to_string())
+                one_line(&e.to_string())
             ))
         })?;
         let exchange = async {
@@ -237,12 +238,12 @@ fn decode(
         (Some(code), Some(message)) => Err(CliError::Api {
             status: status.as_u16(),
             code: code.to_owned(),
-            message: one_line_str(message),
+            message: one_line(message),
         }),
         // Not herald's error shape: something else answered (a proxy, another service).
         _ => {
             let text = String::from_utf8_lossy(bytes);
-            let text = one_line_str(&text);
+            let text = one_line(&text);
             let excerpt = if text.is_empty() {
                 String::new()
             } else {
@@ -262,11 +263,8 @@ fn root_cause(error: &(dyn StdError + 'static)) -> String {
     while let Some(source) = current.source() {
         current = source;
     }
-    one_line_str(&current.to_string())
+    one_line(&current.to_string())
 }
-
-/// Errors stay on one line ([`crate::text::one_line`]).
-pub use crate::text::one_line as one_line_str;
 
 fn truncate(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {

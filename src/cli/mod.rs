@@ -60,7 +60,7 @@ pub fn finish(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("herald: {}", client::one_line_str(&e.to_string()));
+            eprintln!("herald: {}", crate::text::one_line(&e.to_string()));
             e.exit_code()
         }
     }

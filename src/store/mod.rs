@@ -28,7 +28,7 @@ use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
-pub use crate::text::one_line;
+use crate::text::one_line;
 pub use deliveries::{OBSOLETE_INDEXES, TTL_FAILED, TTL_SUCCEEDED};
 pub use inbound_events::TTL_INBOUND;
 pub use retention::Retention;
@@ -76,12 +76,6 @@ pub enum ConnectError {
 }
 
 /// Start-up errors are one-line strings where `serve::run` reports them.
-impl From<ConnectError> for String {
-    fn from(error: ConnectError) -> Self {
-        error.to_string()
-    }
-}
-
 /// Connects and proves the server answers, within `timeout`.
 pub async fn connect(
     uri: &str,

@@ -87,7 +87,7 @@ pub fn parse(text: &str) -> Result<Vec<Desired>, String> {
         let line = e
             .span()
             .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-        let message = crate::cli::client::one_line_str(e.message());
+        let message = crate::text::one_line(e.message());
         match line {
             Some(line) => format!("line {line}: {message}"),
             None => message,
