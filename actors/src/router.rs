@@ -518,16 +518,9 @@ impl Router {
     /// Stops an endpoint. Its unrecorded deliveries will never be recorded: retire them so
     /// the checkpoint moves on (the webhook no longer wants them).
     fn remove(&self, state: &mut State, id: &str, why: &str) {
-        state.index.remove(id, None);
-        let Some(entry) = state.endpoints.remove(id) else {
-            return;
-        };
-        state.by_actor.remove(&entry.actor.get_id());
-        entry.actor.stop(Some(why.to_owned()));
-        state.metrics.endpoint_actors.decrement(1.0);
-        let seqs = entry.backlog.unrecorded_seqs();
-        info!(webhook_id = %id, dropped = seqs.len(), "endpoint stopped ({why})");
-        self.retire(state, seqs);
+        if let Some(entry) = detach(state, id) {
+            self.stop_dropping(state, id, entry, why);
+        }
     }
 
     /// Stops the endpoint of a disabled webhook without losing what it holds: the actor
@@ -535,21 +528,25 @@ impl Router {
     /// delivered if the webhook is enabled again) and stops; those records settle their
     /// events once durable, like any other.
     fn disable(&self, state: &mut State, id: &str) {
-        state.index.remove(id, None);
-        let Some(entry) = state.endpoints.remove(id) else {
+        let Some(entry) = detach(state, id) else {
             return;
         };
-        state.by_actor.remove(&entry.actor.get_id());
-        state.metrics.endpoint_actors.decrement(1.0);
-        let held = entry.backlog.len();
-        if entry.actor.cast(endpoint::Msg::Retire).is_ok() {
-            info!(webhook_id = %id, held, "endpoint stopped (disabled); what it held is recorded as pending");
-            state.retiring.insert(entry.actor.get_id(), entry.backlog);
-        } else {
-            let seqs = entry.backlog.unrecorded_seqs();
-            info!(webhook_id = %id, dropped = seqs.len(), "endpoint stopped (disabled)");
-            self.retire(state, seqs);
+        if entry.actor.cast(endpoint::Msg::Retire).is_err() {
+            // Already gone: nothing left to record what it held.
+            self.stop_dropping(state, id, entry, "disabled");
+            return;
         }
+        let held = entry.backlog.len();
+        info!(webhook_id = %id, held, "endpoint stopped (disabled); what it held is recorded as pending");
+        state.retiring.insert(entry.actor.get_id(), entry.backlog);
+    }
+
+    /// Stops a detached endpoint's actor and retires what it had not recorded.
+    fn stop_dropping(&self, state: &mut State, id: &str, entry: EndpointEntry, why: &str) {
+        entry.actor.stop(Some(why.to_owned()));
+        let seqs = entry.backlog.unrecorded_seqs();
+        info!(webhook_id = %id, dropped = seqs.len(), "endpoint stopped ({why})");
+        self.retire(state, seqs);
     }
 
     fn retire(&self, state: &mut State, seqs: Vec<u64>) {
@@ -585,6 +582,16 @@ impl Router {
         }
         Ok(())
     }
+}
+
+/// Takes an endpoint out of the routing: no event reaches it any more, and its actor's end
+/// is no longer the router's to supervise.
+fn detach(state: &mut State, id: &str) -> Option<EndpointEntry> {
+    state.index.remove(id, None);
+    let entry = state.endpoints.remove(id)?;
+    state.by_actor.remove(&entry.actor.get_id());
+    state.metrics.endpoint_actors.decrement(1.0);
+    Some(entry)
 }
 
 async fn spawn_endpoint(
