@@ -162,13 +162,8 @@ async fn deliveries_waiting_to_retry_make_their_next_attempt_with_the_changed_we
     // (one extra for window edges). Without it they would crowd: each is due within three
     // seconds of its last failure.
     let times: Vec<Instant> = got.iter().map(|r| r.at).collect();
-    for (i, start) in times.iter().enumerate() {
-        let in_window = times[i..]
-            .iter()
-            .take_while(|t| t.duration_since(*start) < Duration::from_secs(1))
-            .count();
-        assert!(in_window <= 2, "{in_window} retries within one second");
-    }
+    let most = most_in_one_second(&times);
+    assert!(most <= 2, "{most} retries within one second");
     // Each delivery's log shows the old endpoint's answer, then the new one's.
     for i in 0..EVENTS {
         let d = wait_for_status(&db, &format!("evt_retry_{i}:{WH}"), "succeeded").await;

@@ -10,11 +10,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
-use hmac::{Hmac, Mac};
 use mongodb::bson::{doc, Document};
 use mongodb::Database;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::api_client::{Api, ApiResponse};
 use crate::daemon::{test_config, InProcess};
@@ -142,20 +140,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// `Mux-Signature` as Mux computes it, written here independently of herald's code.
-fn mux_signature(secret: &str, t: u64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={t},v1={hex}")
 }
 
 /// A Mux event about an asset, as Mux sends it.

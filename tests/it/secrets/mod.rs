@@ -13,11 +13,9 @@ use base64::Engine as _;
 use herald::config::Config;
 use herald::secrets::SecretBox;
 use herald_actors::signing::{verify_header, SigningKey};
-use hmac::{Hmac, Mac};
 use mongodb::bson::{doc, Document};
 use mongodb::Database;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::api_client::{Api, ApiResponse};
 use crate::daemon::test_config;
@@ -183,21 +181,6 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-/// `Mux-Signature` as Mux computes it, written here independently of herald's code.
-fn mux_signature(secret: &str, body: &[u8]) -> String {
-    let t = now_secs();
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={t},v1={hex}")
-}
-
 fn asset_deleted(asset_id: &str) -> Vec<u8> {
     json!({
         "type": "video.asset.deleted",
@@ -212,7 +195,7 @@ fn asset_deleted(asset_id: &str) -> Vec<u8> {
 
 /// POSTs a Mux event to the connection's inbound route, signed with `secret`.
 async fn mux_deliver(api: &Api, connection_id: &str, secret: &str, body: Vec<u8>) -> ApiResponse {
-    let signature = mux_signature(secret, &body);
+    let signature = mux_signature(secret, now_secs(), &body);
     api.anonymous()
         .raw(
             "POST",
