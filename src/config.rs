@@ -96,6 +96,18 @@ pub struct ServeArgs {
     /// as pending and are paged back in [default: 10000]
     #[arg(long, env = "HERALD_MAX_HELD_PER_ENDPOINT")]
     pub max_held_per_endpoint: Option<usize>,
+    /// Events read from the feed whose deliveries are not all durable yet, at most; the
+    /// change stream waits beyond it [default: 20000]
+    #[arg(long, env = "HERALD_MAX_EVENTS_IN_FLIGHT")]
+    pub max_events_in_flight: Option<usize>,
+    /// How long this daemon's claim on its share of the webhooks lasts without renewal
+    /// (`10s`, `2500ms`, or seconds); takeover after a crash happens within it [default: 10s]
+    #[arg(long, env = "HERALD_LEASE_TTL")]
+    pub lease_ttl: Option<String>,
+    /// This daemon's name in the cluster; unique per running process
+    /// [default: <hostname>-<pid>-<4 hex>]
+    #[arg(long, env = "HERALD_MEMBER_ID")]
+    pub member_id: Option<String>,
     /// Grace period for in-flight attempts at shutdown, in ms [default: 10000]
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
@@ -157,6 +169,12 @@ pub struct Config {
     /// Deliveries one endpoint holds in memory (queued, in flight, waiting to retry).
     pub max_held_per_endpoint: usize,
     pub shutdown_grace_ms: u64,
+    /// Events read but not all durable yet, at most (the feed window).
+    pub max_events_in_flight: usize,
+    /// How long a partition lease lasts without renewal.
+    pub lease_ttl_ms: u64,
+    /// This daemon's name in the cluster; `None`: one is made up at start.
+    pub member_id: Option<String>,
     pub log_format: LogFormat,
     /// Days succeeded deliveries are kept after `completed_at`.
     pub retention_succeeded_days: u32,
@@ -211,6 +229,13 @@ impl Config {
             max_held_per_endpoint: pick!(max_held_per_endpoint)
                 .unwrap_or(defaults.max_held_per_endpoint),
             shutdown_grace_ms: pick!(shutdown_grace_ms).unwrap_or(defaults.shutdown_grace_ms),
+            max_events_in_flight: pick!(max_events_in_flight)
+                .unwrap_or(defaults.max_events_in_flight),
+            lease_ttl_ms: pick!(lease_ttl)
+                .map(|t| parse_duration_ms(&t).map_err(|e| format!("--lease-ttl: {e}")))
+                .transpose()?
+                .unwrap_or(defaults.lease_ttl_ms),
+            member_id: pick!(member_id).filter(|m| !m.is_empty()),
             log_format: pick!(log_format).unwrap_or_default(),
             retention_succeeded_days: pick!(retention_succeeded_days)
                 .unwrap_or(defaults.retention_succeeded_days),
@@ -250,6 +275,21 @@ impl Config {
         }
         if self.max_in_flight_per_endpoint == 0 {
             return Err("--max-in-flight-per-endpoint must be at least 1".into());
+        }
+        if self.max_events_in_flight == 0 {
+            return Err("--max-events-in-flight must be at least 1".into());
+        }
+        if self.lease_ttl_ms < MIN_LEASE_TTL_MS {
+            return Err(format!(
+                "--lease-ttl must be at least {MIN_LEASE_TTL_MS} ms: a member renews every third of it, and a shorter lease would expire on an ordinary pause of the store"
+            ));
+        }
+        if let Some(id) = &self.member_id {
+            if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(format!(
+                    "--member-id: {id:?} must be at most 128 characters, without spaces or control characters"
+                ));
+            }
         }
         if self.max_held_per_endpoint == 0 {
             return Err("--max-held-per-endpoint must be at least 1".into());
@@ -298,6 +338,9 @@ impl Config {
             attempt_timeout: self.attempt_timeout(),
             max_in_flight_per_endpoint: self.max_in_flight_per_endpoint,
             max_held_per_endpoint: self.max_held_per_endpoint,
+            max_events_in_flight: self.max_events_in_flight,
+            // Each write is one command for every partition that moved: a few a second.
+            checkpoint_interval: Duration::from_millis(250),
             health: herald_actors::HealthPolicy {
                 failing_after: self.endpoint_failing_after,
                 disable_after: (self.endpoint_disable_after_secs > 0)
@@ -325,6 +368,9 @@ impl Default for Config {
             max_in_flight_per_endpoint: 64,
             max_held_per_endpoint: herald_actors::EngineConfig::default().max_held_per_endpoint,
             shutdown_grace_ms: 10_000,
+            max_events_in_flight: herald_actors::EngineConfig::default().max_events_in_flight,
+            lease_ttl_ms: 10_000,
+            member_id: None,
             log_format: LogFormat::Text,
             retention_succeeded_days: 7,
             retention_failed_days: 30,
@@ -333,6 +379,30 @@ impl Default for Config {
             event_types: Vec::new(),
         }
     }
+}
+
+/// The shortest `--lease-ttl` accepted.
+pub const MIN_LEASE_TTL_MS: u64 = 1_000;
+
+/// A duration as `10s`, `2500ms`, `1m` or a bare number of seconds, in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 2500ms)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1_000,
+        "ms" => 1,
+        "m" => 60_000,
+        _ => return Err(format!("{text:?} is not a duration (e.g. 10s, 2500ms)")),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// The longest retention MongoDB can express as a TTL (`expireAfterSeconds` is an int32).

@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod inbound;
 pub mod listener;

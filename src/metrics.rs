@@ -12,6 +12,7 @@
 //! Several daemons in one process (the integration tests) share the recorder, so values
 //! are process-wide.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -25,6 +26,17 @@ use tracing::warn;
 pub const CHANGE_STREAM_LAG_SECONDS: &str = "herald_change_stream_lag_seconds";
 /// `herald_inbound_webhooks_total{provider, outcome}`: inbound provider requests.
 pub const INBOUND_WEBHOOKS_TOTAL: &str = "herald_inbound_webhooks_total";
+
+/// `herald_cluster_members{member}`: live members of the cluster, as this member sees them.
+pub const CLUSTER_MEMBERS: &str = "herald_cluster_members";
+/// `herald_partitions_owned{member}`: partitions this member holds the lease of.
+pub const PARTITIONS_OWNED: &str = "herald_partitions_owned";
+/// `herald_feed_checkpoint_age_seconds{member}`: now − when the position of the oldest
+/// owned partition's stored checkpoint was current in the feed.
+pub const FEED_CHECKPOINT_AGE_SECONDS: &str = "herald_feed_checkpoint_age_seconds";
+/// `herald_lease_renewal_failures_total{member}`: rounds whose renewal the store refused
+/// or did not answer.
+pub const LEASE_RENEWAL_FAILURES_TOTAL: &str = "herald_lease_renewal_failures_total";
 
 /// `herald_deliveries_pending{database}`: deliveries waiting for an attempt (status
 /// `pending`, including those held by paused webhooks and those of disabled ones).
@@ -95,6 +107,17 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 DELIVERIES_PENDING,
                 "Deliveries waiting for an attempt (counted in MongoDB every 5 s)"
             );
+            describe_gauge!(CLUSTER_MEMBERS, "Live members of the cluster, as this member sees them");
+            describe_gauge!(PARTITIONS_OWNED, "Partitions whose lease this member holds");
+            describe_gauge!(
+                FEED_CHECKPOINT_AGE_SECONDS,
+                Unit::Seconds,
+                "Now minus when the oldest owned partition's stored checkpoint was current in the feed"
+            );
+            describe_counter!(
+                LEASE_RENEWAL_FAILURES_TOTAL,
+                "Lease rounds the store refused or did not answer"
+            );
             describe_counter!(
                 INBOUND_WEBHOOKS_TOTAL,
                 "Inbound provider webhook requests, by provider and outcome"
@@ -119,8 +142,38 @@ pub fn render() -> String {
     install().map(PrometheusHandle::render).unwrap_or_default()
 }
 
+/// The last change-stream lag set, in ms (for the member's heartbeat).
+static LAG_MS: AtomicU64 = AtomicU64::new(0);
+
+/// The change-stream lag last set (`None` before the feed read anything).
+pub fn change_stream_lag() -> Duration {
+    Duration::from_millis(LAG_MS.load(Ordering::Relaxed))
+}
+
+/// Sets the cluster gauges of member `member`.
+pub fn set_cluster(
+    member: &str,
+    live_members: usize,
+    owned: usize,
+    checkpoint_age: Option<Duration>,
+) {
+    install();
+    let member = member.to_owned();
+    metrics::gauge!(CLUSTER_MEMBERS, "member" => member.clone()).set(live_members as f64);
+    metrics::gauge!(PARTITIONS_OWNED, "member" => member.clone()).set(owned as f64);
+    metrics::gauge!(FEED_CHECKPOINT_AGE_SECONDS, "member" => member)
+        .set(checkpoint_age.map_or(0.0, |a| a.as_secs_f64()));
+}
+
+/// Counts one failed lease round of `member`.
+pub fn count_renewal_failure(member: &str) {
+    install();
+    metrics::counter!(LEASE_RENEWAL_FAILURES_TOTAL, "member" => member.to_owned()).increment(1);
+}
+
 /// Sets the change-stream lag gauge (a pre-built handle: the feed calls this per change).
 pub fn set_change_stream_lag(lag: Duration) {
+    LAG_MS.store(lag.as_millis() as u64, Ordering::Relaxed);
     static LAG: OnceLock<Gauge> = OnceLock::new();
     LAG.get_or_init(|| {
         install();

@@ -1,14 +1,15 @@
 //! `herald serve`: wires the engine to MongoDB and HTTPS, and runs until told to stop.
 //!
 //! Start-up order matters for "nothing lost": webhooks are loaded before the feed starts
-//! (an event must find its subscribers), endpoints with pending retries in the ledger are
-//! told to read them back (a page at a time, as they have room: memory stays bounded
-//! however large the backlog), and only then does the change stream resume from the
-//! checkpoint.
+//! (an event must find its subscribers); the lease coordinator joins the cluster and takes
+//! the partitions that are free (the endpoints of each read their pending retries back, a
+//! page at a time, as they have room: memory stays bounded however large the backlog); and
+//! only then does the change stream open, from the oldest checkpoint of those partitions.
 //!
 //! One shutdown path: when the token fires, the listener stops accepting and lets open
-//! requests finish, the feed and the watcher stop, and then the engine drains its in-flight
-//! attempts and writes the final checkpoint.
+//! requests finish, the feed, the watcher and the coordinator's rounds stop, the engine
+//! drains its in-flight attempts and writes every partition's final checkpoint, and the
+//! coordinator frees the leases, so the other members take over at once.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -18,12 +19,13 @@ use std::time::Duration;
 use herald_actors::Engine;
 use ractor::Actor;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::catalog::Catalog;
 use crate::api::AppState;
+use crate::cluster::{self, Coordinator};
 use crate::config::Config;
 use crate::listener::Listener;
 use crate::secrets::SecretBox;
@@ -48,8 +50,8 @@ pub enum ServeError {
     /// The outbound HTTPS client (e.g. an unreadable `--ca-file`).
     #[error("{0}")]
     Transport(String),
-    #[error("cannot read the checkpoint: {0}")]
-    Checkpoint(String),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(String),
     #[error("cannot start the engine: {0}")]
     Engine(String),
     #[error("cannot load webhooks: {0}")]
@@ -149,11 +151,7 @@ async fn serve(
         source,
     })?;
     let ledger = MongoLedger::new(&db);
-    let checkpoint = ledger
-        .load_checkpoint()
-        .await
-        .map_err(|e| ServeError::Checkpoint(line(e)))?;
-    let mut engine = Engine::start(
+    let mut engine = Engine::start_member(
         config.engine(),
         Arc::new(transport),
         Arc::new(ledger.clone()),
@@ -182,15 +180,26 @@ async fn serve(
         Err(_) => return Err(ServeError::WatcherStopped),
     }
 
-    // 2. Retries that were pending when the daemon last stopped: each endpoint reads its
-    // own back, a page at a time. Which webhooks have some is one query, made in the
-    // background: on a large backlog it can take seconds on a store that scans, and
-    // nothing else waits for it (the deliveries are safe in the ledger meanwhile).
-    let resume = tokio::spawn(resume_pending(
-        ledger.clone(),
+    // 2. The cluster: take the free partitions (their endpoints read their pending
+    // retries back), then keep the leases renewed.
+    let (grants_tx, grants_rx) = mpsc::unbounded_channel();
+    let coordinator = Coordinator::join(
+        db.clone(),
         handle.clone(),
-        tasks.clone(),
-    ));
+        grants_tx,
+        cluster::Options {
+            member_id: config
+                .member_id
+                .clone()
+                .unwrap_or_else(cluster::default_member_id),
+            lease_ttl: Duration::from_millis(config.lease_ttl_ms),
+            listen: addr,
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+        },
+    )
+    .await
+    .map_err(|e| ServeError::Cluster(line(e)))?;
+    let coordinator = tokio::spawn(coordinator.run(tasks.clone()));
 
     // 3. The listener: an actor of its own, stopped below before the engine drains.
     let feed_health = Arc::new(FeedHealth::default());
@@ -210,17 +219,11 @@ async fn serve(
         let _ = listening.send(addr);
     }
 
-    // 4. The feed, from the checkpoint.
-    let start = checkpoint.as_deref().and_then(events::decode_position);
-    if checkpoint.is_some() && start.is_none() {
-        warn!("the stored checkpoint is unreadable; starting the change stream from now");
-    }
-    info!(resuming = start.is_some(), "starting the event feed");
+    // 4. The feed, from the oldest checkpoint of the partitions taken.
     let feed = tokio::spawn(events::run_feed(
         db.clone(),
         handle.clone(),
-        Arc::new(ledger),
-        start,
+        grants_rx,
         feed_health,
         tasks.clone(),
     ));
@@ -233,53 +236,19 @@ async fn serve(
     listener.stop(Some("shutdown".into()));
     let _ = listener_done.await;
     tasks.cancel();
-    let _ = resume.await;
     let _ = feed.await;
     let _ = watcher.await;
+    let coordinator = coordinator.await;
     if stopped_by_failure {
         return Err(ServeError::EngineStopped);
     }
     info!("shutting down: draining in-flight attempts");
-    engine
+    let stopped = engine
         .shutdown(Duration::from_millis(config.shutdown_grace_ms))
-        .await
-        .map_err(ServeError::from)
-}
-
-/// Tells the endpoints of the webhooks that have pending deliveries to read them back from
-/// the ledger (each pages its own, oldest due first). Retries until it succeeds or herald
-/// stops.
-async fn resume_pending(
-    ledger: MongoLedger,
-    engine: herald_actors::EngineHandle,
-    stop: CancellationToken,
-) {
-    let mut wait = Duration::from_secs(1);
-    loop {
-        let found = tokio::select! {
-            _ = stop.cancelled() => return,
-            found = ledger.webhooks_with_pending() => found,
-        };
-        match found {
-            Ok(webhooks) => {
-                if !webhooks.is_empty() {
-                    info!(
-                        webhooks = webhooks.len(),
-                        "webhooks with pending deliveries read them back"
-                    );
-                }
-                let _ = engine.page_pending(webhooks);
-                return;
-            }
-            Err(e) => {
-                warn!(error = %one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64,
-                    "cannot find the webhooks with pending deliveries");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
-        }
+        .await;
+    // Leases are freed only after the final checkpoints: the next owner starts there.
+    if let (Ok(()), Ok(coordinator)) = (&stopped, coordinator) {
+        coordinator.leave().await;
     }
+    stopped.map_err(ServeError::from)
 }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ractor::{Actor, ActorRef};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -13,8 +12,9 @@ use crate::config::EngineConfig;
 use crate::delivery::PendingDelivery;
 use crate::event::Event;
 use crate::ledger_writer;
+use crate::partition::{Grant, PartitionReport, Position, PARTITIONS};
 use crate::ports::{Ledger, LedgerError, Transport};
-use crate::router::{self, EndpointReport, RouterStats};
+use crate::router::{self, EndpointReport, Rewind, RouterStats};
 use crate::supervisor::{self, Supervisor};
 use crate::webhook::WebhookSpec;
 
@@ -33,6 +33,18 @@ pub enum ShutdownError {
     NoAnswer,
 }
 
+/// Why partitions could not be handed over cleanly (the new owner resumes them from their
+/// last stored checkpoints instead: some deliveries may be sent again).
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("cannot write the final checkpoints: {0}")]
+    Checkpoint(#[from] LedgerError),
+    #[error("the router did not finish the hand-over in time")]
+    NoAnswer,
+    #[error(transparent)]
+    Stopped(EngineStopped),
+}
+
 /// A running engine: its handle plus what it takes to stop it.
 pub struct Engine {
     handle: EngineHandle,
@@ -48,8 +60,32 @@ pub struct EngineHandle {
 }
 
 impl Engine {
-    /// Spawns the actor tree.
+    /// Spawns the actor tree owning every partition (epoch 0, from where the feed starts):
+    /// an engine alone, with no lease coordinator (tests, benchmarks, embedding).
     pub async fn start(
+        config: EngineConfig,
+        transport: Arc<dyn Transport>,
+        ledger: Arc<dyn Ledger>,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let engine = Self::start_member(config, transport, ledger).await?;
+        let all = (0..PARTITIONS)
+            .map(|partition| Grant {
+                partition,
+                epoch: 0,
+                from: None,
+                look_up_until: 0,
+            })
+            .collect();
+        engine
+            .handle
+            .grant(all, None)
+            .map_err(|_| ractor::SpawnErr::StartupFailed("router did not start".into()))?;
+        Ok(engine)
+    }
+
+    /// Spawns the actor tree owning no partition: a member of a cluster, whose lease
+    /// coordinator grants it partitions ([`EngineHandle::grant`]).
+    pub async fn start_member(
         config: EngineConfig,
         transport: Arc<dyn Transport>,
         ledger: Arc<dyn Ledger>,
@@ -124,26 +160,85 @@ impl EngineHandle {
     pub async fn submit(
         &self,
         event: Event,
-        checkpoint: Option<Bytes>,
+        position: Option<Position>,
     ) -> Result<(), EngineStopped> {
         let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
         permit.forget();
         self.router
             .cast(router::Msg::Event {
                 event: Arc::new(event),
-                checkpoint,
+                position,
             })
             .map_err(|_| EngineStopped)
     }
 
-    /// A feed position without an event; it becomes the checkpoint once every event
-    /// submitted before it is durable.
-    pub async fn mark(&self, checkpoint: Bytes) -> Result<(), EngineStopped> {
+    /// A feed position without an event; it becomes a partition's checkpoint once every
+    /// event submitted before it is durable there.
+    pub async fn mark(&self, position: Position) -> Result<(), EngineStopped> {
         let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
         permit.forget();
         self.router
-            .cast(router::Msg::Mark(checkpoint))
+            .cast(router::Msg::Mark(position))
             .map_err(|_| EngineStopped)
+    }
+
+    /// Partitions this engine now owns. With `rewind`, the events submitted from now on are
+    /// the feed re-read from an earlier position (the first grant's checkpoint): the
+    /// partitions already owned skip what they have routed before.
+    pub fn grant(&self, grants: Vec<Grant>, rewind: Option<Rewind>) -> Result<(), EngineStopped> {
+        self.router
+            .cast(router::Msg::Grant { grants, rewind })
+            .map_err(|_| EngineStopped)
+    }
+
+    /// Partitions lost to another daemon: their endpoints stop at once and nothing more is
+    /// written for them (the new owner resumes from their checkpoints).
+    pub fn revoke(&self, partitions: Vec<u16>) -> Result<(), EngineStopped> {
+        self.router
+            .cast(router::Msg::Revoke(partitions))
+            .map_err(|_| EngineStopped)
+    }
+
+    /// Hands partitions over cleanly: their in-flight attempts end and are recorded, their
+    /// final checkpoints are written, their endpoints stop. Answers the partitions whose
+    /// final checkpoint the store refused (their lease had already moved on).
+    pub async fn release(
+        &self,
+        partitions: Vec<u16>,
+        grace: Duration,
+    ) -> Result<Vec<u16>, ReleaseError> {
+        match self
+            .router
+            .call(
+                |reply| router::Msg::Release(partitions, reply),
+                Some(grace + Duration::from_secs(35)),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result.map_err(ReleaseError::from),
+            Ok(_) => Err(ReleaseError::NoAnswer),
+            Err(_) => Err(ReleaseError::Stopped(EngineStopped)),
+        }
+    }
+
+    /// Someone re-queued deliveries of these partitions in the ledger: their endpoints read
+    /// their pending deliveries back.
+    pub fn nudge(&self, partitions: Vec<u16>) -> Result<(), EngineStopped> {
+        self.router
+            .cast(router::Msg::Nudge(partitions))
+            .map_err(|_| EngineStopped)
+    }
+
+    /// The partitions this engine owns.
+    pub async fn partitions(&self) -> Result<Vec<PartitionReport>, EngineStopped> {
+        match self
+            .router
+            .call(router::Msg::Partitions, Some(Duration::from_secs(5)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(reports)) => Ok(reports),
+            _ => Err(EngineStopped),
+        }
     }
 
     /// A webhook was created or changed (disabled ones stop their endpoint).
@@ -164,17 +259,6 @@ impl EngineHandle {
     pub fn resume(&self, pending: PendingDelivery) -> Result<(), EngineStopped> {
         self.router
             .cast(router::Msg::Resume(pending))
-            .map_err(|_| EngineStopped)
-    }
-
-    /// These webhooks have pending deliveries in the ledger (at start-up): their endpoints
-    /// read them back a page at a time, as they have room, instead of all at once. Endpoints
-    /// started from now on (a webhook created or enabled again) look in the ledger too.
-    pub fn page_pending(&self, webhook_ids: Vec<String>) -> Result<(), EngineStopped> {
-        self.router
-            .cast(router::Msg::PagePending(
-                webhook_ids.into_iter().map(Into::into).collect(),
-            ))
             .map_err(|_| EngineStopped)
     }
 

@@ -12,6 +12,7 @@ use futures::FutureExt;
 use crate::delivery::{
     AttemptResponse, AttemptResult, DeliveryRecord, DeliveryStatus, PendingDelivery,
 };
+use crate::partition::PartitionCheckpoint;
 use crate::ports::{Ledger, LedgerError, OutboundRequest, PendingStream, Transport};
 
 /// A transport whose answers are scripted per URL; every request is recorded, with
@@ -218,12 +219,15 @@ pub struct MemoryLedger {
 #[derive(Default)]
 struct MemoryInner {
     deliveries: HashMap<String, StoredDelivery>,
-    checkpoints: Vec<Bytes>,
+    /// Every checkpoint written, in order, by partition.
+    checkpoints: Vec<(u16, Bytes)>,
+    /// Per partition, the lowest epoch whose checkpoints are still accepted.
+    epochs: HashMap<u16, u64>,
     writes: usize,
     /// Sweeps begun (`pending_for` calls).
     sweeps: usize,
     /// When auditing: per checkpoint written, the deliveries recorded at that moment.
-    audit: Option<Vec<(Bytes, std::collections::HashSet<String>)>>,
+    audit: Option<Vec<(u16, Bytes, std::collections::HashSet<String>)>>,
     alerts: Vec<crate::health::Alert>,
     /// Checkpoint writes still to refuse (a store outage).
     failing_checkpoints: usize,
@@ -247,8 +251,9 @@ impl MemoryLedger {
         ledger
     }
 
-    /// Every checkpoint written, with the delivery ids recorded when it was (auditing only).
-    pub fn audited_checkpoints(&self) -> Vec<(Bytes, std::collections::HashSet<String>)> {
+    /// Every checkpoint written (partition, position), with the delivery ids recorded when
+    /// it was (auditing only).
+    pub fn audited_checkpoints(&self) -> Vec<(u16, Bytes, std::collections::HashSet<String>)> {
         self.inner.lock().unwrap().audit.clone().unwrap_or_default()
     }
 
@@ -275,8 +280,33 @@ impl MemoryLedger {
             .count()
     }
 
-    pub fn checkpoints(&self) -> Vec<Bytes> {
+    /// Every checkpoint written, in order: (partition, position).
+    pub fn checkpoints(&self) -> Vec<(u16, Bytes)> {
         self.inner.lock().unwrap().checkpoints.clone()
+    }
+
+    /// The checkpoints of one partition, in the order written.
+    pub fn checkpoints_of(&self, partition: u16) -> Vec<Bytes> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .checkpoints
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// Whether every partition's latest checkpoint is `checkpoint` (the whole feed is
+    /// settled up to there).
+    pub fn everywhere_at(&self, checkpoint: &[u8]) -> bool {
+        (0..crate::partition::PARTITIONS)
+            .all(|p| self.checkpoints_of(p).last().map(|c| c.as_ref()) == Some(checkpoint))
+    }
+
+    /// Refuses checkpoints of `partition` with an epoch below `epoch` from now on (another
+    /// daemon has taken the lease).
+    pub fn fence(&self, partition: u16, epoch: u64) {
+        self.inner.lock().unwrap().epochs.insert(partition, epoch);
     }
 
     /// Batch writes so far.
@@ -364,22 +394,50 @@ impl Ledger for MemoryLedger {
         futures::future::ready(Ok(())).boxed()
     }
 
-    fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {
+    fn checkpoint(
+        &self,
+        checkpoints: Vec<PartitionCheckpoint>,
+    ) -> BoxFuture<'static, Result<Vec<u16>, LedgerError>> {
         let mut inner = self.inner.lock().unwrap();
         if inner.failing_checkpoints > 0 {
             inner.failing_checkpoints -= 1;
             return futures::future::ready(Err(LedgerError::Store("store unavailable".into())))
                 .boxed();
         }
-        let recorded = inner
-            .audit
-            .is_some()
-            .then(|| inner.deliveries.keys().cloned().collect());
-        if let (Some(audit), Some(recorded)) = (inner.audit.as_mut(), recorded) {
-            audit.push((checkpoint.clone(), recorded));
+        let mut fenced = Vec::new();
+        for checkpoint in checkpoints {
+            let lowest = inner
+                .epochs
+                .get(&checkpoint.partition)
+                .copied()
+                .unwrap_or(0);
+            if checkpoint.epoch < lowest {
+                fenced.push(checkpoint.partition);
+                continue;
+            }
+            let bytes = checkpoint.position.checkpoint;
+            let recorded = inner
+                .audit
+                .is_some()
+                .then(|| inner.deliveries.keys().cloned().collect());
+            if let (Some(audit), Some(recorded)) = (inner.audit.as_mut(), recorded) {
+                audit.push((checkpoint.partition, bytes.clone(), recorded));
+            }
+            inner.checkpoints.push((checkpoint.partition, bytes));
         }
-        inner.checkpoints.push(checkpoint);
-        futures::future::ready(Ok(())).boxed()
+        futures::future::ready(Ok(fenced)).boxed()
+    }
+
+    fn recorded(
+        &self,
+        delivery_ids: Vec<String>,
+    ) -> BoxFuture<'static, Result<std::collections::HashSet<String>, LedgerError>> {
+        let inner = self.inner.lock().unwrap();
+        let found = delivery_ids
+            .into_iter()
+            .filter(|id| inner.deliveries.contains_key(id))
+            .collect();
+        futures::future::ready(Ok(found)).boxed()
     }
 
     fn alert(&self, alert: crate::health::Alert) -> BoxFuture<'static, Result<(), LedgerError>> {

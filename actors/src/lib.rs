@@ -37,6 +37,7 @@ pub mod fakes;
 pub mod health;
 pub mod ledger_writer;
 pub mod metrics;
+pub mod partition;
 pub mod ports;
 pub mod restart;
 pub mod retry;
@@ -49,11 +50,15 @@ pub mod webhook;
 mod tests;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineHandle, EngineStopped, ShutdownError};
+pub use engine::{Engine, EngineHandle, EngineStopped, ReleaseError, ShutdownError};
+pub use router::Rewind;
 
 pub use delivery::{AttemptResponse, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus};
 pub use event::{Event, Payload};
 pub use health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot};
+pub use partition::{
+    partition_of, Grant, PartitionCheckpoint, PartitionReport, Position, PARTITIONS,
+};
 pub use ports::{Ledger, LedgerError, OutboundRequest, Transport};
 pub use retry::{next_delay, RetryPolicy};
 pub use signing::{Signer, SigningKey};

@@ -3,6 +3,7 @@
 //! The daemon implements these with hyper (HTTPS) and MongoDB; unit tests and benchmarks
 //! implement them in memory.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -12,6 +13,7 @@ use futures::stream::BoxStream;
 
 use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
 use crate::health::Alert;
+use crate::partition::PartitionCheckpoint;
 
 /// One signed POST, ready to send. Everything is pre-built: the transport only dials.
 #[derive(Debug, Clone)]
@@ -72,8 +74,21 @@ pub trait Ledger: Send + Sync + 'static {
     fn write(&self, batch: Arc<Vec<DeliveryRecord>>)
         -> BoxFuture<'static, Result<(), LedgerError>>;
 
-    /// Stores the feed position below which every event's deliveries are durable.
-    fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>>;
+    /// Stores partition checkpoints (each the feed position below which every delivery of
+    /// that partition is durable), each only if its epoch is still the partition lease's.
+    /// Answers the partitions whose write was refused because the lease has moved on (the
+    /// engine is fenced: another daemon owns them now).
+    fn checkpoint(
+        &self,
+        checkpoints: Vec<PartitionCheckpoint>,
+    ) -> BoxFuture<'static, Result<Vec<u16>, LedgerError>>;
+
+    /// Which of these deliveries the ledger has a record of, in any state (one query per
+    /// batch): those need not be sent again when a partition is taken over.
+    fn recorded(
+        &self,
+        delivery_ids: Vec<String>,
+    ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>>;
 
     /// The pending deliveries of one webhook whose next attempt is due at or before
     /// `due_before`, oldest `next_attempt_at` first (ties by delivery id), read through one

@@ -134,6 +134,7 @@ pub async fn retry(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
             "delivery {id:?} changed while being re-queued; try again"
         )));
     }
+    nudge_owner(app, webhook_id).await;
     tracing::info!(delivery_id = %id, "delivery re-queued through the API");
     Ok(json_response(
         StatusCode::ACCEPTED,
@@ -175,6 +176,9 @@ pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiR
         }
         request = page.next(&ids);
     }
+    if recovered > 0 {
+        nudge_owner(app, &webhook_id).await;
+    }
     tracing::info!(webhook_id = %webhook_id, since = %since_text, recovered, "failed deliveries re-queued");
     Ok(json_response(
         StatusCode::ACCEPTED,
@@ -203,6 +207,17 @@ pub fn recover_since(req: &ApiRequest) -> Result<(String, DateTime), ApiError> {
         )
     })?;
     Ok((request.since, since))
+}
+
+/// Tells the daemon that owns the webhook's partition, wherever it runs, to read its pending
+/// deliveries back (this daemon's engine was handed them already, if it is the owner). If
+/// the note cannot be written, the deliveries stay pending and go out when the owner next
+/// reads its backlog (at the latest when the partition changes hands).
+async fn nudge_owner(app: &AppState, webhook_id: &str) {
+    let partition = herald_actors::partition_of(webhook_id);
+    if let Err(e) = crate::store::leases::nudge(&app.db, partition).await {
+        tracing::warn!(webhook_id, error = %crate::text::one_line(&e.to_string()), "cannot nudge the owner of a re-queued delivery");
+    }
 }
 
 /// Turns one `failed` delivery into `pending` (due now) and hands it to the engine.

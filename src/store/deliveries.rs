@@ -1,4 +1,5 @@
-//! The delivery ledger in MongoDB (`deliveries`, and the feed checkpoint in `herald_state`).
+//! The delivery ledger in MongoDB (`deliveries`, and the partition checkpoints, stored with
+//! their leases by [`leases`](super::leases)).
 //!
 //! Most deliveries succeed at their first attempt, so the hot path is one `insert_many` per
 //! batch: each delivery's document is written once, when its first attempt ends. Only
@@ -18,6 +19,7 @@ pub use queries::{
     DeliveryFilter,
 };
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -26,11 +28,12 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use herald_actors::delivery::{AttemptLogEntry, DeliveryRecord, PendingDelivery};
 use herald_actors::ports::{Ledger, LedgerError, PendingStream};
+use herald_actors::PartitionCheckpoint;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
-use super::{bson_date, DELIVERIES, DUPLICATE_KEY, STATE};
+use super::{bson_date, DELIVERIES, DUPLICATE_KEY};
 use crate::text::one_line;
 
 /// [`Ledger`] over a MongoDB database.
@@ -38,7 +41,6 @@ use crate::text::one_line;
 pub struct MongoLedger {
     db: Database,
     deliveries: Collection<Document>,
-    state: Collection<Document>,
     alerts: super::alerts::AlertPublisher,
 }
 
@@ -47,18 +49,8 @@ impl MongoLedger {
         Self {
             db: db.clone(),
             deliveries: db.collection(DELIVERIES),
-            state: db.collection(STATE),
             alerts: super::alerts::AlertPublisher::new(db),
         }
-    }
-
-    /// The stored feed checkpoint, if any.
-    pub async fn load_checkpoint(&self) -> mongodb::error::Result<Option<Vec<u8>>> {
-        let found = self.state.find_one(doc! {"_id": "feed"}).await?;
-        Ok(found.and_then(|d| match d.get("token") {
-            Some(Bson::Binary(b)) => Some(b.bytes.clone()),
-            _ => None,
-        }))
     }
 
     /// The webhooks that have pending deliveries (at start-up: their endpoints read them
@@ -279,22 +271,38 @@ impl Ledger for MongoLedger {
         async move { alerts.publish(&alert).await }.boxed()
     }
 
-    fn checkpoint(&self, checkpoint: Bytes) -> BoxFuture<'static, Result<(), LedgerError>> {
-        let state = self.state.clone();
+    fn checkpoint(
+        &self,
+        checkpoints: Vec<PartitionCheckpoint>,
+    ) -> BoxFuture<'static, Result<Vec<u16>, LedgerError>> {
+        let db = self.db.clone();
         async move {
-            let token = mongodb::bson::Binary {
-                subtype: mongodb::bson::spec::BinarySubtype::Generic,
-                bytes: checkpoint.to_vec(),
-            };
-            state
-                .update_one(
-                    doc! {"_id": "feed"},
-                    doc! {"$set": {"token": token, "updated_at": bson_date(SystemTime::now())}},
-                )
-                .upsert(true)
+            super::leases::store_checkpoints(&db, &checkpoints)
                 .await
-                .map(|_| ())
                 .map_err(|e| ledger_error(&e))
+        }
+        .boxed()
+    }
+
+    /// One query over `_id` for the whole batch.
+    fn recorded(
+        &self,
+        delivery_ids: Vec<String>,
+    ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>> {
+        let deliveries = self.deliveries.clone();
+        async move {
+            let found: Vec<Document> = deliveries
+                .find(doc! {"_id": {"$in": delivery_ids}})
+                .projection(doc! {"_id": 1})
+                .await
+                .map_err(|e| ledger_error(&e))?
+                .try_collect()
+                .await
+                .map_err(|e| ledger_error(&e))?;
+            Ok(found
+                .iter()
+                .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+                .collect())
         }
         .boxed()
     }

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use herald_actors::ports::Ledger;
-use herald_actors::{EngineHandle, Event, Payload};
+use herald_actors::{EngineHandle, Event, Grant, Payload, Position, Rewind};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::Database;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -54,20 +54,27 @@ pub enum BadEvent {
 pub struct FeedPosition {
     pub token: ResumeToken,
     pub at: Option<DateTime>,
+    /// The change's cluster time as [`leases::time_key`](super::leases::time_key) orders it;
+    /// 0 when unknown (checkpoints written before positions carried it).
+    pub time: u64,
 }
 
-/// The checkpoint as stored.
+/// The checkpoint as stored: the engine's opaque bytes. `time` is absent from checkpoints
+/// written by versions before cluster mode; they still decode.
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
     token: ResumeToken,
     #[serde(default)]
     at: Option<DateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<mongodb::bson::Timestamp>,
 }
 
 pub fn encode_position(position: &FeedPosition) -> Option<Bytes> {
     let checkpoint = Checkpoint {
         token: position.token.clone(),
         at: position.at,
+        time: (position.time > 0).then(|| super::leases::timestamp(position.time)),
     };
     mongodb::bson::to_vec(&checkpoint).ok().map(Bytes::from)
 }
@@ -78,6 +85,7 @@ pub fn decode_position(bytes: &[u8]) -> Option<FeedPosition> {
         .map(|c| FeedPosition {
             token: c.token,
             at: c.at,
+            time: c.time.map_or(0, super::leases::time_key),
         })
 }
 
@@ -227,46 +235,193 @@ pub fn feed_pipeline() -> [Document; 1] {
     }}]
 }
 
-/// Runs the feed until `cancel` fires: opens the change stream after `start`, submits every
-/// event to the engine (waiting when its window is full), reconnects with backoff on errors.
+/// How long an idle feed waits between marks of its latest position (the post-batch
+/// resume token), so that checkpoints of quiet partitions stay current.
+const QUIET_MARK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the server holds an empty `getMore` before answering: also how long a grant
+/// may wait for the feed to take it.
+const MAX_AWAIT: Duration = Duration::from_millis(500);
+
+/// Where the feed opens next.
+#[derive(Debug, Clone)]
+enum Start {
+    /// At the server's present.
+    Now,
+    /// Just after a stored position.
+    After(FeedPosition),
+    /// At a cluster time, inclusive (positions that one time cannot order).
+    At(u64, Option<DateTime>),
+}
+
+/// Where the feed stands now: the position a change stream opened at the server's present
+/// starts at. Partitions that never had a checkpoint start there (written before anything
+/// is delivered for them, so a crash can never leave one without a place to resume from).
+pub async fn present_position(db: &Database) -> mongodb::error::Result<Option<Bytes>> {
+    let mut watch = db.watch().pipeline(feed_pipeline());
+    let time = super::leases::server_time(db).await.unwrap_or(0);
+    if time > 0 {
+        watch = watch.start_at_operation_time(super::leases::timestamp(time));
+    }
+    let stream = watch.await?;
+    Ok(stream.resume_token().and_then(|token| {
+        encode_position(&FeedPosition {
+            token,
+            at: Some(DateTime::now()),
+            time,
+        })
+    }))
+}
+
+/// A change's cluster time as the engine orders positions (0 when absent).
+fn time_of(change: &ChangeStreamEvent<Document>) -> u64 {
+    change
+        .cluster_time
+        .map(super::leases::time_key)
+        .unwrap_or(0)
+}
+
+/// The engine's view of a feed position.
+fn engine_position(position: &FeedPosition) -> Option<Position> {
+    encode_position(position).map(|bytes| Position::new(bytes, position.time))
+}
+
+/// Whether the feed, standing at `last`, is already past `from` (so a partition that
+/// resumes from `from` needs the feed re-read from there). A position without a cluster
+/// time (stored by an older version) is past unless it is `last` itself.
+fn is_past(last: &Position, from: &Position) -> bool {
+    if last.checkpoint == from.checkpoint {
+        return false;
+    }
+    from.time == 0 || last.time >= from.time
+}
+
+/// Where to re-read from so that every grant's partition sees everything after its
+/// checkpoint: just after the oldest one, or — when two different positions share the
+/// oldest cluster time (changes of one transaction) — at that time, inclusive.
+fn rewind_for(froms: &[&Position]) -> Option<(Start, Rewind)> {
+    let oldest = froms.iter().min_by_key(|p| p.time)?;
+    let ties = froms
+        .iter()
+        .filter(|p| p.time == oldest.time && p.checkpoint != oldest.checkpoint)
+        .count();
+    let decoded = decode_position(&oldest.checkpoint)?;
+    if ties > 0 && oldest.time > 0 {
+        Some((Start::At(oldest.time, decoded.at), Rewind::At(oldest.time)))
+    } else {
+        Some((
+            Start::After(decoded),
+            Rewind::After(oldest.checkpoint.clone()),
+        ))
+    }
+}
+
+/// Hands partitions to the engine, in feed order: those whose checkpoint lies behind the
+/// feed make it re-read from there (the answer: where to reopen).
+fn take_grants(
+    engine: &EngineHandle,
+    grants: Vec<Grant>,
+    last: Option<&Position>,
+) -> Option<Start> {
+    let behind: Vec<&Position> = grants
+        .iter()
+        .filter_map(|g| g.from.as_ref())
+        .filter(|from| last.is_none_or(|last| is_past(last, from)))
+        .collect();
+    let plan = rewind_for(&behind);
+    if let Some((start, _)) = &plan {
+        info!(partitions = grants.len(), from = ?start_label(start), "re-reading the feed for partitions taken over");
+    }
+    let (start, rewind) = match plan {
+        Some((start, rewind)) => (Some(start), Some(rewind)),
+        None => (None, None),
+    };
+    // Stopped: the caller sees it at its next submit.
+    let _ = engine.grant(grants, rewind);
+    start
+}
+
+fn start_label(start: &Start) -> String {
+    match start {
+        Start::Now => "now".into(),
+        Start::After(p) => format!(
+            "after the checkpoint of {}",
+            p.at.map(rfc3339).unwrap_or_default()
+        ),
+        Start::At(t, _) => format!("cluster time {}.{}", t >> 32, *t as u32),
+    }
+}
+
+/// Runs the feed until `cancel` fires: takes the partitions the lease coordinator grants
+/// (re-reading from the oldest checkpoint among them when the feed is past it), opens the
+/// change stream, submits every event to the engine (waiting when its window is full),
+/// marks its position while it is idle, reconnects with backoff on errors.
 ///
-/// Without a checkpoint (the first start) the stream starts "now" — and that position is
-/// written as the checkpoint before anything else happens, so a crash before the first
-/// event settles resumes from there instead of from a later "now". When the checkpoint has
-/// fallen out of the change-stream history, the feed starts anew and first scans `events`
-/// for what it may have missed (see [`scan_events`]).
+/// With no checkpoint to start from, the stream starts at the server's present, and that
+/// position is the first mark: partitions that never had a checkpoint start there. When a
+/// checkpoint has fallen out of the change-stream history, the feed starts anew and first
+/// scans `events` for what it may have missed (see [`scan_events`]).
 pub async fn run_feed(
     db: Database,
     engine: EngineHandle,
-    ledger: Arc<dyn Ledger>,
-    start: Option<FeedPosition>,
+    mut grants: mpsc::UnboundedReceiver<Vec<Grant>>,
     health: Arc<FeedHealth>,
     cancel: CancellationToken,
 ) {
-    let mut resume = start;
-    // Set when the history was lost: scan `events` from this time before going on.
-    let mut scan_from: Option<Option<DateTime>> = None;
+    let mut start = Start::Now;
+    // The newest position handed to the engine.
+    let mut last: Option<(FeedPosition, Position)> = None;
+    // The grants made before the feed first opens decide where it starts.
+    while let Ok(granted) = grants.try_recv() {
+        if let Some(from) = take_grants(&engine, granted, last.as_ref().map(|(_, p)| p)) {
+            start = from;
+        }
+    }
     let mut failures: u32 = 0;
     loop {
-        let pipeline = feed_pipeline();
+        let scan_since = match &start {
+            Start::After(p) => p.at,
+            Start::At(_, at) => *at,
+            Start::Now => None,
+        };
+        let mut watch = db
+            .watch()
+            .pipeline(feed_pipeline())
+            .max_await_time(MAX_AWAIT);
+        let mut now_time = 0;
+        match &start {
+            Start::Now => {
+                if let Some(t) = super::leases::server_time(&db).await {
+                    now_time = t;
+                    watch = watch.start_at_operation_time(super::leases::timestamp(t));
+                }
+            }
+            Start::After(p) => watch = watch.resume_after(p.token.clone()),
+            Start::At(t, _) => watch = watch.start_at_operation_time(super::leases::timestamp(*t)),
+        }
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
-            opened = db
-                .watch()
-                .pipeline(pipeline)
-                .resume_after(resume.as_ref().map(|p| p.token.clone())) => opened,
+            opened = watch => opened,
         };
         let mut stream = match opened {
             Ok(stream) => stream,
-            Err(e) if resume.is_some() && is_history_lost(&e) => {
-                let since = resume.take().and_then(|p| p.at);
+            Err(e) if !matches!(start, Start::Now) && is_history_lost(&e) => {
                 error!(
                     error = %one_line(&e.to_string()),
-                    since = ?since.map(rfc3339),
+                    since = ?scan_since.map(rfc3339),
                     "cannot resume from the checkpoint (no longer in the change-stream history); \
                      falling back to scanning `events` since the checkpoint"
                 );
-                scan_from = Some(since);
+                // Every partition takes what comes from now on, the scan included.
+                let _ = engine.grant(Vec::new(), Some(Rewind::Lost));
+                match scan_events(&db, &engine, scan_since).await {
+                    Ok(found) => info!(events = found, "fallback scan of `events` done"),
+                    Err(e) => {
+                        warn!(error = %one_line(&e.to_string()), "fallback scan of `events` failed; events since the checkpoint may be missing")
+                    }
+                }
+                last = None;
+                start = Start::Now;
                 continue;
             }
             Err(e) => {
@@ -280,7 +435,7 @@ pub async fn run_feed(
                 }
             }
         };
-        if resume.is_none() {
+        if matches!(start, Start::Now) {
             let Some(token) = stream.resume_token() else {
                 warn!("the change stream gave no starting position; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -289,51 +444,41 @@ pub async fn run_feed(
             let position = FeedPosition {
                 token,
                 at: Some(DateTime::now()),
+                time: now_time,
             };
-            let Some(checkpoint) = encode_position(&position) else {
+            let Some(marked) = engine_position(&position) else {
                 continue;
             };
-            let recorded = match scan_from {
-                // Events found by the scan settle before this position does.
-                Some(since) => match scan_events(&db, &engine, since).await {
-                    Ok(found) => {
-                        info!(events = found, "fallback scan of `events` done");
-                        engine.mark(checkpoint).await.map_err(|e| e.to_string())
-                    }
-                    Err(e) => Err(format!(
-                        "fallback scan failed: {}",
-                        one_line(&e.to_string())
-                    )),
-                },
-                None => ledger
-                    .checkpoint(checkpoint)
-                    .await
-                    .map_err(|e| e.to_string()),
-            };
-            if let Err(e) = recorded {
-                warn!(error = %e, "cannot record the starting position; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+            if engine.mark(marked.clone()).await.is_err() {
+                return;
             }
-            if scan_from.take().is_none() {
-                info!("no checkpoint: starting from now, recorded as the first checkpoint");
-            }
-            resume = Some(position);
+            info!("starting the change stream at the present");
+            last = Some((position, marked));
         }
         health.live.store(true, Ordering::Relaxed);
         if failures > 0 {
-            info!(
-                resumed = resume.is_some(),
-                "change stream reopened after {failures} failure(s)"
-            );
+            info!("change stream reopened after {failures} failure(s)");
         }
+        let mut last_mark = tokio::time::Instant::now();
         loop {
+            // Grants are taken between reads, so they fall between two events in the
+            // engine's order too.
+            let mut reopen = None;
+            while let Ok(granted) = grants.try_recv() {
+                if let Some(from) = take_grants(&engine, granted, last.as_ref().map(|(_, p)| p)) {
+                    reopen = Some(from);
+                }
+            }
+            if let Some(from) = reopen {
+                start = from;
+                break;
+            }
             let next = tokio::select! {
                 _ = cancel.cancelled() => return,
-                next = stream.next() => next,
+                next = stream.next_if_any() => next,
             };
             match next {
-                Some(Ok(change)) => {
+                Ok(Some(change)) => {
                     // The stream works again: the next failure starts the backoff anew.
                     failures = 0;
                     let at = change_time(&change);
@@ -345,15 +490,15 @@ pub async fn run_feed(
                     let position = FeedPosition {
                         token: change.id.clone(),
                         at: Some(at),
+                        time: time_of(&change),
                     };
-                    let checkpoint = encode_position(&position);
-                    resume = Some(position);
+                    let marked = engine_position(&position);
                     let submitted = match event_from_change(&change) {
-                        Some(Ok(event)) => engine.submit(event, checkpoint).await,
+                        Some(Ok(event)) => engine.submit(event, marked.clone()).await,
                         Some(Err((what, why))) => {
                             warn!(document = %what, reason = %why, "skipping malformed event document");
-                            match checkpoint {
-                                Some(checkpoint) => engine.mark(checkpoint).await,
+                            match marked.clone() {
+                                Some(marked) => engine.mark(marked).await,
                                 None => Ok(()),
                             }
                         }
@@ -362,23 +507,64 @@ pub async fn run_feed(
                     if submitted.is_err() {
                         return;
                     }
+                    if let Some(marked) = marked {
+                        last = Some((position, marked));
+                    }
+                    last_mark = tokio::time::Instant::now();
+                }
+                // Nothing new: now and then, mark where the stream stands (its post-batch
+                // resume token), so that quiet partitions' checkpoints stay current and a
+                // quiet feed never falls out of the change-stream history.
+                Ok(None) => {
+                    crate::metrics::set_change_stream_lag(Duration::ZERO);
+                    if last_mark.elapsed() < QUIET_MARK_EVERY {
+                        continue;
+                    }
+                    last_mark = tokio::time::Instant::now();
+                    let (Some((previous, marked)), Some(token)) = (&last, stream.resume_token())
+                    else {
+                        continue;
+                    };
+                    let mark = if token == previous.token {
+                        // Still the same place: the same bytes, so nothing is rewritten.
+                        marked.clone()
+                    } else {
+                        let position = FeedPosition {
+                            token,
+                            at: Some(DateTime::now()),
+                            // The time of the newest change read: no change lies between it
+                            // and this token, so it orders the token as well as its own would.
+                            time: previous.time,
+                        };
+                        let Some(marked) = engine_position(&position) else {
+                            continue;
+                        };
+                        last = Some((position, marked.clone()));
+                        marked
+                    };
+                    if engine.mark(mark).await.is_err() {
+                        return;
+                    }
                 }
                 // The driver has already tried to resume once on a resumable error (network
                 // error, primary stepped down, …), as MongoDB's change-stream spec says; what
-                // reaches us it could not cure. Reopen from the last change seen, after a
+                // reaches us it could not cure. Reopen from the last position seen, after a
                 // pause that grows while failures repeat (a stream that opens and fails at
                 // once must not spin).
-                Some(Err(e)) => {
+                Err(e) => {
                     health.live.store(false, Ordering::Relaxed);
                     failures += 1;
                     let wait = reopen_backoff(failures);
-                    warn!(error = %one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64, "change stream failed; reopening from the last change seen");
+                    warn!(error = %one_line(&e.to_string()), retry_in_ms = wait.as_millis() as u64, "change stream failed; reopening from the last position seen");
+                    start = match &last {
+                        Some((position, _)) => Start::After(position.clone()),
+                        None => Start::Now,
+                    };
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(wait) => break,
                     }
                 }
-                None => break,
             }
         }
     }
@@ -520,10 +706,12 @@ mod tests {
         let bytes = encode_position(&FeedPosition {
             token: token.clone(),
             at: Some(at),
+            time: 7 << 32 | 3,
         })
         .unwrap();
         let back = decode_position(&bytes).unwrap();
         assert_eq!(format!("{:?}", back.token), format!("{token:?}"));
         assert_eq!(back.at, Some(at));
+        assert_eq!(back.time, 7 << 32 | 3);
     }
 }

@@ -6,7 +6,10 @@
 //! ([`page`]).
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
-//! `deliveries`, `connections`, `inbound_events`); `herald_state` holds the feed checkpoint.
+//! `deliveries`, `connections`, `inbound_events`); `herald_members` and `herald_partitions`
+//! hold the cluster's members and partition leases with their checkpoints ([`leases`]);
+//! `herald_state` holds the single checkpoint of versions before partitions (read once, to
+//! upgrade in place).
 //!
 //! Indexes are created at start, idempotently: those every query needs
 //! ([`ensure_indexes`]) and the TTL indexes that bound the ledger and the apply-once
@@ -17,6 +20,7 @@ pub mod connections;
 pub mod deliveries;
 pub mod events;
 pub mod inbound_events;
+pub mod leases;
 pub mod objects;
 pub mod page;
 pub mod retention;

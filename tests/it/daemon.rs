@@ -36,6 +36,8 @@ pub fn test_config(mongodb_uri: &str, database: &str, ca_file: &Path) -> Config 
         retry_max_attempts: 5,
         attempt_timeout_ms: 2_000,
         shutdown_grace_ms: 2_000,
+        // A killed daemon's successor takes its partitions over within this.
+        lease_ttl_ms: 2_000,
         ..Config::default()
     }
 }
@@ -185,6 +187,7 @@ impl ChildDaemon {
                 "--attempt-timeout-ms",
                 &config.attempt_timeout_ms.to_string(),
             ])
+            .args(["--lease-ttl", &format!("{}ms", config.lease_ttl_ms)])
             .env("HERALD_LOG", "info");
         command
     }

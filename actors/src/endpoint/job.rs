@@ -24,6 +24,11 @@ pub struct Job {
 
 impl Job {
     /// A delivery fresh from the feed.
+    /// The id of this delivery's record in the ledger.
+    pub fn delivery_id(&self, webhook_id: &str) -> String {
+        format!("{}:{webhook_id}", self.event.id)
+    }
+
     pub fn new(event: Arc<Event>, seq: Option<u64>) -> Self {
         Self {
             event,
@@ -58,7 +63,7 @@ impl Job {
     pub(super) fn record(&self, webhook_id: &str, status: DeliveryStatus) -> DeliveryRecord {
         let event = &self.event;
         DeliveryRecord {
-            delivery_id: format!("{}:{webhook_id}", event.id),
+            delivery_id: self.delivery_id(webhook_id),
             event_id: event.id.to_string(),
             webhook_id: webhook_id.to_owned(),
             event_type: event.event_type.to_string(),

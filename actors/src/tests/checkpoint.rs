@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use super::{config, event, settle_webhooks, start, until, webhook};
+use super::{config, event, pos, settle_webhooks, start, until, webhook};
 use crate::fakes::Answer;
+use crate::partition::partition_of;
 
 #[tokio::test(start_paused = true)]
 async fn checkpoint_waits_for_every_earlier_delivery() {
@@ -21,11 +20,11 @@ async fn checkpoint_waits_for_every_earlier_delivery() {
     transport.set_default("https://slow.example/hook", Answer::Hang);
 
     handle
-        .submit(event("evt_1", "slow"), Some(Bytes::from_static(b"t1")))
+        .submit(event("evt_1", "slow"), Some(pos("t1")))
         .await
         .unwrap();
     handle
-        .submit(event("evt_2", "fast"), Some(Bytes::from_static(b"t2")))
+        .submit(event("evt_2", "fast"), Some(pos("t2")))
         .await
         .unwrap();
     until("fast delivered", || ledger.delivery("evt_2:fast").is_some()).await;
@@ -33,12 +32,12 @@ async fn checkpoint_waits_for_every_earlier_delivery() {
     let slow_sent = transport.sent_at("https://slow.example/hook")[0].timer;
     tokio::time::sleep_until(slow_sent + timeout - Duration::from_millis(10)).await;
     assert!(
-        ledger.checkpoints().is_empty(),
+        ledger.checkpoints_of(partition_of("slow")).is_empty(),
         "checkpoint passed an unrecorded delivery"
     );
 
     until("checkpoint after the slow one ends", || {
-        ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t2".as_ref())
+        ledger.everywhere_at(b"t2".as_ref())
     })
     .await;
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
@@ -54,7 +53,7 @@ async fn removing_a_webhook_stops_it_and_frees_the_checkpoint() {
     settle_webhooks(&handle).await;
     transport.set_default("https://a.example/hook", Answer::Hang);
     handle
-        .submit(event("evt_1", "x"), Some(Bytes::from_static(b"t1")))
+        .submit(event("evt_1", "x"), Some(pos("t1")))
         .await
         .unwrap();
     until("attempt started", || {
@@ -63,7 +62,10 @@ async fn removing_a_webhook_stops_it_and_frees_the_checkpoint() {
     .await;
 
     handle.remove_webhook("a").unwrap();
-    until("checkpoint moves on", || !ledger.checkpoints().is_empty()).await;
+    until("checkpoint moves on", || {
+        !ledger.checkpoints_of(partition_of("a")).is_empty()
+    })
+    .await;
     handle.submit(event("evt_2", "x"), None).await.unwrap();
     settle_webhooks(&handle).await;
     assert_eq!(transport.sent_to("https://a.example/hook"), 1);
@@ -80,11 +82,11 @@ async fn a_checkpoint_whose_write_failed_is_written_again() {
     ledger.fail_checkpoints(3);
     // One event and nothing after it: only a retry can store its checkpoint.
     handle
-        .submit(event("evt_1", "object.created"), Some(Bytes::from("t1")))
+        .submit(event("evt_1", "object.created"), Some(pos("t1")))
         .await
         .unwrap();
     until("the checkpoint stored despite failed writes", || {
-        ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t1".as_ref())
+        ledger.everywhere_at(b"t1".as_ref())
     })
     .await;
     engine.shutdown(Duration::from_secs(1)).await.unwrap();

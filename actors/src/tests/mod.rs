@@ -35,11 +35,13 @@ use crate::endpoint::Stats as EndpointStats;
 use crate::engine::{Engine, EngineHandle};
 use crate::event::{Event, Payload};
 use crate::fakes::{MemoryLedger, ScriptedTransport};
+use crate::partition::Position;
 use crate::retry::RetryPolicy;
 use crate::signing::{Signer, SigningKey};
 use crate::webhook::{EventFilter, WebhookSpec};
 
 mod checkpoint;
+mod cluster;
 mod delivery;
 mod disable;
 mod pause;
@@ -47,6 +49,11 @@ mod spill;
 mod supervision;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A feed position for tests (no cluster time: these engines own every partition).
+fn pos(checkpoint: impl Into<bytes::Bytes>) -> Position {
+    Position::new(checkpoint, 0)
+}
 
 fn config() -> EngineConfig {
     EngineConfig {

@@ -8,10 +8,11 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{
-    bounded, delivered, event, held, pending, quiet_for, settle_webhooks, start, start_with,
+    bounded, delivered, event, held, pending, pos, quiet_for, settle_webhooks, start, start_with,
     successes, until, watch_held, webhook,
 };
 use crate::fakes::{Answer, MemoryLedger};
+use crate::partition::partition_of;
 use crate::webhook::WebhookSpec;
 
 /// On real time: the dead endpoint's retries that do not fit are spilled due later, on the
@@ -29,7 +30,7 @@ async fn a_dead_endpoint_holds_at_most_its_bound_and_delivers_every_spilled_deli
     for i in 0..300 {
         let token = Bytes::from(format!("t{i}"));
         handle
-            .submit(event(&format!("evt_{i}"), "x"), Some(token))
+            .submit(event(&format!("evt_{i}"), "x"), Some(pos(token)))
             .await
             .unwrap();
     }
@@ -40,7 +41,7 @@ async fn a_dead_endpoint_holds_at_most_its_bound_and_delivers_every_spilled_deli
     })
     .await;
     until("checkpoint at the last event", || {
-        ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t299".as_ref())
+        ledger.everywhere_at(b"t299".as_ref())
     })
     .await;
     until("every dead delivery recorded", || {
@@ -90,23 +91,26 @@ async fn the_checkpoint_never_passes_a_spilled_delivery_before_it_is_recorded() 
     for i in 0..40 {
         let token = Bytes::from(format!("t{i:02}"));
         handle
-            .submit(event(&format!("evt_{i:02}"), "x"), Some(token))
+            .submit(event(&format!("evt_{i:02}"), "x"), Some(pos(token)))
             .await
             .unwrap();
     }
     until("checkpoint at the last event", || {
-        ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t39".as_ref())
+        ledger.everywhere_at(b"t39".as_ref())
     })
     .await;
     let audited = ledger.audited_checkpoints();
     assert!(!audited.is_empty());
-    for (checkpoint, recorded) in audited {
+    for (partition, checkpoint, recorded) in audited {
         let last: usize = std::str::from_utf8(&checkpoint[1..])
             .unwrap()
             .parse()
             .unwrap();
         for i in 0..=last {
             for webhook in ["dead", "ok"] {
+                if partition_of(webhook) != partition {
+                    continue;
+                }
                 let id = format!("evt_{i:02}:{webhook}");
                 assert!(
                     recorded.contains(&id),
@@ -144,7 +148,9 @@ async fn pending_deliveries_of_a_previous_run_are_paged_in_not_loaded_at_once() 
     settle_webhooks(&handle).await;
     let (stop, sampler) = watch_held(&handle, "a");
 
-    handle.page_pending(vec!["a".into(), "off".into()]).unwrap();
+    handle
+        .nudge(vec![partition_of("a"), partition_of("off")])
+        .unwrap();
     until("half of them delivered", || delivered(&ledger, "a") >= 200).await;
     // Its successor carries on where a crashed actor stopped reading.
     handle.crash_endpoint("a");

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use super::{config, event, once_holding, quiet_for, settle_webhooks, start, until, webhook};
+use super::{config, event, once_holding, pos, quiet_for, settle_webhooks, start, until, webhook};
 use crate::delivery::DeliveryStatus;
 use crate::fakes::Answer;
 use crate::health::Alert;
@@ -22,10 +20,7 @@ async fn a_crashed_endpoint_is_restarted_with_its_backlog() {
     transport.script(url, vec![Answer::Slow(Duration::from_secs(1))]);
     for i in 0..6 {
         handle
-            .submit(
-                event(&format!("evt_{i}"), "x"),
-                Some(Bytes::from(format!("t{i}"))),
-            )
+            .submit(event(&format!("evt_{i}"), "x"), Some(pos(format!("t{i}"))))
             .await
             .unwrap();
     }
@@ -41,7 +36,7 @@ async fn a_crashed_endpoint_is_restarted_with_its_backlog() {
     assert_eq!(stats.endpoint_restarts, 1);
     assert_eq!(stats.endpoints, 1);
     until("checkpoint at the last event", || {
-        ledger.checkpoints().last().map(|c| c.as_ref()) == Some(b"t5".as_ref())
+        ledger.everywhere_at(b"t5".as_ref())
     })
     .await;
     engine.shutdown(Duration::from_secs(1)).await.unwrap();

@@ -27,7 +27,9 @@ async fn a_checkpoint_pruned_from_the_change_stream_history_falls_back_to_scanni
     receiver.wait_for(1, Duration::from_secs(20)).await;
     wait_for_status(&db, "evt_before_stop:wh_0000000000000c04", "succeeded").await;
     daemon.stop().await.unwrap();
-    let checkpoint = checkpoint_token(&db).await.expect("a checkpoint");
+    let checkpoint = checkpoint_token(&db, "wh_0000000000000c04")
+        .await
+        .expect("a checkpoint");
 
     // While herald is down: the event it must not miss, then enough writes for the oplog
     // to drop the checkpoint's position.

