@@ -37,6 +37,8 @@ pub enum Command {
     Deliveries(crate::cli::deliveries::DeliveriesArgs),
     /// Make the webhooks match a TOML file (create, update, with --prune delete).
     Apply(crate::cli::apply::ApplyArgs),
+    /// Show the cluster: its members, what each owns, lease expiry, feed lag.
+    Cluster(crate::cli::cluster::ClusterArgs),
 }
 
 /// Log line format.
