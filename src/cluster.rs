@@ -31,7 +31,7 @@ use mongodb::Database;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::store::events::decode_position;
 use crate::store::leases::{self, Heartbeat, Lease, Member};
@@ -403,6 +403,7 @@ impl Coordinator {
         let ttl = self.options.lease_ttl;
         let mut grants = Vec::new();
         let mut server_time = None;
+        let mut taken_over: HashSet<String> = HashSet::new();
         for lease in all {
             let partition = lease.partition;
             if self.owned.contains_key(&partition) {
@@ -443,7 +444,8 @@ impl Coordinator {
                 0
             };
             if dead_owner {
-                info!(partition, previous_owner = ?lease.owner, epoch = taken.epoch, "taking over a partition whose owner stopped renewing");
+                debug!(partition, previous_owner = ?lease.owner, epoch = taken.epoch, "taking over a partition whose owner stopped renewing");
+                taken_over.insert(lease.owner.clone().unwrap_or_default());
             }
             let from = self.checkpoint_of(&taken, all);
             self.owned.insert(partition, taken.epoch);
@@ -454,6 +456,9 @@ impl Coordinator {
                 from,
                 look_up_until,
             });
+        }
+        if !taken_over.is_empty() {
+            info!(previous_owners = ?taken_over, "taking over partitions whose owner stopped renewing its leases");
         }
         grants
     }

@@ -37,6 +37,8 @@ pub enum Command {
     Deliveries(crate::cli::deliveries::DeliveriesArgs),
     /// Make the webhooks match a TOML file (create, update, with --prune delete).
     Apply(crate::cli::apply::ApplyArgs),
+    /// Show the cluster: its members, what each owns, their feed lag (--json: every lease).
+    Cluster(crate::cli::cluster::ClusterArgs),
 }
 
 /// Log line format.

@@ -7,8 +7,9 @@
 //!   API, `herald apply` and the store share;
 //! - [`store`]: the one door to MongoDB — every collection's queries, indexes and TTLs in a
 //!   module of its own: the outbox change stream ([`store::events`]), the live webhook
-//!   watcher ([`store::webhooks`]), the delivery ledger ([`store::deliveries`]), and one
-//!   page type for every list route ([`store::page`]);
+//!   watcher ([`store::webhooks`]), the delivery ledger ([`store::deliveries`]), the
+//!   cluster's members and leases ([`store::cluster`]), and one page type for every list
+//!   route ([`store::page`]);
 //! - [`secrets`]: encryption at rest (`--secret-key`) of the webhook and connection secrets
 //!   the store and the API read and write;
 //! - [`transport`]: the one shared hyper client over rustls, with the [`ssrf`] guard on the
@@ -20,8 +21,8 @@
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics` and the daemon's own gauges;
 //! - [`serve`]: start-up order, the run loop and graceful shutdown;
 //! - [`text`]: one-line messages ([`text::one_line`]) for logs, API errors and the CLI;
-//! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`) that
-//!   talk to a running daemon's API.
+//! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`,
+//!   `cluster`) that talk to a running daemon's API.
 
 pub mod api;
 pub mod cli;

@@ -77,5 +77,6 @@ async fn main() -> ExitCode {
         Command::Events(args) => herald::cli::finish(herald::cli::events::run(args).await),
         Command::Deliveries(args) => herald::cli::finish(herald::cli::deliveries::run(args).await),
         Command::Apply(args) => herald::cli::finish(herald::cli::apply::run(args).await),
+        Command::Cluster(args) => herald::cli::finish(herald::cli::cluster::run(args).await),
     }
 }

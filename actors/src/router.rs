@@ -774,6 +774,15 @@ impl Router {
                 }
             }
         }
+        if !grants.is_empty() {
+            info!(
+                partitions = grants.len(),
+                from_checkpoints = grants.iter().filter(|g| g.from.is_some()).count(),
+                looking_up = grants.iter().filter(|g| g.look_up_until > 0).count(),
+                rewind = ?rewind,
+                "partitions granted"
+            );
+        }
         for grant in grants {
             if let Some(part) = state.parts.get_mut(&grant.partition) {
                 // Renewed under a new epoch (the store refused the old one): keep going.
@@ -792,7 +801,7 @@ impl Router {
                 part.gate = None;
                 part.min_seq = last.map_or(state.next_seq, |(seq, _)| seq);
             }
-            info!(
+            debug!(
                 partition = grant.partition,
                 epoch = grant.epoch,
                 from_checkpoint = grant.from.is_some(),

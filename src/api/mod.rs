@@ -1,4 +1,5 @@
-//! The HTTP API (contract §4): routing, bearer auth, body limits, JSON errors, health.
+//! The HTTP API (contract §4, and `GET /v1/cluster` of §7): routing, bearer auth, body limits,
+//! JSON errors, health.
 //!
 //! Every handler takes the shared [`AppState`] and a fully read [`ApiRequest`] and returns
 //! an [`ApiResult`]; failures are [`ApiError`]s, rendered as
@@ -6,6 +7,7 @@
 //! never a 500 or a panic.
 
 pub mod catalog;
+pub mod cluster;
 pub mod connections;
 pub mod deliveries;
 pub mod error;
@@ -98,6 +100,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/connections/{connection_id}"),
     ("DELETE", "/v1/connections/{connection_id}"),
     ("POST", "/v1/webhooks/mux/{connection_id}"),
+    ("GET", "/v1/cluster"),
 ];
 
 /// Routes one request.
@@ -145,6 +148,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::GetConnection(id) => connections::get(&app, &request, &id).await,
         Route::DeleteConnection(id) => connections::delete(&app, &request, &id).await,
         Route::MuxInbound(id) => inbound::mux(&app, &request, &id).await,
+        Route::Cluster => cluster::get(&app, &request).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }
@@ -173,6 +177,7 @@ enum Route {
     GetConnection(String),
     DeleteConnection(String),
     MuxInbound(String),
+    Cluster,
 }
 
 impl Route {
@@ -282,6 +287,10 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
             "GET" => Ok(Route::GetConnection(id(connection))),
             "DELETE" => Ok(Route::DeleteConnection(id(connection))),
             _ => not_allowed("GET, DELETE"),
+        },
+        ["v1", "cluster"] => match m {
+            "GET" => Ok(Route::Cluster),
+            _ => not_allowed("GET"),
         },
         _ => Err(error(
             StatusCode::NOT_FOUND,

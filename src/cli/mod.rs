@@ -1,5 +1,5 @@
 //! The client subcommands of the `herald` binary (contract §6): `webhooks`, `events`,
-//! `deliveries` and `apply` talk to a running daemon's HTTP API.
+//! `deliveries`, `apply` and `cluster` talk to a running daemon's HTTP API.
 //!
 //! Each subcommand parses its flags (clap derive, declared here and in the submodules),
 //! resolves where the daemon is ([`ConnectArgs`]: `--url`/`HERALD_URL`, `--api-key`/
@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod client;
+pub mod cluster;
 pub mod deliveries;
 pub mod events;
 pub mod output;

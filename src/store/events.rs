@@ -330,7 +330,7 @@ fn take_grants(
         .collect();
     let plan = rewind_for(&behind);
     if let Some((start, _)) = &plan {
-        info!(partitions = grants.len(), from = ?start_label(start), "re-reading the feed for partitions taken over");
+        info!(partitions = grants.len(), from = %start_label(start), "reading the feed from the checkpoint of the partitions taken");
     }
     let (start, rewind) = match plan {
         Some((start, rewind)) => (Some(start), Some(rewind)),
@@ -457,7 +457,10 @@ pub async fn run_feed(
         }
         health.live.store(true, Ordering::Relaxed);
         if failures > 0 {
-            info!("change stream reopened after {failures} failure(s)");
+            info!(
+                resumed = !matches!(start, Start::Now),
+                "change stream reopened after {failures} failure(s)"
+            );
         }
         let mut last_mark = tokio::time::Instant::now();
         loop {

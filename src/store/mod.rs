@@ -2,7 +2,8 @@
 //! and TTL of that collection lives there: the outbox feed ([`events`]), the webhook
 //! watcher ([`webhooks`]), the delivery ledger and what the API reads of it
 //! ([`deliveries`]), provider [`connections`], the [`objects`] inbound webhooks change and
-//! their apply-once records ([`inbound_events`]). Every list route pages the same way
+//! their apply-once records ([`inbound_events`]), the cluster's members and partition
+//! leases as the API reads them ([`cluster`]). Every list route pages the same way
 //! ([`page`]).
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
@@ -16,6 +17,7 @@
 //! records ([`ensure_retention`], [`retention`]).
 
 pub mod alerts;
+pub mod cluster;
 pub mod connections;
 pub mod deliveries;
 pub mod events;

@@ -221,3 +221,57 @@ pub fn most_in_one_second(times: &[std::time::Instant]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+/// The document another daemon of the cluster keeps in `herald_members`: heartbeat at
+/// `heartbeat_at`, a 10 s lease TTL, listening on `listen`.
+pub fn member(id: &str, listen: &str, heartbeat_at: mongodb::bson::DateTime) -> Document {
+    let started_at =
+        mongodb::bson::DateTime::from_millis(heartbeat_at.timestamp_millis() - 3_600_000);
+    doc! {
+        "_id": id,
+        "beat": 41_i64,
+        "started_at": started_at,
+        "heartbeat_at": heartbeat_at,
+        "lease_ttl_ms": 10_000_i64,
+        "listen": listen,
+        "version": "9.9.9",
+        "partitions": Vec::<i32>::new(),
+        "feed_lag_ms": 1_500_i64,
+        "checkpoint_age_ms": 2_500_i64,
+    }
+}
+
+pub async fn insert_member(db: &Database, member: Document) {
+    db.collection::<Document>("herald_members")
+        .insert_one(member)
+        .await
+        .unwrap();
+}
+
+/// A lease document of `herald_partitions` (the `_id` is the partition).
+pub fn lease(partition: i32, owner: Option<&str>, epoch: i64) -> Document {
+    let now = mongodb::bson::DateTime::now().timestamp_millis();
+    let at = mongodb::bson::DateTime::from_millis;
+    doc! {
+        "_id": partition,
+        "owner": owner,
+        "epoch": epoch,
+        "beat": 17_i64,
+        "renewed_at": at(now - 1_000),
+        "expires_at": at(now + 9_000),
+        "checkpoint": mongodb::bson::Bson::Null,
+        "checkpoint_time": mongodb::bson::Bson::Null,
+        "checkpoint_at": at(now - 2_000),
+        "nudge": 0_i64,
+    }
+}
+
+/// Writes a lease document in place of whatever that partition's document was.
+pub async fn put_lease(db: &Database, lease: Document) {
+    let id = lease.get("_id").cloned().unwrap();
+    db.collection::<Document>("herald_partitions")
+        .replace_one(doc! {"_id": id}, lease)
+        .upsert(true)
+        .await
+        .unwrap();
+}

@@ -16,6 +16,7 @@ use crate::fixtures;
 use crate::support::Receiver;
 
 mod apply;
+mod cluster;
 mod connect;
 mod deliveries;
 mod errors;
