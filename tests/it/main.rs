@@ -11,6 +11,7 @@ mod backlog;
 mod changes;
 mod chaos;
 mod cli;
+mod cluster;
 mod crash;
 mod daemon;
 mod delivery;
