@@ -65,31 +65,8 @@ async fn a_webhook_disabled_mid_burst_loses_none_of_its_events() {
     );
 
     // Every event it was handed is accounted for: delivered, or recorded pending with the
-    // payload to send. The records are read before the receiver.
-    crate::support::eventually(
-        Duration::from_secs(120),
-        "every event delivered to the disabled webhook or recorded pending",
-        || {
-            let db = db.clone();
-            let (queued, events) = (&queued, &events);
-            async move {
-                let pending: HashSet<String> = deliveries(
-                    &db,
-                    doc! {"webhook_id": &queued.webhook_id, "status": "pending"},
-                )
-                .await
-                .into_iter()
-                .filter(|d| d.get("payload").is_some())
-                .filter_map(|d| d.get_str("event_id").ok().map(str::to_owned))
-                .collect();
-                let arrived = queued.tally(PREFIX);
-                events
-                    .iter()
-                    .all(|id| pending.contains(id) || arrived.has(id))
-            }
-        },
-    )
-    .await;
+    // payload to send.
+    wait_accounted_for(&db, &queued, PREFIX, &events, Duration::from_secs(120)).await;
     let pending = deliveries(
         &db,
         doc! {"webhook_id": &queued.webhook_id, "status": "pending"},

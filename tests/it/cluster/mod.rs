@@ -294,6 +294,71 @@ pub async fn wait_all_succeeded(db: &Database, prefix: &str, docs: usize, within
     }
 }
 
+/// Waits until every one of `expected` is accounted for at `endpoint`: received, or
+/// recorded `pending` in `deliveries` with the payload to send (inspectable, and sent when
+/// its turn comes). Panics with what is missing, and how those are recorded, if `within`
+/// passes first.
+pub async fn wait_accounted_for(
+    db: &Database,
+    endpoint: &Endpoint,
+    prefix: &str,
+    expected: &[String],
+    within: Duration,
+) {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        // Records first, then the receiver: a delivery that completes in between has
+        // arrived by the time the receiver is read.
+        let records: HashMap<String, Document> = crate::fixtures::deliveries(
+            db,
+            doc! {"webhook_id": &endpoint.webhook_id, "event_id": {"$regex": format!("^evt_{prefix}_")}},
+        )
+        .await
+        .into_iter()
+        .filter_map(|d| Some((d.get_str("event_id").ok()?.to_owned(), d)))
+        .collect();
+        let arrived = endpoint.tally(prefix);
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|id| !arrived.has(id))
+            .filter(|id| {
+                !records.get(*id).is_some_and(|d| {
+                    d.get_str("status") == Ok("pending") && d.get("payload").is_some()
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= until {
+            let mut how: BTreeMap<String, usize> = BTreeMap::new();
+            for id in &missing {
+                let recorded = records.get(*id).map_or("no record".to_owned(), |d| {
+                    format!(
+                        "{} ({})",
+                        d.get_str("status").unwrap_or("no status"),
+                        if d.get("payload").is_some() {
+                            "payload"
+                        } else {
+                            "no payload"
+                        }
+                    )
+                });
+                *how.entry(recorded).or_default() += 1;
+            }
+            panic!(
+                "{}: {} of {} events neither arrived nor are recorded pending within {within:?} \
+                 (first: {:?}); recorded as: {how:?}",
+                endpoint.webhook_id,
+                missing.len(),
+                expected.len(),
+                &missing[..missing.len().min(5)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Prints and returns the duplicates each endpoint received: requests beyond the first of
 /// each event.
 pub fn report_duplicates(story: &str, endpoints: &[Endpoint], prefix: &str) -> Vec<usize> {

@@ -5,7 +5,6 @@
 //! 18, the unlimited endpoint stalled once the window filled and then got 2 events a
 //! second, the slow one's pace.)
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
@@ -54,37 +53,8 @@ async fn a_rate_limited_endpoint_does_not_slow_its_unlimited_neighbour() {
     );
 
     // Every event the slow endpoint has not received is recorded pending, with its payload
-    // (inspectable through the API, sent when its turn comes). The records are read before
-    // the receiver, so a delivery recorded succeeded has arrived.
-    crate::support::eventually(
-        Duration::from_secs(120),
-        "each of the slow endpoint's deliveries is recorded pending or succeeded",
-        || {
-            let db = db.clone();
-            let slow = &slow;
-            let events = &events;
-            async move {
-                let records: HashMap<String, Document> = deliveries(
-                    &db,
-                    doc! {"webhook_id": &slow.webhook_id, "event_id": {"$regex": "^evt_neighbour_"}},
-                )
-                .await
-                .into_iter()
-                .filter_map(|d| Some((d.get_str("event_id").ok()?.to_owned(), d)))
-                .collect();
-                let arrived = slow.tally(PREFIX);
-                events.iter().all(|id| match records.get(id) {
-                    Some(d) => match d.get_str("status") {
-                        Ok("pending") => d.get("payload").is_some(),
-                        Ok("succeeded") => arrived.has(id),
-                        _ => false,
-                    },
-                    None => false,
-                })
-            }
-        },
-    )
-    .await;
+    // (inspectable through the API, sent when its turn comes).
+    wait_accounted_for(&db, &slow, PREFIX, &events, Duration::from_secs(120)).await;
     let pending = deliveries(
         &db,
         doc! {"webhook_id": &slow.webhook_id, "status": "pending"},
