@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use mongodb::bson::doc;
+
 use super::*;
 use crate::daemon::test_config;
 use crate::fixtures::{database, deliveries};

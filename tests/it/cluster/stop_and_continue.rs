@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
