@@ -279,6 +279,17 @@ impl ChildDaemon {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (a name `kill` knows: `STOP`, `CONT`, ...) and returns at once.
+    /// SIGSTOP freezes herald as a long GC pause or a suspended VM would: its timers, its
+    /// connections and its leases stand still until SIGCONT.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed: {status}");
+    }
+
     /// SIGTERM, then the exit code, waiting without blocking the test's runtime: receivers
     /// of this test (on the same runtime) keep answering while herald drains.
     pub async fn sigterm(&mut self) -> Option<i32> {

@@ -11,6 +11,7 @@ mod backlog;
 mod changes;
 mod chaos;
 mod cli;
+mod cluster;
 mod cluster_api;
 mod crash;
 mod daemon;
