@@ -69,6 +69,17 @@ pub enum Rewind {
     Lost,
 }
 
+impl Rewind {
+    /// For logs.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Rewind::After(_) => "after a checkpoint",
+            Rewind::At(_) => "at a cluster time",
+            Rewind::Lost => "history lost",
+        }
+    }
+}
+
 pub enum Msg {
     /// An event from the feed, with the feed position just after it.
     Event {
@@ -779,7 +790,7 @@ impl Router {
                 partitions = grants.len(),
                 from_checkpoints = grants.iter().filter(|g| g.from.is_some()).count(),
                 looking_up = grants.iter().filter(|g| g.look_up_until > 0).count(),
-                rewind = ?rewind,
+                rewind = rewind.as_ref().map(Rewind::describe),
                 "partitions granted"
             );
         }

@@ -436,24 +436,21 @@ pub async fn run_feed(
             }
         };
         if matches!(start, Start::Now) {
-            let Some(token) = stream.resume_token() else {
-                warn!("the change stream gave no starting position; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let position = FeedPosition {
+            info!("starting the change stream at the present");
+            // Where it starts, if the server says before the first read (a partition granted
+            // later compares its checkpoint with it; without it, any checkpoint makes the
+            // feed re-read from there, which is never wrong).
+            let position = stream.resume_token().map(|token| FeedPosition {
                 token,
                 at: Some(DateTime::now()),
                 time: now_time,
-            };
-            let Some(marked) = engine_position(&position) else {
-                continue;
-            };
-            if engine.mark(marked.clone()).await.is_err() {
-                return;
+            });
+            if let Some(marked) = position.as_ref().and_then(engine_position) {
+                if engine.mark(marked.clone()).await.is_err() {
+                    return;
+                }
+                last = position.map(|p| (p, marked));
             }
-            info!("starting the change stream at the present");
-            last = Some((position, marked));
         }
         health.live.store(true, Ordering::Relaxed);
         if failures > 0 {

@@ -188,7 +188,11 @@ impl ChildDaemon {
                 &config.attempt_timeout_ms.to_string(),
             ])
             .args(["--lease-ttl", &format!("{}ms", config.lease_ttl_ms)])
-            .env("HERALD_LOG", "info");
+            // `HERALD_TEST_CHILD_LOG=info,herald_actors::router=debug` to look closer.
+            .env(
+                "HERALD_LOG",
+                std::env::var("HERALD_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            );
         command
     }
 

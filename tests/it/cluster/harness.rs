@@ -59,8 +59,10 @@ impl Cluster {
                 log: logs.path().join(format!("herald-{}.log", char::from(name))),
             })
             .collect();
+        let mut config = config.clone();
+        config.lease_ttl_ms = LEASE_TTL.as_millis() as u64;
         let mut cluster = Self {
-            config: config.clone(),
+            config,
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
             members,
             logs: Some(logs),
@@ -81,7 +83,6 @@ impl Cluster {
         member.life += 1;
         let mut command = ChildDaemon::command(&self.config);
         command
-            .args(["--lease-ttl", &format!("{}s", LEASE_TTL.as_secs())])
             .args(["--member-id", &member.id()])
             .args(["--api-key", API_KEY])
             .args(&self.extra_args);

@@ -99,6 +99,15 @@ impl Tally {
             .collect()
     }
 
+    /// How many events arrived how many times, for those that came more than once.
+    pub fn copies_histogram(&self) -> std::collections::BTreeMap<usize, usize> {
+        let mut by_count = std::collections::BTreeMap::new();
+        for n in self.copies.values().filter(|n| **n > 1) {
+            *by_count.entry(*n).or_default() += 1;
+        }
+        by_count
+    }
+
     /// A few of the events that arrived more than once, with their counts (for messages).
     pub fn some_duplicated(&self) -> Vec<(&str, usize)> {
         let mut twice: Vec<(&str, usize)> = self
@@ -331,6 +340,11 @@ pub fn report_duplicates(story: &str, endpoints: &[Endpoint], prefix: &str) -> V
         .collect();
     let delivered: usize = endpoints.iter().map(|e| e.tally(prefix).distinct()).sum();
     let total: usize = duplicates.iter().sum();
+    for endpoint in endpoints {
+        // How often the duplicated events came: twice is one crash; more is a pattern.
+        let by_count = endpoint.tally(prefix).copies_histogram();
+        println!("{story}: events received n times (n: events): {by_count:?}");
+    }
     println!(
         "{story}: {delivered} deliveries, duplicates per endpoint {duplicates:?} (total {total}, \
          {:.2}% of deliveries)",
