@@ -979,6 +979,7 @@ impl Router {
             .filter_map(|p| due_checkpoint(state, p, false))
             .collect();
         state.last_checkpoint_check = Some(Instant::now());
+        refresh_current(state);
         prune_positions(state);
         if due.is_empty() {
             return;
@@ -1163,6 +1164,7 @@ fn due_checkpoint(state: &State, partition: u16, final_write: bool) -> Option<Du
     }
     let (_, seen) = state.positions.range(part.min_seq..bound).next_back()?;
     if part.written.as_ref() == Some(&seen.position.checkpoint) {
+        // Stored already; read again from the feed (a quiet feed's mark), it is current.
         return None;
     }
     Some(Due {
@@ -1173,6 +1175,30 @@ fn due_checkpoint(state: &State, partition: u16, final_write: bool) -> Option<Du
         },
         read_at: seen.read_at,
     })
+}
+
+/// A partition whose stored checkpoint is the newest position it may store is as current
+/// as the feed's last reading of that position (a quiet feed marks the same position again
+/// and again): its checkpoint's age restarts from there.
+fn refresh_current(state: &mut State) {
+    let mut current = Vec::new();
+    for (&partition, part) in &state.parts {
+        let bound = part.unsettled.keys().next().copied().unwrap_or(u64::MAX);
+        if part.gate.is_some() || bound <= part.min_seq {
+            continue;
+        }
+        let Some((_, seen)) = state.positions.range(part.min_seq..bound).next_back() else {
+            continue;
+        };
+        if part.written.as_ref() == Some(&seen.position.checkpoint) {
+            current.push((partition, seen.read_at));
+        }
+    }
+    for (partition, read_at) in current {
+        if let Some(part) = state.parts.get_mut(&partition) {
+            part.written_read_at = Some(read_at);
+        }
+    }
 }
 
 /// Forgets positions no partition can need any more: for each partition only the newest
