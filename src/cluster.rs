@@ -122,8 +122,12 @@ pub struct Coordinator {
     leases: HashMap<u16, Observed>,
     /// Since when each partition has been free (no owner, or a dead one).
     free_since: HashMap<u16, Instant>,
-    /// The checkpoint of a database written before partitions, if any.
-    legacy: Option<Vec<u8>>,
+    /// Where a partition whose checkpoint is unreadable resumes: the oldest readable
+    /// checkpoint when this member joined (or the old single checkpoint), which nothing
+    /// after it can have passed.
+    floor: Option<Position>,
+    /// Lease documents found edited into nonsense, and what was wrong (warned once).
+    odd: HashMap<u16, String>,
     live: usize,
     last_age_warning: Option<Instant>,
 }
@@ -166,10 +170,17 @@ impl Coordinator {
             members: HashMap::new(),
             leases: HashMap::new(),
             free_since: HashMap::new(),
-            legacy,
+            floor: None,
+            odd: HashMap::new(),
             live: 1,
             last_age_warning: None,
         };
+        coordinator.floor = leases::leases(&coordinator.db)
+            .await?
+            .iter()
+            .filter_map(readable)
+            .chain(legacy.as_deref().and_then(readable_bytes))
+            .min_by_key(|p| p.time);
         info!(member_id = %coordinator.options.member_id, lease_ttl_ms = coordinator.options.lease_ttl.as_millis() as u64, "joining the cluster");
         coordinator.round().await?;
         Ok(coordinator)
@@ -246,6 +257,18 @@ impl Coordinator {
         self.live = live.len();
         let by_partition: HashMap<u16, &Lease> =
             all_leases.iter().map(|l| (l.partition, l)).collect();
+        for lease in &all_leases {
+            match &lease.odd {
+                Some(odd) if self.odd.get(&lease.partition) != Some(odd) => {
+                    warn!(partition = lease.partition, problem = %odd, "a partition lease was edited into something herald does not write; handling it as well as it can");
+                    self.odd.insert(lease.partition, odd.clone());
+                }
+                Some(_) => {}
+                None => {
+                    self.odd.remove(&lease.partition);
+                }
+            }
+        }
         for lease in &all_leases {
             let value = vec![
                 lease.raw_owner.clone(),
@@ -447,7 +470,7 @@ impl Coordinator {
                 debug!(partition, previous_owner = ?lease.owner, epoch = taken.epoch, "taking over a partition whose owner stopped renewing");
                 taken_over.insert(lease.owner.clone().unwrap_or_default());
             }
-            let from = self.checkpoint_of(&taken, all);
+            let from = self.checkpoint_of(&taken);
             self.owned.insert(partition, taken.epoch);
             self.nudges.insert(partition, taken.nudge);
             grants.push(Grant {
@@ -464,38 +487,35 @@ impl Coordinator {
     }
 
     /// Where a taken partition resumes: its checkpoint, or — when that is unreadable (edited
-    /// by hand) — the oldest readable checkpoint of any partition, so nothing is skipped.
-    fn checkpoint_of(&self, lease: &Lease, all: &[Lease]) -> Option<Position> {
-        let readable = |l: &Lease| {
-            l.checkpoint.as_deref().and_then(|bytes| {
-                decode_position(bytes).map(|p| Position::new(bytes.to_vec(), p.time))
-            })
-        };
+    /// by hand) — the floor: the oldest checkpoint this member saw when it joined, so
+    /// nothing is skipped.
+    fn checkpoint_of(&self, lease: &Lease) -> Option<Position> {
         if let Some(position) = readable(lease) {
             return Some(position);
         }
-        if lease.checkpoint.is_none() && !lease.checkpoint_unreadable {
-            return None;
-        }
-        let fallback = all
-            .iter()
-            .filter_map(readable)
-            .chain(self.legacy.as_deref().and_then(|bytes| {
-                decode_position(bytes).map(|p| Position::new(bytes.to_vec(), p.time))
-            }))
-            .min_by_key(|p| p.time);
+        // Every partition document is created with a checkpoint: one without has been
+        // edited, as one whose checkpoint is not a position.
         error!(
             partition = lease.partition,
-            fallback = fallback.is_some(),
-            "the partition's checkpoint is unreadable; resuming from the oldest readable checkpoint of any partition (deliveries already recorded are not sent again)"
+            fallback = self.floor.is_some(),
+            "the partition's checkpoint is missing or unreadable; resuming from the oldest checkpoint seen at start (deliveries already recorded are not sent again)"
         );
-        fallback
+        self.floor.clone()
     }
 
     /// Partitions held now.
     pub fn owned(&self) -> Vec<u16> {
         self.owned.keys().copied().collect()
     }
+}
+
+/// A stored checkpoint as the engine takes it, if it is one.
+fn readable_bytes(bytes: &[u8]) -> Option<Position> {
+    decode_position(bytes).map(|p| Position::new(bytes.to_vec(), p.time))
+}
+
+fn readable(lease: &Lease) -> Option<Position> {
+    lease.checkpoint.as_deref().and_then(readable_bytes)
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub struct Lease {
     /// A checkpoint field is present but unreadable.
     pub checkpoint_unreadable: bool,
     pub nudge: i64,
+    /// What is wrong with the document, when it was edited into something herald did not
+    /// write (for one warning per edit).
+    pub odd: Option<String>,
 }
 
 /// One member document, as read.
@@ -95,20 +98,31 @@ fn lease_from(d: &Document) -> Option<Lease> {
     let owner = match d.get("owner") {
         Some(Bson::String(s)) if !s.is_empty() => Some(s.clone()),
         None | Some(Bson::Null) => None,
-        Some(other) => {
-            warn!(partition, owner = %other, "partition lease has an owner that is not a string; treating it as an unknown member");
-            Some(format!("?{other}"))
-        }
+        // Not a member this version could have written: an unknown one, which never beats.
+        Some(other) => Some(format!("?{other}")),
     };
     let epoch = as_u64(d.get("epoch"));
-    if epoch.is_none() && d.get("epoch").is_some() {
-        warn!(partition, epoch = ?d.get("epoch"), "partition lease has an unreadable epoch; counting from 0");
-    }
     let (checkpoint, unreadable) = match d.get("checkpoint") {
         None | Some(Bson::Null) => (None, false),
         Some(Bson::Binary(b)) => (Some(b.bytes.clone()), false),
         Some(_) => (None, true),
     };
+    let mut odd = Vec::new();
+    if matches!(d.get("owner"), Some(v) if !matches!(v, Bson::String(_) | Bson::Null)) {
+        odd.push(format!(
+            "owner {} is not a member id",
+            d.get("owner").cloned().unwrap_or(Bson::Null)
+        ));
+    }
+    if epoch.is_none() {
+        odd.push(format!(
+            "epoch {:?} is not a count (taken as 0)",
+            d.get("epoch")
+        ));
+    }
+    if unreadable {
+        odd.push("checkpoint is not a stored position".into());
+    }
     Some(Lease {
         partition,
         owner,
@@ -127,6 +141,7 @@ fn lease_from(d: &Document) -> Option<Lease> {
             Some(Bson::Int64(n)) => *n,
             _ => 0,
         },
+        odd: (!odd.is_empty()).then(|| odd.join("; ")),
     })
 }
 

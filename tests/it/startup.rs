@@ -27,6 +27,16 @@ fn bad_flags_are_refused_with_one_line() {
         ),
         (&["--listen", "0.0.0.0:0"], "--api-key is required"),
         (
+            &["--lease-ttl", "500ms"],
+            "--lease-ttl must be at least 1000 ms",
+        ),
+        (
+            &["--lease-ttl", "ten seconds"],
+            "--lease-ttl: \"ten seconds\" is not a duration",
+        ),
+        (&["--member-id", "a b"], "--member-id"),
+        (&["--max-events-in-flight", "0"], "--max-events-in-flight"),
+        (
             &["--config", "/nonexistent/herald.toml"],
             "cannot read config file",
         ),

@@ -14,6 +14,7 @@ mod kill;
 mod lost_history;
 mod random_kills;
 mod sigterm;
+mod upgrade;
 
 fn distinct_ids(receiver: &Receiver) -> HashSet<String> {
     receiver

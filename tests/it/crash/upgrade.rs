@@ -1,0 +1,138 @@
+//! Upgrading in place: a database last written by a version with one feed checkpoint
+//! (`herald_state`, `_id: "feed"`) is taken over by this one with no loss and no manual
+//! step — every partition starts from that checkpoint — and a lease or checkpoint edited by
+//! hand into nonsense costs neither a crash nor an event.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mongodb::bson::{doc, Bson, Document};
+
+use crate::daemon::{test_config, ChildDaemon, InProcess};
+use crate::fixtures::*;
+use crate::support::Receiver;
+
+/// The checkpoint as the previous version stored it: BSON `{token, at}` in `token`.
+fn legacy_checkpoint(token: &Bson) -> Document {
+    let bytes =
+        mongodb::bson::to_vec(&doc! {"token": token.clone(), "at": mongodb::bson::DateTime::now()})
+            .unwrap();
+    doc! {"_id": "feed", "token": mongodb::bson::Binary {
+        subtype: mongodb::bson::spec::BinarySubtype::Generic,
+        bytes,
+    }}
+}
+
+#[tokio::test]
+async fn a_database_with_the_old_single_checkpoint_resumes_from_it() {
+    let (uri, name, db) = database("upgrade").await;
+    let receiver = Receiver::start().await;
+    insert_webhook(&db, webhook("wh_00000000000e0001", &receiver.url, &["*"])).await;
+    // What the old version had delivered and checkpointed: `evt_before`. What it had not
+    // read when it stopped: `evt_after`.
+    let mut stream = db.collection::<Document>("events").watch().await.unwrap();
+    insert_event(&db, "evt_before", "batch.completed").await;
+    let change = stream.next().await.unwrap().unwrap();
+    let token = mongodb::bson::to_bson(&change.id).unwrap();
+    db.collection::<Document>("herald_state")
+        .insert_one(legacy_checkpoint(&token))
+        .await
+        .unwrap();
+    insert_event(&db, "evt_after", "batch.completed").await;
+
+    let daemon = InProcess::start(test_config(&uri, &name, &receiver.ca_pem_path)).await;
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(header(&got[0], "webhook-id"), Some("evt_after"));
+    // Every partition started from the old checkpoint and moves on from there.
+    let leases: Vec<Document> = db
+        .collection::<Document>("herald_partitions")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(leases.len(), 64);
+    assert!(leases
+        .iter()
+        .all(|l| l.get_binary_generic("checkpoint").is_ok()));
+    // And the old one was not delivered again.
+    insert_event(&db, "evt_later", "batch.completed").await;
+    receiver.wait_for(2, Duration::from_secs(30)).await;
+    let ids: Vec<_> = receiver
+        .requests()
+        .iter()
+        .filter_map(|r| header(r, "webhook-id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["evt_after", "evt_later"]);
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn leases_edited_into_nonsense_lose_no_event_and_crash_nothing() {
+    let (uri, name, db) = database("nonsense").await;
+    let receiver = Receiver::start().await;
+    let id = "wh_00000000000e0002";
+    insert_webhook(&db, webhook(id, &receiver.url, &["*"])).await;
+    let config = test_config(&uri, &name, &receiver.ca_pem_path);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut daemon = ChildDaemon::spawn(&config, log.path());
+    daemon.wait_ready().await;
+    insert_event(&db, "evt_first", "batch.completed").await;
+    receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(daemon.terminate(), Some(0));
+
+    // While herald is down: its webhook's lease gets a checkpoint that is not one, an epoch
+    // that is not a number and an owner that is not a member; another lease loses its
+    // fields altogether. Then an event it must not miss.
+    let partition = i32::from(herald_actors::partition_of(id));
+    let leases = db.collection::<Document>("herald_partitions");
+    leases
+        .update_one(
+            doc! {"_id": partition},
+            doc! {"$set": {"checkpoint": "garbage", "epoch": "seven", "owner": 42}},
+        )
+        .await
+        .unwrap();
+    let other = (partition + 1) % 64;
+    leases
+        .replace_one(doc! {"_id": other}, doc! {"note": "emptied by hand"})
+        .await
+        .unwrap();
+    insert_event(&db, "evt_while_down", "batch.completed").await;
+
+    let mut daemon = ChildDaemon::spawn(&config, log.path());
+    daemon.wait_ready().await;
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !receiver
+        .requests()
+        .iter()
+        .any(|r| header(r, "webhook-id") == Some("evt_while_down"))
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the event written while herald was down never arrived\nherald log:\n{}",
+            crate::support::without_colours(&daemon.log_text())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    insert_event(&db, "evt_after", "batch.completed").await;
+    crate::support::eventually(Duration::from_secs(30), "an event after it arrives", || {
+        let got = receiver
+            .requests()
+            .iter()
+            .any(|r| header(r, "webhook-id") == Some("evt_after"));
+        async move { got }
+    })
+    .await;
+    // The nonsense lease was taken over (a number epoch again, this daemon its owner).
+    let lease = leases
+        .find_one(doc! {"_id": partition})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lease.get_i64("epoch").is_ok(), "{lease}");
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+}
