@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use ractor::ActorRef;
 use tokio::time::Instant;
+use tracing::debug;
 
 use super::{Endpoint, Msg, State, FAILING_STREAK};
 
@@ -165,21 +166,30 @@ impl Endpoint {
             excess -= 1;
         }
         let (outbox, webhook_id) = (&mut state.outbox, &state.spec.id);
+        let mut recorded = 0;
         let mut record = |job: &mut super::Job| {
             if !job.persisted {
                 let record = job.record_pending(webhook_id, now);
                 outbox.push(record, job.seq);
+                recorded += 1;
             }
         };
+        let mut shed = 0;
         if excess > 0 {
-            let shed = state.backlog.shed_queued(excess, &mut record);
+            shed = state.backlog.shed_queued(excess, &mut record);
             if shed > 0 {
                 state.backlog.spilled(|spilled| spilled.overflow(now, shed));
             }
         }
         // Attempts under way go out first; the queue's first deliveries take the rest.
         let soon = horizon.saturating_sub(state.in_flight);
-        state.backlog.for_each_unrecorded_queued_from(soon, record);
+        state
+            .backlog
+            .for_each_unrecorded_queued_from(soon, &mut record);
+        if shed > 0 || recorded > 0 {
+            debug!(webhook_id = %state.spec.id, horizon, limit, shed, recorded,
+                "backlog beyond the horizon recorded as pending");
+        }
     }
 
     /// After the turn's attempts started: notes whether work still waits, and while it does,
