@@ -17,6 +17,11 @@
 //! - reads no page while the ledger writer is more than a few batches behind, so draining a
 //!   backlog faster than the store takes the records cannot pile them up in memory.
 //!
+//! While deliveries spilled for lack of room (or shed beyond the endpoint's
+//! [horizon](super::pace)) wait in the ledger, new ones follow them there, so an endpoint
+//! that cannot keep up sends its oldest first instead of starving them; once a sweep ends
+//! with only a few spilled meanwhile, new deliveries are held in memory again.
+//!
 //! So a delivery is never held twice and none is left behind. At start-up (and when a
 //! webhook is enabled again) the endpoint does not know what the ledger holds for it: it
 //! sweeps, then asks the ledger when its next pending delivery falls due, until the answer
