@@ -39,7 +39,10 @@ pub struct EngineConfig {
     /// timer), at most. Beyond it they are spilled: recorded as `pending` in the ledger and
     /// paged back in, oldest due first, when the endpoint has room. Large enough that a
     /// healthy endpoint rides out a burst without touching the ledger (half the feed
-    /// window), small enough that a dead endpoint with any backlog costs a few MiB.
+    /// window), small enough that a dead endpoint with any backlog costs a few MiB. An
+    /// endpoint that cannot send that many soon (rate-limited, slow, failing) holds less:
+    /// what it sends in two seconds, and at least `max_in_flight_per_endpoint` (see
+    /// [`endpoint`](crate::endpoint)'s `pace`).
     pub max_held_per_endpoint: usize,
     /// Deliveries all endpoints together hold in memory, at most (beyond it, an endpoint
     /// holding more than `max_in_flight_per_endpoint` spills), so many dead endpoints cannot

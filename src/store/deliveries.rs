@@ -182,12 +182,18 @@ fn payload_bson(payload: &Bytes) -> Bson {
 }
 
 /// Which document a later record of `r` applies to: its own, unless that already logs the
-/// attempt `r` brings. The writer sends a batch again when it got no answer, though the
-/// server may have applied it; the attempt's start time (to the millisecond) tells an
-/// attempt already logged from a new one, so a batch written twice logs and counts each
-/// attempt once.
+/// attempt `r` brings or has succeeded. The writer sends a batch again when it got no
+/// answer, though the server may have applied it; the attempt's start time (to the
+/// millisecond) tells an attempt already logged from a new one, so a batch written twice
+/// logs and counts each attempt once. A delivery that succeeded is done: whatever reaches
+/// it later — a batch sent again whose first record is its spill, a stale record of a
+/// failed attempt, an attempt made again after a crash — leaves it as it is, so
+/// `succeeded` never goes back to `pending` or `failed`.
 fn unless_logged(r: &DeliveryRecord) -> Document {
-    let mut q = doc! {"_id": &r.delivery_id};
+    let mut q = doc! {
+        "_id": &r.delivery_id,
+        "status": {"$ne": herald_actors::DeliveryStatus::Succeeded.as_str()},
+    };
     if let Some(first) = r.new_attempts.first() {
         q.insert("attempt_log.at", doc! {"$ne": bson_date(first.at)});
     }

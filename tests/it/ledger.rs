@@ -100,3 +100,106 @@ async fn a_delivery_attempted_again_after_a_crash_counts_every_attempt() {
         .unwrap();
     assert_eq!(stored(&db, "evt_l2").await, (2, 2, "succeeded".into()));
 }
+
+/// The first record of a delivery spilled before its first attempt: `pending`, due now,
+/// with its payload and no attempt.
+fn spilled(event_id: &str, at: SystemTime) -> DeliveryRecord {
+    DeliveryRecord {
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: Some(at),
+        last_status_code: None,
+        new_attempts: Vec::new(),
+        completed_at: None,
+        payload: Some(Bytes::from_static(b"{\"n\":1}")),
+        ..record(event_id, 1, at, 500)
+    }
+}
+
+#[tokio::test]
+async fn a_batch_written_again_after_its_delivery_succeeded_leaves_it_succeeded() {
+    let (_, _, db) = database("ledger_again").await;
+    let ledger = MongoLedger::new(&db);
+    let first = SystemTime::now() - Duration::from_secs(60);
+    let second = first + Duration::from_secs(10);
+    // One batch: the delivery spilled (recorded pending), its first attempt (500), its
+    // retry (200). Written twice: the second write's first record meets the document.
+    let batch = Arc::new(vec![
+        spilled("evt_l3", first),
+        DeliveryRecord {
+            first_write: false,
+            ..record("evt_l3", 1, first, 500)
+        },
+        record("evt_l3", 2, second, 200),
+    ]);
+    ledger.write(batch.clone()).await.unwrap();
+    assert_eq!(stored(&db, "evt_l3").await, (2, 2, "succeeded".into()));
+    ledger.write(batch).await.unwrap();
+    assert_eq!(stored(&db, "evt_l3").await, (2, 2, "succeeded".into()));
+
+    // A replay (an event attempted again after a crash) whose batch is written twice
+    // counts its attempt once.
+    ledger
+        .write(Arc::new(vec![record("evt_l4", 1, first, 500)]))
+        .await
+        .unwrap();
+    let replay = Arc::new(vec![record("evt_l4", 1, second, 503)]);
+    ledger.write(replay.clone()).await.unwrap();
+    ledger.write(replay).await.unwrap();
+    assert_eq!(stored(&db, "evt_l4").await, (2, 2, "pending".into()));
+}
+
+#[tokio::test]
+async fn a_late_record_never_sets_a_succeeded_delivery_back() {
+    let (_, _, db) = database("ledger_late").await;
+    let ledger = MongoLedger::new(&db);
+    let first = SystemTime::now() - Duration::from_secs(60);
+    let succeeded_at = first + Duration::from_secs(10);
+    ledger
+        .write(Arc::new(vec![record("evt_l5", 1, first, 500)]))
+        .await
+        .unwrap();
+    ledger
+        .write(Arc::new(vec![record("evt_l5", 2, succeeded_at, 200)]))
+        .await
+        .unwrap();
+    let before: Document = db
+        .collection::<Document>("deliveries")
+        .find_one(doc! {"_id": format!("evt_l5:{WEBHOOK}")})
+        .await
+        .unwrap()
+        .unwrap();
+
+    let late = [
+        // A stale record of a failed attempt (made by a daemon that had not heard of the
+        // success): an update.
+        DeliveryRecord {
+            first_write: false,
+            ..record("evt_l5", 2, first + Duration::from_secs(5), 500)
+        },
+        // The event attempted again after a crash, failing this time: a first record whose
+        // document exists (a replay).
+        record("evt_l5", 1, succeeded_at + Duration::from_secs(20), 503),
+        // The event spilled again after a crash: a pending first record with no attempt.
+        spilled("evt_l5", succeeded_at + Duration::from_secs(30)),
+        // Its attempts exhausted: `failed`.
+        DeliveryRecord {
+            status: DeliveryStatus::Failed,
+            next_attempt_at: None,
+            completed_at: Some(succeeded_at + Duration::from_secs(40)),
+            first_write: false,
+            ..record("evt_l5", 3, succeeded_at + Duration::from_secs(40), 500)
+        },
+    ];
+    for record in late {
+        ledger.write(Arc::new(vec![record])).await.unwrap();
+        let after: Document = db
+            .collection::<Document>("deliveries")
+            .find_one(doc! {"_id": format!("evt_l5:{WEBHOOK}")})
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after, before, "a succeeded delivery changed");
+    }
+    assert_eq!(stored(&db, "evt_l5").await, (2, 2, "succeeded".into()));
+}

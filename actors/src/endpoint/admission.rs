@@ -1,5 +1,6 @@
 //! Taking deliveries in: queued if due, scheduled if due later, spilled to the ledger when
-//! memory is full; and recording what may wait long so it never holds the feed back.
+//! memory is full or spilled ones wait; and recording what may wait long so it never holds
+//! the feed back.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -9,8 +10,9 @@ use ractor::ActorRef;
 use super::{Endpoint, Job, Msg, State, FAILING_STREAK};
 
 impl Endpoint {
-    /// Takes a delivery in: queued (due now) or scheduled (due later) if it fits, else
-    /// spilled to the ledger (recorded first if the ledger has not seen it).
+    /// Takes a delivery in: queued (due now) or scheduled (due later) if it fits and no
+    /// spilled delivery waits before it, else spilled to the ledger (recorded first if the
+    /// ledger has not seen it).
     pub(super) fn admit(&self, myself: &ActorRef<Msg>, state: &mut State, mut job: Job) {
         let now = SystemTime::now();
         let reserved = state.sweep.as_ref().map_or(0, |sweep| sweep.requested);
@@ -19,15 +21,21 @@ impl Endpoint {
             return;
         }
         let later = job.due_at.filter(|due| *due > now);
-        let fits = self.room(state.backlog.len() + reserved) > 0
-            || (later.is_none() && state.backlog.evict_latest());
+        // Behind deliveries spilled for lack of room, a new one waits its turn in the ledger.
+        let behind = state.backlog.spilled(|spilled| spilled.behind());
+        let fits = !behind
+            && (self.room(state, state.backlog.len() + reserved) > 0
+                || (later.is_none() && state.backlog.evict_latest()));
         if !fits {
             let due = job.due_at.unwrap_or(now);
             if !job.persisted {
                 let record = job.record_pending(&state.spec.id, due);
                 state.outbox.push(record, job.seq);
             }
-            state.backlog.spilled(|spilled| spilled.note(due));
+            state.backlog.spilled(|spilled| match later {
+                Some(due) => spilled.note(due),
+                None => spilled.overflow(due, 1),
+            });
             return;
         }
         if job.persisted {
@@ -46,11 +54,12 @@ impl Endpoint {
         }
     }
 
-    /// How many more deliveries fit in memory, for an endpoint holding `held`. Every
-    /// endpoint may hold `max_in_flight_per_endpoint` whatever the others hold, so that a
-    /// healthy one keeps its attempts flowing when dead ones have taken the shared budget.
-    pub(super) fn room(&self, held: usize) -> usize {
-        let own = self.config.max_held_per_endpoint.saturating_sub(held);
+    /// How many more deliveries fit in memory, for this endpoint holding `held`: up to its
+    /// [limit](Endpoint::held_limit). Every endpoint may hold `max_in_flight_per_endpoint`
+    /// whatever the others hold, so that a healthy one keeps its attempts flowing when dead
+    /// ones have taken the shared budget.
+    pub(super) fn room(&self, state: &State, held: usize) -> usize {
+        let own = self.held_limit(state).saturating_sub(held);
         let shared = self
             .config
             .max_held_total

@@ -178,6 +178,35 @@ impl Backlog {
             .for_each(&mut f);
     }
 
+    /// Calls `f` on every queued delivery the ledger has not seen yet, from the `skip`-th in
+    /// the queue on (those before it go out first).
+    pub(super) fn for_each_unrecorded_queued_from(&self, skip: usize, f: impl FnMut(&mut Job)) {
+        let mut work = self.work();
+        if skip >= work.queue.len() {
+            return;
+        }
+        work.queue
+            .range_mut(skip..)
+            .filter(|job| !job.persisted)
+            .for_each(f);
+    }
+
+    /// Takes up to `n` deliveries out of the queue, the last queued first, handing each to
+    /// `f` (which records it if the ledger has not seen it); returns how many it took.
+    pub(super) fn shed_queued(&self, n: usize, mut f: impl FnMut(&mut Job)) -> usize {
+        let mut work = self.work();
+        let mut shed = 0;
+        while shed < n {
+            let Some(mut job) = work.queue.pop_back() else {
+                break;
+            };
+            f(&mut job);
+            work.release(&job.event.id);
+            shed += 1;
+        }
+        shed
+    }
+
     /// An attempt ended: the job leaves memory (a retry comes back through `schedule`).
     pub(super) fn finish(&self, key: u64) -> Option<Job> {
         let mut work = self.work();

@@ -19,24 +19,31 @@
 //! if the actor crashes, its successor starts from the same queue, re-queues what was in
 //! flight and re-arms the retry timers.
 //!
-//! Memory is bounded: an endpoint holds at most `max_held_per_endpoint` deliveries (and
-//! all of them together `max_held_total`). Beyond that, deliveries are [spilled](spill)
-//! to the ledger as `pending` and read back, oldest due first, when there is room again; a
-//! retry waiting for a far-off timer makes way for a delivery that is due. A failing
-//! endpoint records its first attempts as `pending` as soon as it accepts them, like a
-//! paused one, so that a dead endpoint never holds the feed checkpoint back.
+//! No endpoint holds the feed: what it holds unrecorded is at most what it can send within
+//! its [horizon](pace) (two seconds of its rate limit or of its measured pace; nothing while
+//! failing). A queued delivery beyond that is recorded `pending`, so the feed moves on
+//! without it, and memory keeps only the horizon (never less than the attempts it may run).
+//!
+//! Memory is bounded: an endpoint holds at most that, and at most `max_held_per_endpoint`
+//! deliveries (and all of them together `max_held_total`). Beyond that, deliveries are
+//! [spilled](spill) to the ledger as `pending` and read back, oldest due first, when there
+//! is room again; while spilled ones wait, new ones follow them into the ledger; a retry
+//! waiting for a far-off timer makes way for a delivery that is due. A failing endpoint
+//! records its first attempts as `pending` as soon as it accepts them, like a paused one,
+//! so that a dead endpoint never holds the feed checkpoint back.
 //!
 //! The rooms: this file has the actor's messages, state and turn; [`admission`] takes
 //! deliveries in, [`sending`] starts attempts, [`results`] decides what an ended attempt
-//! means, [`sweeps`] reads spilled deliveries back. Beside them: the [`job`], the
-//! [`backlog`], the [`outbox`], the connection [`pools`], the [`attempts`] task and the
-//! [`spill`] bookkeeping.
+//! means, [`sweeps`] reads spilled deliveries back, [`pace`] keeps the endpoint within its
+//! horizon. Beside them: the [`job`], the [`backlog`], the [`outbox`], the connection
+//! [`pools`], the [`attempts`] task and the [`spill`] bookkeeping.
 
 mod admission;
 mod attempts;
 mod backlog;
 mod job;
 mod outbox;
+mod pace;
 mod pools;
 mod results;
 mod sending;
@@ -53,6 +60,7 @@ use tracing::{info, warn};
 
 use self::attempts::{Attempts, EndedAttempt, Report};
 use self::outbox::Outbox;
+use self::pace::Pace;
 use self::pools::{limiter_for, Pools};
 use self::spill::{Page, Sweep};
 use crate::config::EngineConfig;
@@ -64,6 +72,7 @@ use crate::webhook::WebhookSpec;
 
 pub use self::backlog::{Backlog, Stats};
 pub use self::job::Job;
+pub use self::pace::HORIZON;
 
 pub enum Msg {
     /// A new delivery (or a re-loaded one, when `job.due_at` is set).
@@ -90,6 +99,8 @@ pub enum Msg {
     NextDue(Result<Option<SystemTime>, LedgerError>),
     /// Time to look at the ledger again.
     LedgerWake,
+    /// Time to look at the endpoint's pace again (work waits for an attempt).
+    Pace,
     /// The webhook was disabled: record what is held and stop.
     Retire,
     /// Fail the handler, as a bug would (tests of supervision).
@@ -153,6 +164,8 @@ pub struct State {
     ledger_wake_at: Option<SystemTime>,
     /// What this actor last added to the shared count of held deliveries.
     reported_held: usize,
+    /// What the endpoint sent lately, for its horizon.
+    pace: Pace,
 }
 
 /// After a failed read of the ledger, look again this much later.
@@ -214,6 +227,7 @@ impl Actor for Endpoint {
             asking: false,
             ledger_wake_at: None,
             reported_held: 0,
+            pace: Pace::new(tokio::time::Instant::now()),
         };
         if state.spec.paused {
             self.record_held(&mut state);
@@ -247,6 +261,7 @@ impl Actor for Endpoint {
                 }
             }
             Msg::AttemptsEnded(ended) => {
+                state.pace.ended(tokio::time::Instant::now(), ended.len());
                 for attempt in ended {
                     state.in_flight -= 1;
                     if let Some(job) = state.backlog.finish(attempt.key) {
@@ -307,6 +322,8 @@ impl Actor for Endpoint {
             }
             // Whichever timer this was, `refill` arms the next one if it is still needed.
             Msg::LedgerWake => state.ledger_wake_at = None,
+            // `keep_to_horizon` below does the looking.
+            Msg::Pace => state.pace.looked(),
             Msg::Retire => {
                 self.record_all_held(state);
                 // On its way to the ledger writer before the router hears the actor ended.
@@ -317,9 +334,11 @@ impl Actor for Endpoint {
             #[cfg(test)]
             Msg::Crash => return Err("crash requested by a test".into()),
         }
+        self.keep_to_horizon(state);
         // Before `refill`, which may start a sweep: it asks the writer for a barrier.
         state.outbox.flush();
         self.pump(&myself, state);
+        self.watch_pace(&myself, state);
         self.refill(&myself, state);
         self.report_paused(state);
         self.report_held(state);

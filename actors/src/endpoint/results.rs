@@ -120,7 +120,7 @@ impl Endpoint {
         }
         if let Some(due) = next_attempt_at {
             let reserved = state.sweep.as_ref().map_or(0, |sweep| sweep.requested);
-            if self.room(state.backlog.len() + reserved) > 0 {
+            if self.room(state, state.backlog.len() + reserved) > 0 {
                 schedule(myself, state, job, due);
             } else {
                 // Memory is full: the record just made says `pending`, due then.

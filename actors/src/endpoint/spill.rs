@@ -17,6 +17,11 @@
 //! - reads no page while the ledger writer is more than a few batches behind, so draining a
 //!   backlog faster than the store takes the records cannot pile them up in memory.
 //!
+//! While deliveries spilled for lack of room (or shed beyond the endpoint's
+//! [horizon](super::pace)) wait in the ledger, new ones follow them there, so an endpoint
+//! that cannot keep up sends its oldest first instead of starving them; once a sweep ends
+//! with only a few spilled meanwhile, new deliveries are held in memory again.
+//!
 //! So a delivery is never held twice and none is left behind. At start-up (and when a
 //! webhook is enabled again) the endpoint does not know what the ledger holds for it: it
 //! sweeps, then asks the ledger when its next pending delivery falls due, until the answer
@@ -66,6 +71,11 @@ pub struct Spilled {
     unknown: bool,
     /// A sweep began then and has not ended: a restarted actor must sweep again.
     sweeping_since: Option<SystemTime>,
+    /// Deliveries due now were spilled for lack of room: new ones follow them into the
+    /// ledger (keeping their order) until a sweep has caught up.
+    behind: bool,
+    /// Deliveries spilled for lack of room since the running (or last) sweep began.
+    overflowed: usize,
 }
 
 fn second_of(t: SystemTime) -> u64 {
@@ -76,6 +86,28 @@ impl Spilled {
     /// A delivery falling due at `due` is in the ledger and not in memory.
     pub fn note(&mut self, due: SystemTime) {
         self.due_seconds.insert(second_of(due));
+    }
+
+    /// `n` deliveries due at `due` (now) were spilled for lack of room.
+    pub fn overflow(&mut self, due: SystemTime, n: usize) {
+        self.note(due);
+        self.behind = true;
+        self.overflowed += n;
+    }
+
+    /// Whether deliveries spilled for lack of room wait in the ledger: a new one goes there
+    /// too, behind them.
+    pub fn behind(&self) -> bool {
+        self.behind
+    }
+
+    /// A sweep read everything it covered. If fewer than `few` deliveries were spilled for
+    /// lack of room meanwhile, memory has caught up: new deliveries are held again (those
+    /// few are read back by the next sweep).
+    pub fn caught_up(&mut self, few: usize) {
+        if self.overflowed < few {
+            self.behind = false;
+        }
     }
 
     /// The ledger may hold pending deliveries nobody told us about: look now.
@@ -112,6 +144,7 @@ impl Spilled {
         let current = second_of(now);
         self.due_seconds = self.due_seconds.split_off(&current);
         self.sweeping_since = Some(now);
+        self.overflowed = 0;
     }
 
     /// The sweep ended (read to its end, or failed).
@@ -292,6 +325,27 @@ mod tests {
         spilled.end();
         spilled.begin(at(106, 0));
         assert!(!spilled.any());
+    }
+
+    #[test]
+    fn new_deliveries_follow_spilled_ones_until_a_sweep_has_caught_up() {
+        let mut spilled = Spilled::default();
+        assert!(!spilled.behind());
+        spilled.overflow(at(10, 0), 500);
+        assert!(spilled.behind());
+        // A sweep covers those; 40 more overflow while it reads.
+        spilled.begin(at(11, 0));
+        spilled.overflow(at(11, 500), 40);
+        spilled.end();
+        spilled.caught_up(32);
+        assert!(spilled.behind(), "40 spilled meanwhile: still behind");
+        // The next sweep: only 3 meanwhile, which the one after reads back.
+        spilled.begin(at(12, 0));
+        spilled.overflow(at(12, 100), 3);
+        spilled.end();
+        spilled.caught_up(32);
+        assert!(!spilled.behind());
+        assert_eq!(spilled.next_sweep_at(), Some(at(13, 0)));
     }
 
     #[test]

@@ -38,11 +38,7 @@ impl Endpoint {
         }
         let now = SystemTime::now();
         let page = self.config.ledger_page_size.max(1);
-        // A page is read once this much fits; never more than an endpoint may always hold
-        // (`room` guarantees it that much even when others have taken the shared budget).
-        let low_water = (self.config.max_held_per_endpoint / 2)
-            .clamp(1, page)
-            .min(self.config.max_in_flight_per_endpoint.max(1));
+        let low_water = self.low_water(state);
         if state.sweep.is_none() {
             let Some(at) = state.backlog.spilled(|spilled| spilled.next_sweep_at()) else {
                 return;
@@ -58,8 +54,8 @@ impl Endpoint {
             return;
         }
         // Due work first: retries waiting for a later timer make way.
-        while self.room(state.backlog.len()) < low_water && state.backlog.evict_latest() {}
-        let room = self.room(state.backlog.len());
+        while self.room(state, state.backlog.len()) < low_water && state.backlog.evict_latest() {}
+        let room = self.room(state, state.backlog.len());
         if room < low_water {
             return;
         }
@@ -86,15 +82,26 @@ impl Endpoint {
         sweep.pull(room.min(page));
     }
 
+    /// A page is read once this much fits: half what the endpoint may hold, at most a page
+    /// and never more than an endpoint may always hold (`room` guarantees it that much even
+    /// when others have taken the shared budget).
+    fn low_water(&self, state: &State) -> usize {
+        (self.held_limit(state) / 2)
+            .clamp(1, self.config.ledger_page_size.max(1))
+            .min(self.config.max_in_flight_per_endpoint.max(1))
+    }
+
     /// A page of a sweep arrived: what is not held already is queued (a sweep reads only
     /// what is due).
     pub(super) fn paged(&self, myself: &ActorRef<Msg>, state: &mut State, id: u64, result: Page) {
+        let low_water = self.low_water(state);
         let Some(sweep) = state.sweep.as_mut().filter(|sweep| sweep.id == id) else {
             return;
         };
         sweep.requested = 0;
         let began = sweep.began;
         let backlog = &state.backlog;
+        let read_all = matches!(result, Ok((_, true)));
         let mut done = match result {
             Ok((page, done)) => {
                 for pending in page {
@@ -122,6 +129,9 @@ impl Endpoint {
         }
         let ask = backlog.spilled(|spilled| {
             spilled.end();
+            if read_all {
+                spilled.caught_up(low_water);
+            }
             spilled.unknown()
         });
         state.sweep = None;

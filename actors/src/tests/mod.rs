@@ -20,6 +20,9 @@
 //!   endpoint re-arms its wake-up the same way: the tests with a rate limit run on real
 //!   time, and the only timing they assert is a lower bound, which load cannot break.
 //! - The router spaces checkpoint writes on tokio's clock, so they follow paused time.
+//! - An endpoint measures its pace on tokio's clock: a test can let a slow receiver show
+//!   its pace on paused time, then `tokio::time::resume()` for what follows on the wall
+//!   clock (reading spilled deliveries back).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +48,7 @@ mod cluster;
 mod delivery;
 mod disable;
 mod pause;
+mod slow;
 mod spill;
 mod supervision;
 

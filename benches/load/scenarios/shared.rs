@@ -118,6 +118,19 @@ pub(super) async fn run_engine(
     timeout: Duration,
     label: &str,
 ) -> (f64, f64) {
+    run_engine_limited(ctx, n, urls, &[], healthy, timeout, label).await
+}
+
+/// [`run_engine`], with a rate limit (requests/s) on the webhooks of some URLs (by index).
+pub(super) async fn run_engine_limited(
+    ctx: &Ctx,
+    n: usize,
+    urls: &[String],
+    limited: &[(usize, u32)],
+    healthy: u64,
+    timeout: Duration,
+    label: &str,
+) -> (f64, f64) {
     // The feed hands over every event at once, far faster than any change stream would:
     // endpoints may hold them all rather than spill the excess to the ledger and read it
     // back, which is what a dead endpoint's backlog needs, not a healthy one's burst.
@@ -133,8 +146,15 @@ pub(super) async fn run_engine(
         .unwrap();
     let handle = engine.handle();
     for (i, url) in urls.iter().enumerate() {
+        let limit = limited
+            .iter()
+            .find(|(at, _)| *at == i)
+            .map(|(_, per_s)| *per_s);
         handle
-            .upsert_webhook(spec(&webhook_id(i), url, "bench.engine"))
+            .upsert_webhook(WebhookSpec {
+                rate_limit_per_second: limit,
+                ..spec(&webhook_id(i), url, "bench.engine")
+            })
             .unwrap();
     }
     handle.stats().await.unwrap();

@@ -1,0 +1,266 @@
+//! No endpoint holds the feed: what an endpoint cannot send within its horizon (two seconds
+//! of its rate limit or of its measured pace; nothing while it fails) is recorded as
+//! pending and read back in its turn, while its neighbours get every event at their own pace.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{
+    config, delivered, event, held, quiet_for, settle_webhooks, start, successes, until,
+    watch_held, webhook,
+};
+use crate::delivery::DeliveryStatus;
+use crate::endpoint::HORIZON;
+use crate::engine::EngineHandle;
+use crate::fakes::{Answer, MemoryLedger, Moment, ScriptedTransport};
+use crate::webhook::WebhookSpec;
+
+/// Submits `n` events, each with its checkpoint `t<i>`.
+async fn burst(handle: &EngineHandle, n: usize) {
+    for i in 0..n {
+        let token = Bytes::from(format!("t{i:03}"));
+        handle
+            .submit(event(&format!("evt_{i:03}"), "x"), Some(token))
+            .await
+            .unwrap();
+    }
+}
+
+/// `webhook`'s deliveries in the ledger, by status.
+fn recorded(ledger: &MemoryLedger, webhook: &str) -> HashMap<&'static str, usize> {
+    let mut by_status = HashMap::new();
+    for d in ledger.deliveries() {
+        if d.record.webhook_id == webhook {
+            *by_status.entry(d.record.status.as_str()).or_default() += 1;
+        }
+    }
+    by_status
+}
+
+/// Every delivery of `webhook` got exactly one 2xx, and its URL exactly `n` requests.
+fn each_sent_once(ledger: &MemoryLedger, transport: &ScriptedTransport, webhook: &str, n: usize) {
+    let successes = successes(ledger, webhook);
+    let twice: Vec<_> = successes.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "not delivered exactly once: {twice:?}");
+    assert_eq!(successes.len(), n);
+    assert_eq!(
+        transport.sent_to(&format!("https://{webhook}.example/hook")),
+        n
+    );
+}
+
+/// The last checkpoint written is `t<last>`.
+fn checkpoint_at(ledger: &MemoryLedger, last: usize) -> bool {
+    ledger.checkpoints().last().map(|c| c.as_ref()) == Some(format!("t{last:03}").as_bytes())
+}
+
+/// On real time: the rate limiter reads the wall clock.
+#[tokio::test]
+async fn a_rate_limited_endpoint_records_its_backlog_and_its_neighbour_gets_every_event() {
+    const EVENTS: usize = 300;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    // A window a third of the burst: were the slow endpoint to hold its deliveries
+    // unrecorded, the feed would move at its pace, and so would its neighbour.
+    config.max_events_in_flight = 100;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    let slow = WebhookSpec {
+        rate_limit_per_second: Some(2),
+        ..webhook("slow", &["*"])
+    };
+    handle.upsert_webhook(slow.clone()).unwrap();
+    handle.upsert_webhook(webhook("fast", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    let (stop, sampler) = watch_held(&handle, "slow");
+
+    burst(&handle, EVENTS).await;
+    until("the unlimited endpoint has every event", || {
+        delivered(&ledger, "fast") == EVENTS
+    })
+    .await;
+    // The feed passed every event: each of the slow endpoint's deliveries is recorded.
+    until("the checkpoint at the last event", || {
+        checkpoint_at(&ledger, EVENTS - 1)
+    })
+    .await;
+    let pending = recorded(&ledger, "slow")
+        .get(DeliveryStatus::Pending.as_str())
+        .copied()
+        .unwrap_or_default();
+    let sent = transport.sent_to("https://slow.example/hook");
+    assert!(
+        pending >= EVENTS - sent,
+        "{pending} pending, {sent} sent of {EVENTS}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let most = sampler.await.unwrap();
+    // Two seconds at 2/s, and no fewer than its attempts in flight: 4.
+    assert!(most <= 4, "the slow endpoint held {most} deliveries");
+
+    // Its limit lifted, it reads its backlog back from the ledger and sends each once.
+    handle
+        .upsert_webhook(WebhookSpec {
+            rate_limit_per_second: None,
+            ..slow
+        })
+        .unwrap();
+    until("every slow delivery sent", || {
+        delivered(&ledger, "slow") == EVENTS
+    })
+    .await;
+    quiet_for(Duration::from_millis(200)).await;
+    each_sent_once(&ledger, &transport, "slow", EVENTS);
+    each_sent_once(&ledger, &transport, "fast", EVENTS);
+    assert!(ledger.sweeps() > 0);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// On paused time while the slow receiver shows its pace, then on real time: the endpoint
+/// reads its backlog back when it falls due on the wall clock.
+#[tokio::test(start_paused = true)]
+async fn a_slow_receiver_keeps_what_it_sends_in_two_seconds_and_records_the_rest() {
+    const EVENTS: usize = 300;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    config.attempt_timeout = Duration::from_secs(5);
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("slow", &["*"])).unwrap();
+    handle.upsert_webhook(webhook("fast", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    // 4 in flight, 400 ms each: 10 a second, 20 within the horizon.
+    transport.set_default(
+        "https://slow.example/hook",
+        Answer::Slow(Duration::from_millis(400)),
+    );
+
+    burst(&handle, EVENTS).await;
+    until("the fast endpoint has every event", || {
+        delivered(&ledger, "fast") == EVENTS
+    })
+    .await;
+    until("the checkpoint at the last event", || {
+        checkpoint_at(&ledger, EVENTS - 1)
+    })
+    .await;
+    let kept = held(&handle, "slow").await;
+    assert!(kept <= 20, "the slow endpoint holds {kept} deliveries");
+    let recorded = recorded(&ledger, "slow");
+    let pending = recorded.get(DeliveryStatus::Pending.as_str()).copied();
+    assert_eq!(recorded.values().sum::<usize>(), EVENTS);
+    assert!(
+        pending.unwrap_or_default() >= EVENTS - transport.sent_to("https://slow.example/hook"),
+        "{recorded:?}"
+    );
+
+    tokio::time::resume();
+    transport.set_default("https://slow.example/hook", Answer::Status(200));
+    until("every slow delivery sent", || {
+        delivered(&ledger, "slow") == EVENTS
+    })
+    .await;
+    quiet_for(Duration::from_millis(200)).await;
+    each_sent_once(&ledger, &transport, "slow", EVENTS);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_never_answers_records_its_burst_once_it_has_waited_its_horizon() {
+    const EVENTS: usize = 200;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    config.attempt_timeout = Duration::from_secs(30);
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("dead", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    transport.set_default("https://dead.example/hook", Answer::Hang);
+    let began = Moment::now();
+
+    burst(&handle, EVENTS).await;
+    // In slow start, one attempt is under way; everything else is recorded and all but
+    // what its attempts need is spilled, long before that attempt times out.
+    until("all but the attempt under way recorded", || {
+        ledger.deliveries().len() == EVENTS - 1
+    })
+    .await;
+    let after = Moment::now().since(&began);
+    assert!(after >= HORIZON, "judged slow after {after:?}");
+    assert_eq!(transport.sent_to("https://dead.example/hook"), 1);
+    assert!(ledger.deliveries().iter().all(|d| d.attempt_log.is_empty()));
+    let kept = held(&handle, "dead").await;
+    assert!(kept <= 4, "the endpoint holds {kept} deliveries");
+    engine.shutdown(Duration::from_millis(100)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_working_through_a_burst_within_its_horizon_records_each_delivery_once() {
+    const EVENTS: usize = 1_200;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 8;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    // 8 in flight, 20 ms each: 400 a second. The burst takes 3 s, and from its second
+    // second on, what is left of it is within the 800 deliveries of the horizon.
+    transport.set_default(
+        "https://a.example/hook",
+        Answer::Slow(Duration::from_millis(20)),
+    );
+    burst(&handle, EVENTS).await;
+    until("every delivery", || delivered(&ledger, "a") == EVENTS).await;
+    // No delivery took the way through the ledger: each was recorded once, as it ended.
+    assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
+    assert_eq!(ledger.sweeps(), 0);
+    each_sent_once(&ledger, &transport, "a", EVENTS);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// On real time: its retries are spilled due later on the wall clock.
+#[tokio::test]
+async fn a_failing_endpoint_holds_no_more_than_its_attempts_in_flight() {
+    const EVENTS: usize = 200;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    config.retry.max_attempts = 1_000;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("down", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    transport.set_default("https://down.example/hook", Answer::Status(503));
+
+    burst(&handle, EVENTS).await;
+    until("every delivery recorded", || {
+        ledger.deliveries().len() == EVENTS
+    })
+    .await;
+    // Once failing, it keeps its probes' worth and spills the rest.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while held(&handle, "down").await > 4 {
+        assert!(tokio::time::Instant::now() < deadline, "still holding more");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (stop, sampler) = watch_held(&handle, "down");
+    quiet_for(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let most = sampler.await.unwrap();
+    assert!(most <= 4, "the failing endpoint held {most} deliveries");
+
+    transport.set_default("https://down.example/hook", Answer::Status(200));
+    until("every delivery once healed", || {
+        delivered(&ledger, "down") == EVENTS
+    })
+    .await;
+    quiet_for(Duration::from_millis(200)).await;
+    let twice: Vec<_> = successes(&ledger, "down")
+        .into_iter()
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
