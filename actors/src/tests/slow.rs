@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    config, delivered, event, held, quiet_for, settle_webhooks, start, successes, until,
+    config, delivered, event, held, pos, quiet_for, settle_webhooks, start, successes, until,
     watch_held, webhook,
 };
 use crate::delivery::DeliveryStatus;
@@ -23,7 +23,7 @@ async fn burst(handle: &EngineHandle, n: usize) {
     for i in 0..n {
         let token = Bytes::from(format!("t{i:03}"));
         handle
-            .submit(event(&format!("evt_{i:03}"), "x"), Some(token))
+            .submit(event(&format!("evt_{i:03}"), "x"), Some(pos(token)))
             .await
             .unwrap();
     }
@@ -52,9 +52,9 @@ fn each_sent_once(ledger: &MemoryLedger, transport: &ScriptedTransport, webhook:
     );
 }
 
-/// The last checkpoint written is `t<last>`.
+/// Every partition's checkpoint is at `t<last>`.
 fn checkpoint_at(ledger: &MemoryLedger, last: usize) -> bool {
-    ledger.checkpoints().last().map(|c| c.as_ref()) == Some(format!("t{last:03}").as_bytes())
+    ledger.everywhere_at(format!("t{last:03}").as_bytes())
 }
 
 /// On real time: the rate limiter reads the wall clock.
@@ -216,7 +216,8 @@ async fn an_endpoint_working_through_a_burst_within_its_horizon_records_each_del
     until("every delivery", || delivered(&ledger, "a") == EVENTS).await;
     // No delivery took the way through the ledger: each was recorded once, as it ended.
     assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
-    assert_eq!(ledger.sweeps(), 0);
+    // (One look at the ledger as the endpoint started, for deliveries left pending.)
+    assert!(ledger.sweeps() <= 1, "{} sweeps", ledger.sweeps());
     each_sent_once(&ledger, &transport, "a", EVENTS);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
