@@ -202,6 +202,9 @@ struct Part {
     written_read_at: Option<std::time::Instant>,
     /// Being handed over: no new deliveries, no more periodic checkpoints.
     releasing: bool,
+    /// Set when the hand-over began: events from this sequence number on were not routed
+    /// here, so the final checkpoint stays before them.
+    until_seq: Option<u64>,
 }
 
 impl Part {
@@ -221,6 +224,7 @@ impl Part {
             written: grant.from.as_ref().map(|p| p.checkpoint.clone()),
             written_read_at: None,
             releasing: false,
+            until_seq: None,
         }
     }
 }
@@ -885,6 +889,7 @@ impl Router {
         for partition in &partitions {
             if let Some(part) = state.parts.get_mut(partition) {
                 part.releasing = true;
+                part.until_seq = Some(state.next_seq);
             }
         }
         let endpoints: Vec<_> = state
@@ -1158,7 +1163,13 @@ fn due_checkpoint(state: &State, partition: u16, final_write: bool) -> Option<Du
     if part.gate.is_some() || (part.releasing && !final_write) {
         return None;
     }
-    let bound = part.unsettled.keys().next().copied().unwrap_or(u64::MAX);
+    let bound = part
+        .unsettled
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(u64::MAX)
+        .min(part.until_seq.unwrap_or(u64::MAX));
     if bound <= part.min_seq {
         return None;
     }
@@ -1214,7 +1225,8 @@ fn prune_positions(state: &mut State) {
     let mut keep: HashSet<u64> = HashSet::from([newest]);
     for part in state.parts.values() {
         let lower = part.min_seq;
-        for &seq in part.unsettled.keys().chain(std::iter::once(&u64::MAX)) {
+        let until = part.until_seq.unwrap_or(u64::MAX);
+        for &seq in part.unsettled.keys().chain([until, u64::MAX].iter()) {
             if seq <= lower {
                 continue;
             }

@@ -334,3 +334,66 @@ async fn an_endpoint_that_does_not_answer_does_not_hold_the_feed_window() {
     .await;
     engine.shutdown(Duration::from_millis(10)).await.ok();
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_that_arrive_during_a_hand_over_stay_after_its_final_checkpoint() {
+    let (a, _) = two_partitions();
+    let transport = ScriptedTransport::default();
+    let ledger = MemoryLedger::default();
+    let engine = Engine::start_member(
+        config(),
+        Arc::new(transport.clone()),
+        Arc::new(ledger.clone()),
+    )
+    .await
+    .unwrap();
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook(a, &["*"])).unwrap();
+    handle
+        .grant(vec![grant(partition_of(a), None, 0)], None)
+        .unwrap();
+    settle_webhooks(&handle).await;
+    transport.set_default(
+        "https://a.example/hook",
+        Answer::Slow(Duration::from_millis(100)),
+    );
+    handle
+        .submit(event("evt_1", "x"), Some(at("t1", 1)))
+        .await
+        .unwrap();
+    until("the attempt under way", || {
+        transport.sent_to("https://a.example/hook") == 1
+    })
+    .await;
+    // The hand-over waits for that attempt; meanwhile the feed goes on.
+    let releasing = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            handle
+                .release(vec![partition_of(a)], Duration::from_secs(5))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    for i in 2..=4 {
+        handle
+            .submit(
+                event(&format!("evt_{i}"), "x"),
+                Some(at(&format!("t{i}"), i)),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(releasing.await.unwrap().unwrap().is_empty());
+    // Those events were not the releasing partition's to send: its next owner must read
+    // them, so its last checkpoint stays at evt_1's.
+    assert_eq!(
+        ledger
+            .checkpoints_of(partition_of(a))
+            .last()
+            .map(|c| c.to_vec()),
+        Some(b"t1".to_vec())
+    );
+    assert_eq!(transport.sent_to("https://a.example/hook"), 1);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}

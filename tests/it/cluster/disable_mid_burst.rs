@@ -35,6 +35,7 @@ async fn a_webhook_disabled_mid_burst_loses_none_of_its_events() {
         .await;
     // The neighbour has every event: each has been routed, to the limited webhook too.
     wait_all_arrived(
+        &db,
         std::slice::from_ref(&neighbour),
         PREFIX,
         &events,
@@ -86,6 +87,7 @@ async fn a_webhook_disabled_mid_burst_loses_none_of_its_events() {
         .await;
     assert_eq!(response.status, 200, "{}", response.body);
     wait_all_arrived(
+        &db,
         std::slice::from_ref(&queued),
         PREFIX,
         &events,

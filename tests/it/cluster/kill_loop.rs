@@ -44,7 +44,7 @@ async fn five_kills_of_a_daemon_under_load_lose_nothing_and_duplicate_little() {
         delivered = endpoints[0].tally(PREFIX).distinct();
     }
     let events = producer.finish().await;
-    wait_all_arrived(&endpoints, PREFIX, &events, Duration::from_secs(180)).await;
+    wait_all_arrived(&db, &endpoints, PREFIX, &events, Duration::from_secs(180)).await;
     wait_all_succeeded(
         &db,
         PREFIX,

@@ -73,7 +73,7 @@ async fn killing_one_of_three_daemons_loses_nothing_and_its_endpoints_resume() {
     );
 
     let events = producer.finish().await;
-    wait_all_arrived(&endpoints, PREFIX, &events, Duration::from_secs(180)).await;
+    wait_all_arrived(&db, &endpoints, PREFIX, &events, Duration::from_secs(180)).await;
     wait_all_succeeded(
         &db,
         PREFIX,

@@ -197,6 +197,7 @@ impl Producer {
 /// Waits until every one of `expected` has reached every endpoint at least once; panics
 /// naming what is missing where if `within` passes first.
 pub async fn wait_all_arrived(
+    db: &Database,
     endpoints: &[Endpoint],
     prefix: &str,
     expected: &[String],
@@ -224,9 +225,25 @@ pub async fn wait_all_arrived(
                     )
                 })
                 .collect();
+            // What the ledger says of the first few: recorded (and how), or not at all.
+            let mut records = Vec::new();
+            for (webhook, m) in &missing {
+                for event in m.iter().take(3) {
+                    let id = format!("{event}:{webhook}");
+                    let found = db
+                        .collection::<mongodb::bson::Document>("deliveries")
+                        .find_one(mongodb::bson::doc! {"_id": &id})
+                        .projection(mongodb::bson::doc! {"payload": 0})
+                        .await
+                        .ok()
+                        .flatten();
+                    records.push(format!("{id}: {found:?}"));
+                }
+            }
             panic!(
-                "not every event arrived within {within:?}:\n  {}",
-                report.join("\n  ")
+                "not every event arrived within {within:?}:\n  {}\nrecords:\n  {}",
+                report.join("\n  "),
+                records.join("\n  ")
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -35,6 +35,7 @@ async fn three_daemons_keep_an_endpoints_rate_limit_and_retry_through_any_daemon
         .finish()
         .await;
     wait_all_arrived(
+        &db,
         std::slice::from_ref(&limited),
         PREFIX,
         &events,

@@ -48,7 +48,7 @@ async fn a_rolling_restart_of_three_daemons_loses_nothing_and_sends_nothing_twic
         "the load ended before the last restart; raise MAX_EVENTS"
     );
 
-    wait_all_arrived(&endpoints, PREFIX, &events, Duration::from_secs(180)).await;
+    wait_all_arrived(&db, &endpoints, PREFIX, &events, Duration::from_secs(180)).await;
     wait_all_succeeded(
         &db,
         PREFIX,

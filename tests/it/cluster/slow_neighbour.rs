@@ -36,6 +36,7 @@ async fn a_rate_limited_endpoint_does_not_slow_its_unlimited_neighbour() {
         .finish()
         .await;
     wait_all_arrived(
+        &db,
         std::slice::from_ref(&fast),
         PREFIX,
         &events,

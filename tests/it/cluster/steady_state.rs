@@ -21,7 +21,7 @@ async fn three_daemons_deliver_each_event_once_to_each_endpoint() {
     let events = Producer::start(&db, PREFIX, EVENTS, 30, Duration::from_millis(200))
         .finish()
         .await;
-    wait_all_arrived(&endpoints, PREFIX, &events, Duration::from_secs(180)).await;
+    wait_all_arrived(&db, &endpoints, PREFIX, &events, Duration::from_secs(180)).await;
     wait_all_succeeded(
         &db,
         PREFIX,

@@ -88,7 +88,7 @@ async fn a_daemon_frozen_past_its_lease_is_fenced_off_and_sends_little_twice() {
     );
 
     let events = producer.finish().await;
-    wait_all_arrived(&endpoints, PREFIX, &events, Duration::from_secs(180)).await;
+    wait_all_arrived(&db, &endpoints, PREFIX, &events, Duration::from_secs(180)).await;
     wait_all_succeeded(
         &db,
         PREFIX,
