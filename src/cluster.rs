@@ -248,6 +248,7 @@ impl Coordinator {
         )
         .await?;
         let held: Vec<(u16, u64)> = self.owned.iter().map(|(p, e)| (*p, *e)).collect();
+        let renewing_since = Instant::now();
         leases::renew(&self.db, &me, &held, ttl).await?;
         let all_leases = leases::leases(&self.db).await?;
         let all_members = leases::members(&self.db).await?;
@@ -304,6 +305,11 @@ impl Coordinator {
                 self.nudges.remove(partition);
             }
         }
+
+        // The leases still held (the lost ones were revoked above, first): nobody can have
+        // judged them expired before a lease period after this renewal began, so attempts
+        // may go on until then.
+        self.engine.lease_clock().hold_until(renewing_since + ttl);
 
         // Deliveries re-queued through any member's API.
         let mut nudged = Vec::new();
@@ -457,8 +463,11 @@ impl Coordinator {
                 }
             };
             self.free_since.remove(&partition);
-            let look_up_until = if dead_owner {
-                // Its owner died: what it sent after its last checkpoint may be recorded.
+            // Owned before (its owner died, or handed it over): what it sent after the
+            // checkpoint may be recorded. (A hand-over's final checkpoint stands before the
+            // oldest delivery not yet recorded, but other endpoints of the partition may
+            // have sent later events already.)
+            let look_up_until = if lease.epoch > 0 || dead_owner {
                 if server_time.is_none() {
                     server_time = Some(leases::server_time(&self.db).await.unwrap_or(u64::MAX));
                 }

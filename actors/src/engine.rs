@@ -12,7 +12,7 @@ use crate::config::EngineConfig;
 use crate::delivery::PendingDelivery;
 use crate::event::Event;
 use crate::ledger_writer;
-use crate::partition::{Grant, PartitionReport, Position, PARTITIONS};
+use crate::partition::{Grant, LeaseClock, PartitionReport, Position, PARTITIONS};
 use crate::ports::{Ledger, LedgerError, Transport};
 use crate::router::{self, EndpointReport, Rewind, RouterStats};
 use crate::supervisor::{self, Supervisor};
@@ -57,6 +57,7 @@ pub struct Engine {
 pub struct EngineHandle {
     router: ActorRef<router::Msg>,
     window: Arc<Semaphore>,
+    lease: Arc<LeaseClock>,
 }
 
 impl Engine {
@@ -91,6 +92,7 @@ impl Engine {
         ledger: Arc<dyn Ledger>,
     ) -> Result<Self, ractor::SpawnErr> {
         let window = Arc::new(Semaphore::new(config.max_events_in_flight));
+        let lease = Arc::new(LeaseClock::default());
         let (supervisor, join) = Actor::spawn(
             None,
             Supervisor {
@@ -98,6 +100,7 @@ impl Engine {
                 transport,
                 ledger,
                 window: window.clone(),
+                lease: lease.clone(),
             },
             (),
         )
@@ -109,7 +112,11 @@ impl Engine {
             .success_or(())
             .map_err(|_| ractor::SpawnErr::StartupFailed("router did not answer".into()))?;
         Ok(Self {
-            handle: EngineHandle { router, window },
+            handle: EngineHandle {
+                router,
+                window,
+                lease,
+            },
             supervisor,
             join,
         })
@@ -180,6 +187,11 @@ impl EngineHandle {
         self.router
             .cast(router::Msg::Mark(position))
             .map_err(|_| EngineStopped)
+    }
+
+    /// The clock of this daemon's leases: the coordinator moves it on at every renewal.
+    pub fn lease_clock(&self) -> Arc<LeaseClock> {
+        self.lease.clone()
     }
 
     /// Partitions this engine now owns. With `rewind`, the events submitted from now on are

@@ -8,7 +8,8 @@
 //! partition is durable. So a slow endpoint holds back only its own partition's checkpoint,
 //! and a partition can move to another daemon, which resumes it from its own checkpoint.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -50,6 +51,41 @@ impl Position {
     /// (changes of one transaction) cannot be ordered: not past.
     pub fn passed_by(&self, other: &Position) -> bool {
         other.time > self.time || other.checkpoint == self.checkpoint
+    }
+}
+
+/// Until when this daemon's leases are surely its own: the start of its last successful
+/// renewal plus the lease period (no other member can have judged them expired before).
+/// Endpoints start no attempt past it — a daemon frozen past its leases (a long pause, a
+/// suspended VM) sends nothing more when it wakes until a renewal shows which leases it
+/// still holds. An engine without a coordinator is never fenced.
+#[derive(Debug)]
+pub struct LeaseClock {
+    origin: Instant,
+    /// Milliseconds after `origin`; `u64::MAX`: always.
+    valid_until_ms: AtomicU64,
+}
+
+impl Default for LeaseClock {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            valid_until_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl LeaseClock {
+    /// The leases hold until `until` (a renewal that began at `until - ttl` succeeded).
+    pub fn hold_until(&self, until: Instant) {
+        let ms = until.saturating_duration_since(self.origin).as_millis() as u64;
+        self.valid_until_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether attempts may start now.
+    pub fn valid(&self) -> bool {
+        let until = self.valid_until_ms.load(Ordering::Relaxed);
+        until == u64::MAX || self.origin.elapsed() < Duration::from_millis(until)
     }
 }
 

@@ -164,6 +164,8 @@ pub struct Router {
     pub ledger: Arc<dyn Ledger>,
     /// Permits of the feed window, given back as events settle.
     pub window: Arc<Semaphore>,
+    /// How long the daemon's leases surely hold (endpoints send nothing past it).
+    pub lease: Arc<crate::partition::LeaseClock>,
 }
 
 struct EndpointEntry {
@@ -317,6 +319,7 @@ impl Actor for Router {
                 metrics: metrics.clone(),
                 held_total: Arc::new(AtomicUsize::new(0)),
                 unwritten,
+                lease: self.lease.clone(),
             },
             ledger_writer,
             index: SubscriptionIndex::default(),

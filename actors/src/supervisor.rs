@@ -31,6 +31,7 @@ pub struct Supervisor {
     pub transport: Arc<dyn Transport>,
     pub ledger: Arc<dyn Ledger>,
     pub window: Arc<Semaphore>,
+    pub lease: Arc<crate::partition::LeaseClock>,
 }
 
 pub struct State {
@@ -54,6 +55,7 @@ impl Actor for Supervisor {
                 transport: self.transport.clone(),
                 ledger: self.ledger.clone(),
                 window: self.window.clone(),
+                lease: self.lease.clone(),
             },
             (),
             myself.get_cell(),

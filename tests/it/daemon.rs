@@ -191,7 +191,10 @@ impl ChildDaemon {
             // `HERALD_TEST_CHILD_LOG=info,herald_actors::router=debug` to look closer.
             .env(
                 "HERALD_LOG",
-                std::env::var("HERALD_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("HERALD_TEST_CHILD_LOG")
+                    .ok()
+                    .filter(|l| !l.is_empty())
+                    .unwrap_or_else(|| "info".into()),
             );
         command
     }

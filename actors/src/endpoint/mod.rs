@@ -121,6 +121,8 @@ pub struct Endpoint {
     pub held_total: Arc<AtomicUsize>,
     /// Records the ledger writer has not made durable yet.
     pub unwritten: Arc<AtomicUsize>,
+    /// No attempt starts while the daemon's leases may have passed to another member.
+    pub lease: Arc<crate::partition::LeaseClock>,
 }
 
 pub struct Args {

@@ -14,10 +14,21 @@ use crate::event::Event;
 use crate::ports::{OutboundRequest, Transport};
 use crate::webhook::WebhookSpec;
 
+/// How often an endpoint whose daemon's leases lapsed looks whether they were renewed.
+const LEASE_RECHECK: Duration = Duration::from_millis(50);
+
 impl Endpoint {
     /// Starts as many attempts as the in-flight cap and the rate limiter allow.
     pub(super) fn pump(&self, myself: &ActorRef<Msg>, state: &mut State) {
         if state.draining.is_some() || state.spec.paused {
+            return;
+        }
+        if !self.lease.valid() {
+            // Frozen past the leases, perhaps: look again once a renewal may have answered.
+            if !state.wake_armed {
+                state.wake_armed = true;
+                myself.send_after(LEASE_RECHECK, || Msg::Pump);
+            }
             return;
         }
         let cap = if state.failing_streak >= FAILING_STREAK {
