@@ -1,6 +1,7 @@
 //! The pieces every scenario uses: the receiver child process, a SecantusDB child process,
 //! a bare hyper client (the ceiling), resource readings and the result table.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,6 +31,14 @@ pub struct ReceiverStats {
     #[allow(dead_code)] // reported by the control port; useful when debugging a run
     pub hung: u64,
     pub latencies_ns: Vec<u64>,
+}
+
+/// What one `/tally/...` path of the receiver got: requests, and distinct events among them
+/// (by `webhook-id`).
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+pub struct PathTally {
+    pub requests: u64,
+    pub distinct: u64,
 }
 
 impl ReceiverProcess {
@@ -62,11 +71,11 @@ impl ReceiverProcess {
         format!("https://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn control(&self, method: &str) -> ReceiverStats {
+    async fn control<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str) -> T {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let request = hyper::Request::builder()
             .method(method)
-            .uri(format!("http://127.0.0.1:{}/stats", self.control))
+            .uri(format!("http://127.0.0.1:{}{path}", self.control))
             .body(Full::new(Bytes::new()))
             .unwrap();
         let response = client
@@ -78,11 +87,23 @@ impl ReceiverProcess {
     }
 
     pub async fn stats(&self) -> ReceiverStats {
-        self.control("GET").await
+        self.control("GET", "/stats").await
     }
 
     pub async fn reset(&self) {
-        self.control("POST").await;
+        self.control::<ReceiverStats>("POST", "/stats").await;
+    }
+
+    /// What each `/tally/...` path has received since the last reset, by path.
+    pub async fn tally(&self) -> HashMap<String, PathTally> {
+        self.control("GET", "/tally").await
+    }
+
+    /// When each `/tally/...` path first received an event whose body's `t_ns` is
+    /// `after_ns` or later (unix ns), for the paths that have.
+    pub async fn resumed(&self, after_ns: u64) -> HashMap<String, u64> {
+        self.control("GET", &format!("/tally/resumed?after_ns={after_ns}"))
+            .await
     }
 
     /// Waits until the receiver has answered `n` requests; returns when it did.
@@ -132,6 +153,11 @@ const BENCH_DATABASE_PREFIX: &str = "bench_";
 pub const CEILING_DATABASE: &str = "ceiling";
 
 impl Database {
+    /// The dev server's process id, when this run started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// A fresh SecantusDB, or with `HERALD_BENCH_MONGODB_URI` a MongoDB replica set of your
     /// own (the e2e figures on a real `mongod`): the bench's databases there (`bench_*` and
     /// `ceiling`) are dropped first, nothing else is touched.
@@ -288,7 +314,16 @@ pub async fn bare_rate(
 
 /// CPU seconds (user + system) this process has used.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// CPU seconds (user + system) process `pid` has used; 0 once it is gone.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -306,7 +341,11 @@ pub fn cpu_seconds() -> f64 {
 }
 
 fn status_kib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    process_status_kib("self", key)
+}
+
+fn process_status_kib(process: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with(key))
@@ -323,6 +362,11 @@ pub fn rss_mib() -> f64 {
 /// Peak resident memory of this process, MiB.
 pub fn peak_rss_mib() -> f64 {
     status_kib("VmHWM:") as f64 / 1024.0
+}
+
+/// Peak resident memory of process `pid`, MiB (0 once it is gone).
+pub fn process_peak_rss_mib(pid: u32) -> f64 {
+    process_status_kib(&pid.to_string(), "VmHWM:") as f64 / 1024.0
 }
 
 /// Percentile (0..=100) of nanosecond samples, in milliseconds.

@@ -1,9 +1,10 @@
 //! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]`.
 //!
-//! Scenarios: engine, e2e, latency, fanout, scale, isolation, backlog, all. Each starts
-//! what it needs (an HTTPS receiver in a child process, a SecantusDB, herald on its own
-//! runtime), measures herald and, in the same run, the ceiling it is compared with, and
-//! prints a summary table. See BENCHMARKS.md for the method and the latest figures.
+//! Scenarios: engine, e2e, latency, fanout, scale, isolation, backlog, cluster, all. Each
+//! starts what it needs (an HTTPS receiver in a child process, a SecantusDB, herald on its
+//! own runtime or, for cluster, as `herald serve` child processes), measures herald and,
+//! in the same run, the ceiling it is compared with, and prints a summary table. See
+//! BENCHMARKS.md for the method and the latest figures.
 
 mod harness;
 mod receiver;
@@ -20,7 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(about = "herald load benchmarks")]
 struct Args {
-    /// engine | e2e | latency | fanout | scale | isolation | backlog | all
+    /// engine | e2e | latency | fanout | scale | isolation | backlog | cluster | all
     #[arg(default_value = "all")]
     scenario: String,
     /// Smaller counts: the whole suite in a few minutes.
@@ -69,6 +70,7 @@ fn main() {
             "fanout",
             "scale",
             "backlog",
+            "cluster",
         ];
         let chosen: Vec<&str> = if args.scenario == "all" {
             all.to_vec()
@@ -93,6 +95,7 @@ fn main() {
                 "fanout" => scenarios::fanout(&ctx).await,
                 "scale" => scenarios::scale(&ctx).await,
                 "backlog" => scenarios::backlog(&ctx).await,
+                "cluster" => scenarios::cluster(&ctx).await,
                 _ => unreachable!(),
             };
             harness::print_table(&results);

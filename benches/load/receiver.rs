@@ -1,10 +1,15 @@
 //! The load bench's HTTPS receiver, run as a child process (`load --receiver DIR`) so that
 //! it never shares a scheduler with herald.
 //!
-//! Paths decide behaviour: `/ok/...` answers 200 at once, `/hang/...` never answers. A
-//! plain-HTTP control port serves `GET /stats` (requests seen, and insert→receipt
-//! latencies when bodies carry `"t_ns":<unix nanos>`) and `POST /reset`.
+//! Paths decide behaviour: `/ok/...` answers 200 at once, `/hang/...` never answers, and
+//! `/tally/...` answers 200 at once and also counts, per path, how often each event (the
+//! `webhook-id` header) came, and when it first came. A plain-HTTP control port serves
+//! `GET /stats` (requests seen, and insert→receipt latencies when `/ok` bodies carry
+//! `"t_ns":<unix nanos>`), `GET /tally` (per `/tally` path: requests and distinct events),
+//! `GET /tally/resumed?after_ns=T` (per `/tally` path: when it first received an event
+//! whose `t_ns` is T or later) and `POST /reset` (everything, tallies included).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +33,77 @@ struct Stats {
     ok: AtomicU64,
     hung: AtomicU64,
     latencies_ns: Mutex<Vec<u64>>,
+    /// `/tally` paths: what came to each.
+    tallies: Mutex<HashMap<String, Tally>>,
+}
+
+/// What one `/tally` path received.
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    /// Per event id: copies received.
+    copies: HashMap<String, u32>,
+    /// (the body's `t_ns`, when it was received), in order of receipt; for
+    /// `/tally/resumed`.
+    received: Vec<(u64, u64)>,
+}
+
+impl Stats {
+    fn record_tally(&self, path: &str, event_id: Option<&str>, sent_ns: Option<u64>) {
+        let mut tallies = self.tallies.lock().unwrap();
+        let tally = tallies.entry(path.to_owned()).or_default();
+        tally.requests += 1;
+        if let Some(id) = event_id {
+            *tally.copies.entry(id.to_owned()).or_default() += 1;
+        }
+        if let Some(t) = sent_ns {
+            tally.received.push((t, now_ns()));
+        }
+    }
+
+    /// `GET /tally`: `{path: {"requests": n, "distinct": n}}`.
+    fn tally_summary(&self) -> serde_json::Value {
+        let tallies = self.tallies.lock().unwrap();
+        tallies
+            .iter()
+            .map(|(path, t)| {
+                (
+                    path.clone(),
+                    serde_json::json!({"requests": t.requests, "distinct": t.copies.len()}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    /// `GET /tally/resumed?after_ns=T`: `{path: first receipt (unix ns) of an event sent at T
+    /// or later}`, for the paths that have had one.
+    fn tally_resumed(&self, after_ns: u64) -> serde_json::Value {
+        let tallies = self.tallies.lock().unwrap();
+        tallies
+            .iter()
+            .filter_map(|(path, t)| {
+                let first = t
+                    .received
+                    .iter()
+                    .filter(|(sent, _)| *sent >= after_ns)
+                    .map(|(_, at)| *at)
+                    .min()?;
+                Some((path.clone(), serde_json::json!(first)))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+/// `after_ns=123` in a query string.
+fn after_ns(query: Option<&str>) -> u64 {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("after_ns="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn now_ns() -> u64 {
@@ -123,12 +199,19 @@ pub fn run(dir: &Path) {
                                 stats.ok.store(0, Ordering::SeqCst);
                                 stats.hung.store(0, Ordering::SeqCst);
                                 stats.latencies_ns.lock().unwrap().clear();
+                                stats.tallies.lock().unwrap().clear();
                             }
-                            let body = serde_json::json!({
+                            let body = match req.uri().path() {
+                                "/tally" => stats.tally_summary(),
+                                "/tally/resumed" => {
+                                    stats.tally_resumed(after_ns(req.uri().query()))
+                                }
+                                _ => serde_json::json!({
                                 "ok": stats.ok.load(Ordering::SeqCst),
                                 "hung": stats.hung.load(Ordering::SeqCst),
                                 "latencies_ns": *stats.latencies_ns.lock().unwrap(),
-                            });
+                                }),
+                            };
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
                                 body.to_string(),
                             ))))
@@ -155,7 +238,13 @@ pub fn run(dir: &Path) {
                 let service = service_fn(move |req: Request<Incoming>| {
                     let stats = stats.clone();
                     async move {
-                        let hang = req.uri().path().starts_with("/hang");
+                        let path = req.uri().path().to_owned();
+                        let hang = path.starts_with("/hang");
+                        let event_id = req
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
                         let body = req
                             .into_body()
                             .collect()
@@ -166,7 +255,9 @@ pub fn run(dir: &Path) {
                             stats.hung.fetch_add(1, Ordering::SeqCst);
                             std::future::pending::<()>().await;
                         }
-                        if let Some(t) = sent_at(&body) {
+                        if path.starts_with("/tally/") {
+                            stats.record_tally(&path, event_id.as_deref(), sent_at(&body));
+                        } else if let Some(t) = sent_at(&body) {
                             stats
                                 .latencies_ns
                                 .lock()

@@ -2,9 +2,11 @@
 //!
 //! One file a scenario, each with its entry function; what several share — the payloads,
 //! webhooks and engine they start, the delivery records they write — is in `shared`, and
-//! herald run in this process in `daemon`.
+//! herald run in this process in `daemon` (the `cluster` scenario runs `herald serve` child
+//! processes of its own).
 
 mod backlog;
+mod cluster;
 mod daemon;
 mod e2e;
 mod engine;
@@ -15,6 +17,7 @@ mod scale;
 mod shared;
 
 pub use backlog::backlog;
+pub use cluster::cluster;
 pub use e2e::e2e;
 pub use engine::engine;
 pub use fanout::fanout;
