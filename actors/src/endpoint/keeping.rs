@@ -10,7 +10,10 @@
 //! - **Save:** never on an attempt's way. A change that crosses a line (failing, recovered,
 //!   disable requested) is written at once; any other change at most every
 //!   [`HEALTH_SAVE_EVERY`]. One write at a time, so they land in order; a drain (shutdown,
-//!   a partition handed over) writes what changed before it is answered.
+//!   a partition handed over) writes what changed before it is answered, and a webhook
+//!   disabled writes it as its actor stops. An actor stopped otherwise (its webhook
+//!   deleted, its partition lost to another daemon) writes nothing more: the webhook's
+//!   health is forgotten, or another daemon keeps it now.
 
 use std::time::{Duration, SystemTime};
 
@@ -115,6 +118,14 @@ impl Endpoint {
     /// Before a drain is answered: write what changed.
     pub(super) fn save_health_before_drain(&self, myself: &ActorRef<Msg>, state: &mut State) {
         if state.keeping.dirty && !state.keeping.saving {
+            self.save_health(myself, state);
+        }
+    }
+
+    /// The webhook was disabled and the actor stops: write what changed, even beside a
+    /// write under way (the later copy wins), without waiting for the answer.
+    pub(super) fn save_health_on_retire(&self, myself: &ActorRef<Msg>, state: &mut State) {
+        if state.keeping.dirty {
             self.save_health(myself, state);
         }
     }

@@ -347,6 +347,8 @@ impl Actor for Endpoint {
             Msg::Pace => state.pace.looked(),
             Msg::Retire => {
                 self.record_all_held(state);
+                // What changed since the last write, kept without waiting for it.
+                self.save_health_on_retire(&myself, state);
                 // On its way to the ledger writer before the router hears the actor ended.
                 state.outbox.flush();
                 myself.stop(Some("disabled".into()));
