@@ -95,7 +95,8 @@ impl Endpoint {
     pub(super) fn health_changed(&self, myself: &ActorRef<Msg>, state: &mut State, urgent: bool) {
         let keeping = &mut state.keeping;
         keeping.dirty = true;
-        keeping.urgent |= urgent;
+        // While draining, the drain's answer waits for this write (`settle_in_flight`).
+        keeping.urgent |= urgent || state.draining.is_some();
         if keeping.saving {
             return;
         }
