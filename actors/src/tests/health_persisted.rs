@@ -234,3 +234,36 @@ async fn an_endpoint_whose_kept_health_cannot_be_read_starts_from_scratch_and_de
     assert!(ledger.alerts().is_empty(), "{:?}", ledger.alerts());
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_disabled_webhook_keeps_its_latest_health_as_its_endpoint_stops() {
+    let mut config = config();
+    config.retry.max_attempts = 1_000;
+    config.health.failing_after = 1_000;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    transport.set_default(URL, Answer::Status(503));
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    handle
+        .submit(event("evt_0", "object.created"), None)
+        .await
+        .unwrap();
+    // Failures that cross no line: not written yet (at most every couple of seconds).
+    until("5 failed attempts", || transport.sent_to(URL) >= 5).await;
+    assert!(ledger.kept_health("a").is_none());
+
+    handle
+        .upsert_webhook(crate::webhook::WebhookSpec {
+            enabled: false,
+            ..webhook("a", &["*"])
+        })
+        .unwrap();
+    until("the latest health kept as the endpoint stops", || {
+        ledger
+            .kept_health("a")
+            .is_some_and(|h| h.consecutive_failures >= 5 && !h.failing)
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
