@@ -231,6 +231,12 @@ struct MemoryInner {
     alerts: Vec<crate::health::Alert>,
     /// Checkpoint writes still to refuse (a store outage).
     failing_checkpoints: usize,
+    /// Kept endpoint health, by webhook.
+    health: HashMap<String, crate::health::StoredHealth>,
+    /// Writes of kept health, in order (webhook id).
+    health_saves: Vec<String>,
+    /// Reads of kept health still to refuse.
+    failing_health_loads: usize,
 }
 
 /// A delivery as the memory ledger keeps it.
@@ -355,6 +361,35 @@ impl MemoryLedger {
     /// Refuses the next `n` checkpoint writes.
     pub fn fail_checkpoints(&self, n: usize) {
         self.inner.lock().unwrap().failing_checkpoints = n;
+    }
+
+    /// Keeps `health` for `webhook_id`, as a daemon that ran its endpoint before would have.
+    pub fn keep_health(&self, webhook_id: &str, health: crate::health::StoredHealth) {
+        self.inner
+            .lock()
+            .unwrap()
+            .health
+            .insert(webhook_id.to_owned(), health);
+    }
+
+    /// The health kept for `webhook_id`.
+    pub fn kept_health(&self, webhook_id: &str) -> Option<crate::health::StoredHealth> {
+        self.inner.lock().unwrap().health.get(webhook_id).cloned()
+    }
+
+    /// How many times the health of `webhook_id` was written.
+    pub fn health_saves(&self, webhook_id: &str) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .health_saves
+            .iter()
+            .filter(|id| *id == webhook_id)
+            .count()
+    }
+
+    /// Refuses the next `n` reads of kept health (a store outage).
+    pub fn fail_health_loads(&self, n: usize) {
+        self.inner.lock().unwrap().failing_health_loads = n;
     }
 
     /// Alerts published so far, in order.
@@ -487,5 +522,38 @@ impl Ledger for MemoryLedger {
             .filter(|t| *t >= after)
             .min();
         futures::future::ready(Ok(next)).boxed()
+    }
+
+    fn save_health(
+        &self,
+        webhook_id: &str,
+        health: crate::health::StoredHealth,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.health_saves.push(webhook_id.to_owned());
+        match inner.health.entry(webhook_id.to_owned()) {
+            Entry::Occupied(mut kept) => {
+                if kept.get().updated_at <= health.updated_at {
+                    kept.insert(health);
+                }
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(health);
+            }
+        }
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn load_health(
+        &self,
+        webhook_id: &str,
+    ) -> BoxFuture<'static, Result<Option<crate::health::StoredHealth>, LedgerError>> {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.failing_health_loads > 0 {
+            inner.failing_health_loads -= 1;
+            return futures::future::ready(Err(LedgerError::Store("store unavailable".into())))
+                .boxed();
+        }
+        futures::future::ready(Ok(inner.health.get(webhook_id).cloned())).boxed()
     }
 }

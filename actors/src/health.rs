@@ -3,7 +3,9 @@
 //! Every ended attempt is recorded in the endpoint's [`EndpointHealth`]: consecutive
 //! failures, the last success and failure, and a success rate over the last hour in
 //! one-minute buckets. The record lives beside the endpoint's backlog, so it survives a
-//! restart of the endpoint actor.
+//! restart of the endpoint actor. Its persistent part ([`StoredHealth`]) is kept in the
+//! ledger too, so that it survives a restart of the daemon and a take-over by another one:
+//! a new owner starts from it, and a streak that was failing does not alert again.
 //!
 //! Recording an attempt may cross a line, and each line is crossed once per failing streak:
 //! `failing_after` failed attempts in a row make the endpoint *failing*
@@ -98,6 +100,35 @@ impl HealthSnapshot {
     pub fn success_rate(&self) -> Option<f64> {
         (self.window_attempts > 0)
             .then(|| f64::from(self.window_successes) / f64::from(self.window_attempts))
+    }
+}
+
+/// What the ledger keeps of an [`EndpointHealth`]: everything but the empty minutes of
+/// its window, and when it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredHealth {
+    pub consecutive_failures: u32,
+    /// When the current failing streak began.
+    pub streak_since: Option<SystemTime>,
+    /// The failing alert of the current streak was raised.
+    pub failing: bool,
+    /// The disable request of the current streak was raised.
+    pub disable_requested: bool,
+    pub last_success_at: Option<SystemTime>,
+    pub last_failure_at: Option<SystemTime>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    /// `(minute since the epoch, 2xx answers, attempts)` of the minutes of the window that
+    /// saw attempts (at most 60).
+    pub buckets: Vec<(u64, u32, u32)>,
+    /// When this copy was taken.
+    pub updated_at: SystemTime,
+}
+
+impl StoredHealth {
+    /// The health as of `now`, as the endpoint actor would show it.
+    pub fn snapshot(&self, now: SystemTime) -> HealthSnapshot {
+        EndpointHealth::from_stored(self).snapshot(now)
     }
 }
 
@@ -243,6 +274,54 @@ impl EndpointHealth {
         alerts
     }
 
+    /// The persistent part of the record, taken at `now`.
+    pub fn stored(&self, now: SystemTime) -> StoredHealth {
+        let now_minute = minute(now);
+        let mut buckets: Vec<(u64, u32, u32)> = self
+            .buckets
+            .iter()
+            .filter(|(m, _, all)| *all > 0 && *m + (WINDOW_MINUTES as u64) > now_minute)
+            .copied()
+            .collect();
+        buckets.sort_unstable();
+        StoredHealth {
+            consecutive_failures: self.consecutive_failures,
+            streak_since: self.streak_since,
+            failing: self.failing,
+            disable_requested: self.disable_requested,
+            last_success_at: self.last_success_at,
+            last_failure_at: self.last_failure_at,
+            last_status_code: self.last_status_code,
+            last_error: self.last_error.clone(),
+            buckets,
+            updated_at: now,
+        }
+    }
+
+    /// The record a stored copy describes (a streak that was failing stays failing, and
+    /// its alert is not raised again).
+    pub fn from_stored(stored: &StoredHealth) -> Self {
+        let mut health = Self {
+            consecutive_failures: stored.consecutive_failures,
+            streak_since: stored.streak_since,
+            failing: stored.failing,
+            disable_requested: stored.disable_requested,
+            last_success_at: stored.last_success_at,
+            last_failure_at: stored.last_failure_at,
+            last_status_code: stored.last_status_code,
+            last_error: stored.last_error.clone(),
+            ..Self::default()
+        };
+        for &(m, ok, all) in &stored.buckets {
+            let slot = &mut health.buckets[m as usize % WINDOW_MINUTES];
+            // Two stored minutes an hour apart cannot both be in the window: keep the newer.
+            if slot.0 <= m {
+                *slot = (m, ok.min(all), all);
+            }
+        }
+        health
+    }
+
     /// The record as of `now` (the window counts the last hour before `now`).
     pub fn snapshot(&self, now: SystemTime) -> HealthSnapshot {
         let now_minute = minute(now);
@@ -381,6 +460,54 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_stored_copy_resumes_the_streak_without_alerting_again() {
+        let policy = HealthPolicy {
+            failing_after: 3,
+            disable_after: Some(Duration::from_secs(60)),
+        };
+        let mut health = EndpointHealth::default();
+        health.record(&policy, at(0), &ok(), WH);
+        let mut raised = Vec::new();
+        for i in 1..5 {
+            raised.extend(health.record(&policy, at(i), &fail(), WH));
+        }
+        assert_eq!(types(&raised), ["webhook.endpoint.failing"]);
+        let stored = health.stored(at(5));
+        assert_eq!(stored.snapshot(at(5)), health.snapshot(at(5)));
+
+        let mut resumed = EndpointHealth::from_stored(&stored);
+        assert_eq!(resumed.snapshot(at(5)), health.snapshot(at(5)));
+        // Still failing: no second failing alert; the disable clock runs from the streak's
+        // first failure, not from the restart.
+        assert!(resumed.record(&policy, at(30), &fail(), WH).is_empty());
+        assert_eq!(
+            types(&resumed.record(&policy, at(61), &fail(), WH)),
+            ["webhook.endpoint.disabled"]
+        );
+        let recovered = resumed.record(&policy, at(62), &ok(), WH);
+        assert_eq!(types(&recovered), ["webhook.endpoint.recovered"]);
+        assert!(matches!(
+            recovered[0],
+            Alert::EndpointRecovered {
+                failed_attempts: 6,
+                failing_since,
+                ..
+            } if failing_since == at(1)
+        ));
+    }
+
+    #[test]
+    fn the_stored_window_keeps_only_the_minutes_with_attempts_in_the_last_hour() {
+        let policy = HealthPolicy::default();
+        let mut health = EndpointHealth::default();
+        health.record(&policy, at(0), &fail(), WH);
+        health.record(&policy, at(3_000), &ok(), WH);
+        let stored = health.stored(at(3_660));
+        assert_eq!(stored.buckets.len(), 1, "{:?}", stored.buckets);
+        assert_eq!(stored.snapshot(at(3_660)).window_attempts, 1);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub use router::Rewind;
 
 pub use delivery::{AttemptResponse, AttemptResult, DeliveryError, DeliveryRecord, DeliveryStatus};
 pub use event::{Event, Payload};
-pub use health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot};
+pub use health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot, StoredHealth};
 pub use partition::{
     partition_of, Grant, PartitionCheckpoint, PartitionReport, Position, PARTITIONS,
 };

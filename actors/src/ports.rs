@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
-use crate::health::Alert;
+use crate::health::{Alert, StoredHealth};
 use crate::partition::PartitionCheckpoint;
 
 /// One signed POST, ready to send. Everything is pre-built: the transport only dials.
@@ -115,5 +115,30 @@ pub trait Ledger: Send + Sync + 'static {
     fn alert(&self, alert: Alert) -> BoxFuture<'static, Result<(), LedgerError>> {
         let _ = alert;
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Keeps the persistent part of an endpoint's health, replacing what was kept, unless
+    /// what is kept was taken later (`updated_at`): a late write of an older copy (say, of
+    /// a daemon that has just lost the endpoint) never overwrites a newer one. The endpoint
+    /// writes it when its health changes, at most every few seconds, and at once when a
+    /// line is crossed; never on an attempt's way.
+    fn save_health(
+        &self,
+        webhook_id: &str,
+        health: StoredHealth,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let _ = (webhook_id, health);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The endpoint's health as last kept (`None`: never kept, or forgotten with its
+    /// webhook). Read once when an endpoint actor starts for a webhook, before its first
+    /// attempt.
+    fn load_health(
+        &self,
+        webhook_id: &str,
+    ) -> BoxFuture<'static, Result<Option<StoredHealth>, LedgerError>> {
+        let _ = webhook_id;
+        Box::pin(std::future::ready(Ok(None)))
     }
 }

@@ -1,5 +1,6 @@
 //! The delivery ledger in MongoDB (`deliveries`, and the partition checkpoints, stored with
-//! their leases by [`leases`](super::leases)).
+//! their leases by [`leases`](super::leases); endpoint health, kept by
+//! [`health`](super::health)).
 //!
 //! Most deliveries succeed at their first attempt, so the hot path is one `insert_many` per
 //! batch: each delivery's document is written once, when its first attempt ends. Only
@@ -275,6 +276,33 @@ impl Ledger for MongoLedger {
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
         let alerts = self.alerts.clone();
         async move { alerts.publish(&alert).await }.boxed()
+    }
+
+    fn save_health(
+        &self,
+        webhook_id: &str,
+        health: herald_actors::health::StoredHealth,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let (db, webhook_id) = (self.db.clone(), webhook_id.to_owned());
+        async move {
+            super::health::save(&db, &webhook_id, &health)
+                .await
+                .map_err(|e| ledger_error(&e))
+        }
+        .boxed()
+    }
+
+    fn load_health(
+        &self,
+        webhook_id: &str,
+    ) -> BoxFuture<'static, Result<Option<herald_actors::health::StoredHealth>, LedgerError>> {
+        let (db, webhook_id) = (self.db.clone(), webhook_id.to_owned());
+        async move {
+            super::health::get(&db, &webhook_id)
+                .await
+                .map_err(|e| ledger_error(&e))
+        }
+        .boxed()
     }
 
     fn checkpoint(

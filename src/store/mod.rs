@@ -3,24 +3,27 @@
 //! watcher ([`webhooks`]), the delivery ledger and what the API reads of it
 //! ([`deliveries`]), provider [`connections`], the [`objects`] inbound webhooks change and
 //! their apply-once records ([`inbound_events`]), the cluster's members and partition
-//! leases as the API reads them ([`cluster`]). Every list route pages the same way
+//! leases as the API reads them ([`cluster`]), the endpoint health each webhook's owner
+//! keeps so that every daemon knows it ([`health`]). Every list route pages the same way
 //! ([`page`]).
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
 //! `deliveries`, `connections`, `inbound_events`); `herald_members` and `herald_partitions`
 //! hold the cluster's members and partition leases with their checkpoints ([`leases`]);
+//! `endpoint_health` holds each webhook's endpoint health ([`health`]);
 //! `herald_state` holds the single checkpoint of versions before partitions (read once, to
 //! upgrade in place).
 //!
 //! Indexes are created at start, idempotently: those every query needs
 //! ([`ensure_indexes`]) and the TTL indexes that bound the ledger and the apply-once
-//! records ([`ensure_retention`], [`retention`]).
+//! records and the kept endpoint health ([`ensure_retention`], [`retention`]).
 
 pub mod alerts;
 pub mod cluster;
 pub mod connections;
 pub mod deliveries;
 pub mod events;
+pub mod health;
 pub mod inbound_events;
 pub mod leases;
 pub mod objects;
@@ -117,7 +120,13 @@ pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
 /// [`retention::ensure_ttl`].
 pub async fn ensure_retention(db: &Database, retention: Retention) -> mongodb::error::Result<()> {
     let [succeeded, failed] = deliveries::ttl_indexes(retention);
-    for ttl in [succeeded, failed, inbound_events::ttl_index(retention)] {
+    let ttls = [
+        succeeded,
+        failed,
+        inbound_events::ttl_index(retention),
+        health::ttl_index(),
+    ];
+    for ttl in ttls {
         retention::ensure_ttl(db, &ttl).await?;
     }
     Ok(())

@@ -19,6 +19,7 @@ mod delivery;
 mod fixtures;
 mod harness_smoke;
 mod health;
+mod health_cluster;
 mod hostile;
 mod ledger;
 mod mux;

@@ -13,7 +13,7 @@ use super::job::Job;
 use super::spill::Spilled;
 use crate::delivery::AttemptResult;
 use crate::event::Event;
-use crate::health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot};
+use crate::health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot, StoredHealth};
 
 /// What an endpoint holds right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,6 +45,9 @@ struct Work {
     next_key: u64,
     /// The endpoint's health record, kept across restarts of the actor like the work.
     health: EndpointHealth,
+    /// The health the ledger kept has been read (or could not be): a restarted actor does
+    /// not read it again.
+    health_loaded: bool,
 }
 
 impl Backlog {
@@ -89,6 +92,26 @@ impl Backlog {
     /// The endpoint's health as of `now`.
     pub fn health(&self, now: SystemTime) -> HealthSnapshot {
         self.work().health.snapshot(now)
+    }
+
+    /// Whether the health the ledger kept is still to be read.
+    pub(super) fn health_to_load(&self) -> bool {
+        !self.work().health_loaded
+    }
+
+    /// The health the ledger kept was read: the record starts from it (`None`: from
+    /// scratch).
+    pub(super) fn restore_health(&self, stored: Option<&StoredHealth>) {
+        let mut work = self.work();
+        if let Some(stored) = stored {
+            work.health = EndpointHealth::from_stored(stored);
+        }
+        work.health_loaded = true;
+    }
+
+    /// The persistent part of the health record, taken at `now`.
+    pub(super) fn stored_health(&self, now: SystemTime) -> StoredHealth {
+        self.work().health.stored(now)
     }
 
     /// Whether a delivery of this event is held.

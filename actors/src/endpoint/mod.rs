@@ -35,13 +35,15 @@
 //! The rooms: this file has the actor's messages, state and turn; [`admission`] takes
 //! deliveries in, [`sending`] starts attempts, [`results`] decides what an ended attempt
 //! means, [`sweeps`] reads spilled deliveries back, [`pace`] keeps the endpoint within its
-//! horizon. Beside them: the [`job`], the [`backlog`], the [`outbox`], the connection
-//! [`pools`], the [`attempts`] task and the [`spill`] bookkeeping.
+//! horizon, [`keeping`] keeps its health in the ledger (read before the first attempt,
+//! written as it changes). Beside them: the [`job`], the [`backlog`], the [`outbox`], the
+//! connection [`pools`], the [`attempts`] task and the [`spill`] bookkeeping.
 
 mod admission;
 mod attempts;
 mod backlog;
 mod job;
+mod keeping;
 mod outbox;
 mod pace;
 mod pools;
@@ -59,12 +61,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{info, warn};
 
 use self::attempts::{Attempts, EndedAttempt, Report};
+use self::keeping::Keeping;
 use self::outbox::Outbox;
 use self::pace::Pace;
 use self::pools::{limiter_for, Pools};
 use self::spill::{Page, Sweep};
 use crate::config::EngineConfig;
-use crate::health::Alert;
+use crate::health::{Alert, StoredHealth};
 use crate::ledger_writer;
 use crate::metrics::{DeliveryCounters, EngineMetrics};
 use crate::ports::{Ledger, LedgerError, Transport};
@@ -72,6 +75,7 @@ use crate::webhook::WebhookSpec;
 
 pub use self::backlog::{Backlog, Stats};
 pub use self::job::Job;
+pub use self::keeping::{HEALTH_IO_TIMEOUT, HEALTH_SAVE_EVERY};
 pub use self::pace::HORIZON;
 
 pub enum Msg {
@@ -103,6 +107,12 @@ pub enum Msg {
     Pace,
     /// The webhook was disabled: record what is held and stop.
     Retire,
+    /// The health the ledger kept, read at start.
+    HealthLoaded(Result<Option<StoredHealth>, LedgerError>),
+    /// Time to write the health record, if it changed.
+    SaveHealth,
+    /// A write of the health record ended.
+    HealthSaved(Result<(), LedgerError>),
     /// Fail the handler, as a bug would (tests of supervision).
     #[cfg(test)]
     Crash,
@@ -168,6 +178,8 @@ pub struct State {
     reported_held: usize,
     /// What the endpoint sent lately, for its horizon.
     pace: Pace,
+    /// The kept copy of the endpoint's health: read at start, written as it changes.
+    keeping: Keeping,
 }
 
 /// After a failed read of the ledger, look again this much later.
@@ -230,7 +242,9 @@ impl Actor for Endpoint {
             ledger_wake_at: None,
             reported_held: 0,
             pace: Pace::new(tokio::time::Instant::now()),
+            keeping: Keeping::default(),
         };
+        self.load_health(&myself, &mut state);
         if state.spec.paused {
             self.record_held(&mut state);
         }
@@ -304,6 +318,13 @@ impl Actor for Endpoint {
             Msg::Drain(reply) => {
                 state.attempts.recall();
                 state.draining.get_or_insert_with(Vec::new).push(reply);
+                self.save_health_before_drain(&myself, state);
+                self.settle_in_flight(state);
+            }
+            Msg::HealthLoaded(result) => self.health_loaded(state, result),
+            Msg::SaveHealth => self.save_tick(&myself, state),
+            Msg::HealthSaved(result) => {
+                self.health_saved(&myself, state, result);
                 self.settle_in_flight(state);
             }
             Msg::Spilled => {
@@ -328,6 +349,8 @@ impl Actor for Endpoint {
             Msg::Pace => state.pace.looked(),
             Msg::Retire => {
                 self.record_all_held(state);
+                // What changed since the last write, kept without waiting for it.
+                self.save_health_on_retire(&myself, state);
                 // On its way to the ledger writer before the router hears the actor ended.
                 state.outbox.flush();
                 myself.stop(Some("disabled".into()));

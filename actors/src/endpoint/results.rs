@@ -49,6 +49,8 @@ impl Endpoint {
             &result,
             (&state.spec.id, &state.spec.url),
         );
+        // Kept at once when a line was crossed, else within a few seconds.
+        self.health_changed(myself, state, !alerts.is_empty());
         for alert in alerts {
             self.raise(alert);
         }

@@ -20,7 +20,7 @@ const LEASE_RECHECK: Duration = Duration::from_millis(50);
 impl Endpoint {
     /// Starts as many attempts as the in-flight cap and the rate limiter allow.
     pub(super) fn pump(&self, myself: &ActorRef<Msg>, state: &mut State) {
-        if state.draining.is_some() || state.spec.paused {
+        if state.draining.is_some() || state.spec.paused || state.keeping.loading {
             return;
         }
         if !self.lease.valid() {
@@ -83,6 +83,10 @@ impl Endpoint {
             return;
         }
         state.attempts.idle();
+        if state.draining.is_some() && state.keeping.saving {
+            // Answered once the endpoint's health is kept (`health_saved`).
+            return;
+        }
         if let Some(waiters) = state.draining.as_mut() {
             // The records of the attempts that just ended reach the ledger writer before
             // the drain is answered: whoever waits on the drain syncs the writer next, and

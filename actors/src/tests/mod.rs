@@ -47,6 +47,7 @@ mod checkpoint;
 mod cluster;
 mod delivery;
 mod disable;
+mod health_persisted;
 mod pause;
 mod slow;
 mod spill;

@@ -30,6 +30,7 @@ pub use secrets::rotate_secret;
 
 use super::request::path_id;
 use super::{json_response, no_content, ApiError, ApiRequest, ApiResult, AppState};
+use crate::store::health as health_store;
 use crate::store::page::PageLimits;
 use crate::store::webhooks::{self as store, ListFilter};
 use crate::webhook::new_id;
@@ -103,9 +104,15 @@ pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
         return Err(ApiError::not_found("webhook", id));
     };
     let mut webhook = view(&document);
-    // What the running endpoint actor knows; none runs for a disabled webhook.
-    let report = app.engine.endpoint(id).await.ok().flatten();
-    webhook["health"] = health_view(report.as_ref());
+    // What the endpoint actor knows where this daemon runs it; elsewhere (another daemon
+    // owns it, or it is disabled) what its owner kept, so every daemon answers the same.
+    webhook["health"] = match app.engine.endpoint(id).await.ok().flatten() {
+        Some(report) => health_view(Some(&report.health), Some(&report.stats)),
+        None => {
+            let kept = health_store::get(&app.db, id).await?;
+            health_view(kept.map(|k| k.snapshot(SystemTime::now())).as_ref(), None)
+        }
+    };
     Ok(json_response(StatusCode::OK, webhook))
 }
 
@@ -156,6 +163,7 @@ pub async fn set_paused(app: &AppState, _req: &ApiRequest, id: &str, paused: boo
 pub async fn delete(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
     let id = &path_id(id)?;
     store::delete(&app.db, id).await?;
+    health_store::delete(&app.db, id).await?;
     // As for `apply_now`: no event published after the 204 reaches it.
     let _ = app.engine.remove_webhook(id);
     Ok(no_content())

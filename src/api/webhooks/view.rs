@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use herald_actors::endpoint::Stats;
+use herald_actors::HealthSnapshot;
 use mongodb::bson::{Bson, Document};
 use serde_json::{json, Map, Value};
 
@@ -73,14 +75,15 @@ fn time_view(t: Option<SystemTime>) -> Value {
     })
 }
 
-/// The endpoint's health (`GET /v1/webhooks/{id}`): `null` when no endpoint actor runs for
-/// the webhook (disabled), else its failing streak, last success and failure, success rate
-/// over the last hour and the deliveries it holds.
-pub(super) fn health_view(report: Option<&herald_actors::router::EndpointReport>) -> Value {
-    let Some(report) = report else {
+/// The endpoint's health (`GET /v1/webhooks/{id}`): its failing streak, last success and
+/// failure, success rate over the last hour, and what it holds. `held` is what the endpoint
+/// actor holds when this daemon runs it; a daemon that does not (another owns the webhook's
+/// partition, or the webhook is disabled) shows the health the owner kept, with `null`
+/// for what is held, which only the owner knows. `null` when there is neither.
+pub(super) fn health_view(health: Option<&HealthSnapshot>, held: Option<&Stats>) -> Value {
+    let Some(health) = health else {
         return Value::Null;
     };
-    let health = &report.health;
     let state = if health.failing {
         "failing"
     } else if health.window_attempts == 0 && health.last_success_at.is_none() {
@@ -105,9 +108,9 @@ pub(super) fn health_view(report: Option<&herald_actors::router::EndpointReport>
         "window_seconds": health.window.as_secs(),
         "window_attempts": health.window_attempts,
         "window_successes": health.window_successes,
-        "queued": report.stats.queued,
-        "in_flight": report.stats.in_flight,
-        "scheduled": report.stats.scheduled,
+        "queued": held.map(|h| h.queued),
+        "in_flight": held.map(|h| h.in_flight),
+        "scheduled": held.map(|h| h.scheduled),
     })
 }
 
