@@ -156,6 +156,16 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     assert!(after.contains_key("herald_attempts_in_flight"));
     assert!(after.contains_key("herald_change_stream_lag_seconds"));
     assert!(after.contains_key("herald_ledger_batch_size_count"));
+    // The cluster as this daemon, alone, sees it: itself, owning every partition.
+    let labelled = |name: &str| {
+        after
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("{name}{{member=")))
+            .map(|(_, v)| *v)
+    };
+    assert_eq!(labelled("herald_partitions_owned"), Some(64.0));
+    assert_eq!(labelled("herald_cluster_members"), Some(1.0));
+    assert!(labelled("herald_feed_checkpoint_age_seconds").is_some());
     assert!(
         after
             .keys()
