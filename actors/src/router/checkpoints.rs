@@ -1,0 +1,207 @@
+//! Partition checkpoints: which position each partition may store, written at most one
+//! command per interval, never past an unsettled delivery or a hand-over's start; and the
+//! positions kept for them.
+
+use super::*;
+
+/// Positions are pruned once more than this many are kept.
+const PRUNE_ABOVE: usize = 1_024;
+
+/// A checkpoint to write, and when its position was read from the feed.
+pub struct Due {
+    pub(super) checkpoint: PartitionCheckpoint,
+    pub(super) read_at: std::time::Instant,
+}
+
+impl Router {
+    /// Writes every partition's checkpoint in place (only at shutdown, when nothing else
+    /// runs).
+    pub(super) async fn final_checkpoints(&self, state: &mut State) -> Result<(), LedgerError> {
+        let finals: Vec<PartitionCheckpoint> = state
+            .parts
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|p| due_checkpoint(state, p, true))
+            .map(|due| due.checkpoint)
+            .collect();
+        if finals.is_empty() {
+            return Ok(());
+        }
+        let fenced = self.ledger.checkpoint(finals).await?;
+        if !fenced.is_empty() {
+            warn!(
+                ?fenced,
+                "final checkpoints refused: those partitions have a new owner"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoints that moved, at most one write in flight and one per
+    /// `checkpoint_interval`: under load the store sees a few writes a second (each one
+    /// command for every partition that moved), not one per settled batch.
+    pub(super) fn write_checkpoints(&self, myself: &ActorRef<Msg>, state: &mut State) {
+        if state.checkpoint_writing || state.parts.is_empty() {
+            return;
+        }
+        let since_last = state.last_checkpoint_check.map(|t| t.elapsed());
+        // Exactly one interval after the last write (a timer that fired on time) is time.
+        let wait = since_last
+            .and_then(|e| self.config.checkpoint_interval.checked_sub(e))
+            .filter(|wait| !wait.is_zero());
+        if let Some(wait) = wait {
+            if !state.checkpoint_timer_armed {
+                state.checkpoint_timer_armed = true;
+                myself.send_after(wait, || Msg::CheckpointTick);
+            }
+            return;
+        }
+        let due: Vec<Due> = state
+            .parts
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|p| due_checkpoint(state, p, false))
+            .collect();
+        state.last_checkpoint_check = Some(Instant::now());
+        refresh_current(state);
+        prune_positions(state);
+        if due.is_empty() {
+            return;
+        }
+        state.checkpoint_writing = true;
+        let write = self
+            .ledger
+            .checkpoint(due.iter().map(|d| d.checkpoint.clone()).collect());
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = write.await;
+            let _ = myself.cast(Msg::CheckpointsSaved(due, result));
+        });
+    }
+
+    pub(super) fn checkpoints_saved(
+        &self,
+        state: &mut State,
+        written: Vec<Due>,
+        result: Result<Vec<u16>, LedgerError>,
+    ) {
+        match result {
+            Ok(fenced) => {
+                for Due {
+                    checkpoint,
+                    read_at,
+                } in written
+                {
+                    if fenced.contains(&checkpoint.partition) {
+                        continue;
+                    }
+                    if let Some(part) = state.parts.get_mut(&checkpoint.partition) {
+                        if part.epoch == checkpoint.epoch {
+                            part.written = Some(checkpoint.position.checkpoint);
+                            part.written_read_at = Some(read_at);
+                        }
+                    }
+                }
+                for partition in fenced {
+                    warn!(
+                        partition,
+                        "checkpoint refused: the partition has a new owner; dropping it"
+                    );
+                    self.drop_partition(state, partition, "fenced");
+                }
+                debug!(events_settled = state.events_settled, "checkpoints written");
+            }
+            // Written again at the next interval (nothing was marked written).
+            Err(error) => warn!(%error, "checkpoint write failed; retrying"),
+        }
+    }
+}
+
+/// The checkpoint partition `partition` may store now, if it moved: the newest position
+/// below its oldest unsettled event (and not before the partition became this engine's).
+/// `final_write`: also for a partition being released.
+pub(super) fn due_checkpoint(state: &State, partition: u16, final_write: bool) -> Option<Due> {
+    let part = state.parts.get(&partition)?;
+    if part.gate.is_some() || (part.releasing && !final_write) {
+        return None;
+    }
+    let bound = part
+        .unsettled
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(u64::MAX)
+        .min(part.until_seq.unwrap_or(u64::MAX));
+    if bound <= part.min_seq {
+        return None;
+    }
+    let (_, seen) = state.positions.range(part.min_seq..bound).next_back()?;
+    if part.written.as_ref() == Some(&seen.position.checkpoint) {
+        // Stored already; read again from the feed (a quiet feed's mark), it is current.
+        return None;
+    }
+    Some(Due {
+        checkpoint: PartitionCheckpoint {
+            partition,
+            epoch: part.epoch,
+            position: seen.position.clone(),
+        },
+        read_at: seen.read_at,
+    })
+}
+
+/// A partition whose stored checkpoint is the newest position it may store is as current
+/// as the feed's last reading of that position (a quiet feed marks the same position again
+/// and again): its checkpoint's age restarts from there.
+pub(super) fn refresh_current(state: &mut State) {
+    let mut current = Vec::new();
+    for (&partition, part) in &state.parts {
+        let bound = part.unsettled.keys().next().copied().unwrap_or(u64::MAX);
+        if part.gate.is_some() || bound <= part.min_seq {
+            continue;
+        }
+        let Some((_, seen)) = state.positions.range(part.min_seq..bound).next_back() else {
+            continue;
+        };
+        if part.written.as_ref() == Some(&seen.position.checkpoint) {
+            current.push((partition, seen.read_at));
+        }
+    }
+    for (partition, read_at) in current {
+        if let Some(part) = state.parts.get_mut(&partition) {
+            part.written_read_at = Some(read_at);
+        }
+    }
+}
+
+/// Forgets positions no partition can need any more: for each partition only the newest
+/// position below each of its unsettled events (and the newest of all) can become its
+/// checkpoint.
+pub(super) fn prune_positions(state: &mut State) {
+    if state.positions.len() < PRUNE_ABOVE {
+        return;
+    }
+    let Some(&newest) = state.positions.keys().next_back() else {
+        return;
+    };
+    let mut keep: HashSet<u64> = HashSet::from([newest]);
+    for part in state.parts.values() {
+        let lower = part.min_seq;
+        let until = part.until_seq.unwrap_or(u64::MAX);
+        for &seq in part.unsettled.keys().chain([until, u64::MAX].iter()) {
+            if seq <= lower {
+                continue;
+            }
+            if let Some((&found, _)) = state.positions.range(lower..seq).next_back() {
+                keep.insert(found);
+            }
+        }
+    }
+    if keep.len() < state.positions.len() {
+        state.positions.retain(|seq, _| keep.contains(seq));
+    }
+}
