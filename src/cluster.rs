@@ -511,11 +511,6 @@ impl Coordinator {
         );
         self.floor.clone()
     }
-
-    /// Partitions held now.
-    pub fn owned(&self) -> Vec<u16> {
-        self.owned.keys().copied().collect()
-    }
 }
 
 /// A stored checkpoint as the engine takes it, if it is one.

@@ -54,22 +54,6 @@ impl MongoLedger {
         }
     }
 
-    /// The webhooks that have pending deliveries (at start-up: their endpoints read them
-    /// back). One `distinct` over the `{status, webhook_id, …}` index.
-    pub async fn webhooks_with_pending(&self) -> mongodb::error::Result<Vec<String>> {
-        let ids = self
-            .deliveries
-            .distinct("webhook_id", doc! {"status": "pending"})
-            .await?;
-        Ok(ids
-            .into_iter()
-            .filter_map(|id| match id {
-                Bson::String(id) => Some(id),
-                _ => None,
-            })
-            .collect())
-    }
-
     async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
         let (inserts, updates): (Vec<&DeliveryRecord>, Vec<&DeliveryRecord>) =
             batch.iter().partition(|r| r.first_write);

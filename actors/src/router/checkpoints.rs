@@ -126,20 +126,10 @@ impl Router {
 /// `final_write`: also for a partition being released.
 pub(super) fn due_checkpoint(state: &State, partition: u16, final_write: bool) -> Option<Due> {
     let part = state.parts.get(&partition)?;
-    if part.gate.is_some() || (part.releasing && !final_write) {
+    if part.releasing && !final_write {
         return None;
     }
-    let bound = part
-        .unsettled
-        .keys()
-        .next()
-        .copied()
-        .unwrap_or(u64::MAX)
-        .min(part.until_seq.unwrap_or(u64::MAX));
-    if bound <= part.min_seq {
-        return None;
-    }
-    let (_, seen) = state.positions.range(part.min_seq..bound).next_back()?;
+    let seen = candidate(state, part)?;
     if part.written.as_ref() == Some(&seen.position.checkpoint) {
         // Stored already; read again from the feed (a quiet feed's mark), it is current.
         return None;
@@ -154,23 +144,43 @@ pub(super) fn due_checkpoint(state: &State, partition: u16, final_write: bool) -
     })
 }
 
+/// The newest position `part` may store: below its oldest unsettled event and below the
+/// start of its hand-over, not before it became this engine's, and only once its gate is
+/// passed.
+fn candidate<'s>(state: &'s State, part: &Part) -> Option<&'s Seen> {
+    if part.gate.is_some() {
+        return None;
+    }
+    let bound = part
+        .unsettled
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(u64::MAX)
+        .min(part.until_seq.unwrap_or(u64::MAX));
+    if bound <= part.min_seq {
+        return None;
+    }
+    state
+        .positions
+        .range(part.min_seq..bound)
+        .next_back()
+        .map(|(_, seen)| seen)
+}
+
 /// A partition whose stored checkpoint is the newest position it may store is as current
 /// as the feed's last reading of that position (a quiet feed marks the same position again
 /// and again): its checkpoint's age restarts from there.
 pub(super) fn refresh_current(state: &mut State) {
-    let mut current = Vec::new();
-    for (&partition, part) in &state.parts {
-        let bound = part.unsettled.keys().next().copied().unwrap_or(u64::MAX);
-        if part.gate.is_some() || bound <= part.min_seq {
-            continue;
-        }
-        let Some((_, seen)) = state.positions.range(part.min_seq..bound).next_back() else {
-            continue;
-        };
-        if part.written.as_ref() == Some(&seen.position.checkpoint) {
-            current.push((partition, seen.read_at));
-        }
-    }
+    let current: Vec<(u16, std::time::Instant)> = state
+        .parts
+        .iter()
+        .filter_map(|(&partition, part)| {
+            let seen = candidate(state, part)?;
+            (part.written.as_ref() == Some(&seen.position.checkpoint))
+                .then_some((partition, seen.read_at))
+        })
+        .collect();
     for (partition, read_at) in current {
         if let Some(part) = state.parts.get_mut(&partition) {
             part.written_read_at = Some(read_at);
