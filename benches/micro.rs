@@ -65,6 +65,7 @@ fn matching(c: &mut Criterion) {
             enabled: true,
             paused: false,
             rate_limit_per_second: None,
+            namespace_id: None,
         });
     }
     c.bench_function("match/10k_webhooks", |b| {

@@ -5,6 +5,8 @@
 //! - [`config`]: flags, env vars and the TOML file, validated into one `Config`;
 //! - [`webhook`]: the webhook model — its document, its limits and the one validation the
 //!   API, `herald apply` and the store share;
+//! - [`namespace`]: the tenant unit — what a `namespace_id` may be, on webhooks,
+//!   connections, API keys and events;
 //! - [`store`]: the one door to MongoDB — every collection's queries, indexes and TTLs in a
 //!   module of its own: the outbox change stream ([`store::events`]), the live webhook
 //!   watcher ([`store::webhooks`]), the delivery ledger ([`store::deliveries`]), the
@@ -31,6 +33,7 @@ pub mod config;
 pub mod inbound;
 pub mod listener;
 pub mod metrics;
+pub mod namespace;
 pub mod secrets;
 pub mod serve;
 pub mod ssrf;

@@ -32,6 +32,9 @@ pub struct Event {
     pub id: Arc<str>,
     pub event_type: Arc<str>,
     pub task_id: Option<Arc<str>>,
+    /// The tenant the event belongs to (contract §2 `namespace_id`): namespaced webhooks
+    /// receive only the events of their namespace.
+    pub namespace_id: Option<Arc<str>>,
     /// The serialised [`Payload`].
     pub body: Bytes,
 }
@@ -44,6 +47,7 @@ impl Event {
             id: payload.event_id.as_str().into(),
             event_type: payload.event_type.as_str().into(),
             task_id: payload.task_id.as_deref().map(Into::into),
+            namespace_id: payload.namespace_id.as_deref().map(Into::into),
             body: Bytes::from(body),
         }
     }

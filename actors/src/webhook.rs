@@ -77,6 +77,21 @@ pub struct WebhookSpec {
     pub paused: bool,
     /// Requests per second; `None`: unlimited.
     pub rate_limit_per_second: Option<u32>,
+    /// The tenant it belongs to: it receives only events of this namespace. `None`: the
+    /// operator's webhook, which receives every event, whatever its namespace.
+    pub namespace_id: Option<Arc<str>>,
+}
+
+impl WebhookSpec {
+    /// Whether an event of namespace `event_namespace` is for this webhook: always for a
+    /// webhook without a namespace, else only for an event of the same namespace.
+    #[inline]
+    pub fn accepts_namespace(&self, event_namespace: Option<&str>) -> bool {
+        match &self.namespace_id {
+            None => true,
+            Some(mine) => event_namespace == Some(&**mine),
+        }
+    }
 }
 
 /// Event type → subscribed webhook ids. Rebuilt incrementally as webhooks change, so a
@@ -160,6 +175,7 @@ mod tests {
             enabled,
             paused: false,
             rate_limit_per_second: None,
+            namespace_id: None,
         }
     }
 

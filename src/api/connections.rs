@@ -42,6 +42,9 @@ pub struct CreateConnection {
     webhook_secret: String,
     #[serde(default)]
     metadata_filters: Option<Map<String, Value>>,
+    /// The tenant it belongs to; its Mux-derived events carry it.
+    #[serde(default)]
+    namespace_id: Option<String>,
 }
 
 /// `POST /v1/connections` → 201 with the connection, without its secret.
@@ -55,7 +58,7 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
     let mut attempts = 0;
     let connection = loop {
         attempts += 1;
-        let connection = Connection::new(
+        let mut connection = Connection::new(
             new_id(),
             body.provider.clone(),
             body.bucket_id.clone(),
@@ -63,6 +66,7 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
             metadata_filters.clone(),
             DateTime::now(),
         );
+        connection.namespace_id = body.namespace_id.clone();
         match connections::insert(&app.db, connection.to_doc(&app.secrets)).await {
             Ok(_) => break connection,
             // 64 random bits collided: draw again.
@@ -117,6 +121,10 @@ pub fn validate_create(
             format!("may not start with {SEALED_PREFIX:?} (reserved for values herald encrypts)"),
         ));
     }
+    if let Some(namespace_id) = &body.namespace_id {
+        crate::namespace::validate(namespace_id)
+            .map_err(|e| ApiError::invalid_field("namespace_id", e))?;
+    }
     let metadata_filters = match &body.metadata_filters {
         None => Vec::new(),
         Some(map) => filters::from_json(map)
@@ -132,6 +140,8 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
     let filter = ConnectionFilter {
         provider: req.query.get("provider").cloned(),
         bucket_id: req.query.get("bucket_id").cloned(),
+        // Checked, and forced for a namespaced key, by `super::auth`.
+        namespace_id: req.query.get("namespace_id").cloned(),
     };
     let found = connections::list(&app.db, &filter, &page).await?;
     Ok(json_response(StatusCode::OK, found.to_json(view)))
@@ -171,6 +181,7 @@ fn view(document: &Document) -> Value {
         "connection_id": text("_id"),
         "provider": text("provider"),
         "bucket_id": text("bucket_id"),
+        "namespace_id": text("namespace_id"),
         "metadata_filters": filters::from_doc(document)
             .map(|f| filters::to_json(&f))
             .unwrap_or(Value::Null),

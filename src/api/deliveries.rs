@@ -41,6 +41,7 @@ const LIST_PARAMS: &[&str] = &[
     "webhook_id",
     "event_id",
     "task_id",
+    "namespace_id",
     "limit",
     "cursor",
 ];
@@ -74,6 +75,13 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
         webhook_id: req.query.get("webhook_id").cloned(),
         event_id: req.query.get("event_id").cloned(),
         task_id: req.query.get("task_id").cloned(),
+        // Checked, and forced for a namespaced key, by `super::auth`.
+        webhook_in: match req.query.get("namespace_id") {
+            Some(namespace_id) => {
+                Some(crate::store::webhooks::ids_in_namespace(&app.db, namespace_id).await?)
+            }
+            None => None,
+        },
     };
     let found = deliveries::list(&app.db, &filter, &page).await?;
     Ok(json_response(StatusCode::OK, found.to_json(summary)))

@@ -236,13 +236,18 @@ fn outbox_event(
             mongodb::bson::to_bson(metadata).unwrap_or(Bson::Null),
         );
     }
-    doc! {
+    let mut event = doc! {
         "_id": format!("evt_{}_{}_{id}", plan.provider, plan.event_id),
         "event_type": event_type,
         "occurred_at": now,
         "subject": {"type": "object", "id": &id},
         "data": data,
+    };
+    // A namespaced connection's events are its tenant's.
+    if let Some(namespace_id) = &plan.connection.namespace_id {
+        event.insert("namespace_id", namespace_id);
     }
+    event
 }
 
 fn recorded_outcome(record: &Document) -> Outcome {

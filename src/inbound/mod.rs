@@ -137,6 +137,8 @@ pub struct Connection {
     webhook_secret: String,
     pub metadata_filters: Vec<Filter>,
     pub created_at: Option<DateTime>,
+    /// The tenant it belongs to; the events its inbound webhooks publish carry it.
+    pub namespace_id: Option<String>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -167,6 +169,7 @@ impl Connection {
             webhook_secret,
             metadata_filters,
             created_at: Some(created_at),
+            namespace_id: None,
         }
     }
 
@@ -177,14 +180,18 @@ impl Connection {
 
     /// The stored document, with the secret sealed by `secrets`.
     pub fn to_doc(&self, secrets: &SecretBox) -> Document {
-        doc! {
+        let mut doc = doc! {
             "_id": &self.id,
             "provider": &self.provider,
             "bucket_id": &self.bucket_id,
             "webhook_secret": secrets.seal(&self.webhook_secret),
             "metadata_filters": filters::to_bson(&self.metadata_filters),
             "created_at": self.created_at.map(Bson::DateTime).unwrap_or(Bson::Null),
+        };
+        if let Some(namespace_id) = &self.namespace_id {
+            doc.insert("namespace_id", namespace_id);
         }
+        doc
     }
 
     /// Reads a stored document, opening its secret with `secrets`; a connection written by
@@ -220,6 +227,8 @@ impl Connection {
             webhook_secret,
             metadata_filters: filters::from_doc(doc)?,
             created_at: doc.get_datetime("created_at").ok().copied(),
+            namespace_id: crate::namespace::of_document(doc)
+                .map_err(|_| "namespace_id is not a valid namespace id")?,
         })
     }
 
@@ -229,6 +238,7 @@ impl Connection {
             "connection_id": self.id,
             "provider": self.provider,
             "bucket_id": self.bucket_id,
+            "namespace_id": self.namespace_id,
             "metadata_filters": filters::to_json(&self.metadata_filters),
             "created_at": self.created_at.map(|t| {
                 t.to_chrono().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -7,6 +7,9 @@
 //! start of its failing streak; the delivery and its attempt count), so handing the same
 //! alert over twice publishes it once.
 //!
+//! An alert carries the `namespace_id` of the webhook it is about, so it reaches that
+//! namespace's webhooks and the operator's, never another tenant's.
+//!
 //! A disable request also sets `enabled: false` on the webhook, with `disabled_reason` and
 //! `disabled_at`; the webhook watcher then stops its endpoint. Its pending deliveries stay in
 //! `deliveries` and resume when the webhook is enabled again.
@@ -45,11 +48,29 @@ impl AlertPublisher {
                 warn!(webhook_id, "webhook disabled: its endpoint kept failing");
             }
         }
+        // An alert follows its webhook's namespace, so that only that tenant's webhooks
+        // (and the operator's) receive it. Alerts are rare: one look-up each is cheap.
+        let mut document = event_document(alert);
+        if let Ok(Some(Some(namespace_id))) =
+            super::webhooks::namespace_of(&self.db, alert_webhook_id(alert)).await
+        {
+            document.insert("namespace_id", namespace_id);
+        }
         // Published once: a second hand-over meets the first insert.
-        super::events::outbox::publish(&self.db, event_document(alert))
+        super::events::outbox::publish(&self.db, document)
             .await
             .map(|_| ())
             .map_err(error)
+    }
+}
+
+/// The webhook an alert is about.
+fn alert_webhook_id(alert: &Alert) -> &str {
+    match alert {
+        Alert::EndpointFailing { webhook_id, .. }
+        | Alert::EndpointRecovered { webhook_id, .. }
+        | Alert::EndpointDisabled { webhook_id, .. }
+        | Alert::DeliveryExhausted { webhook_id, .. } => webhook_id,
     }
 }
 

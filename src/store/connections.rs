@@ -31,6 +31,7 @@ pub async fn insert(db: &Database, connection: Document) -> mongodb::error::Resu
 pub struct ConnectionFilter {
     pub provider: Option<String>,
     pub bucket_id: Option<String>,
+    pub namespace_id: Option<String>,
 }
 
 /// One page of connections matching `filter`, in `_id` order, without secrets.
@@ -43,6 +44,7 @@ pub async fn list(
     for (field, value) in [
         ("provider", &filter.provider),
         ("bucket_id", &filter.bucket_id),
+        ("namespace_id", &filter.namespace_id),
     ] {
         if let Some(value) = value {
             query.insert(field, value.as_str());
@@ -62,6 +64,19 @@ pub async fn get(db: &Database, id: &str) -> mongodb::error::Result<Option<Docum
 /// One connection with its (possibly sealed) secret: for verifying its inbound webhooks.
 pub async fn get_with_secret(db: &Database, id: &str) -> mongodb::error::Result<Option<Document>> {
     collection(db).find_one(doc! {"_id": id}).await
+}
+
+/// Where one connection belongs: `None` when there is none, `Some(None)` for one without
+/// a namespace.
+pub async fn namespace_of(
+    db: &Database,
+    id: &str,
+) -> mongodb::error::Result<Option<Option<String>>> {
+    let found = collection(db)
+        .find_one(doc! {"_id": id})
+        .projection(doc! {"namespace_id": 1})
+        .await?;
+    Ok(found.map(|d| d.get_str("namespace_id").ok().map(str::to_owned)))
 }
 
 /// Deletes a connection; whether it existed.

@@ -46,6 +46,8 @@ impl Job {
             id: pending.event_id.into(),
             event_type: pending.event_type.into(),
             task_id: pending.task_id.map(Into::into),
+            // Routed already: the namespace mattered only for choosing the webhook.
+            namespace_id: None,
             body: pending.payload,
         });
         Self {

@@ -54,6 +54,11 @@ impl Router {
                 let Some(entry) = endpoints.get(id) else {
                     return;
                 };
+                // A namespaced webhook takes only its namespace's events (one comparison,
+                // none for the operator's webhooks, which take every event).
+                if !entry.spec.accepts_namespace(event.namespace_id.as_deref()) {
+                    return;
+                }
                 let Some(part) = parts.get(&entry.partition) else {
                     return;
                 };

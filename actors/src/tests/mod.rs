@@ -48,6 +48,7 @@ mod cluster;
 mod delivery;
 mod disable;
 mod health_persisted;
+mod namespace;
 mod pause;
 mod slow;
 mod spill;
@@ -82,6 +83,7 @@ fn webhook(id: &str, types: &[&str]) -> WebhookSpec {
         enabled: true,
         paused: false,
         rate_limit_per_second: None,
+        namespace_id: None,
     }
 }
 

@@ -64,6 +64,7 @@ pub(super) fn spec(id: &str, url: &str, event_type: &str) -> WebhookSpec {
         enabled: true,
         paused: false,
         rate_limit_per_second: None,
+        namespace_id: None,
     }
 }
 

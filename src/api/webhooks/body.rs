@@ -33,6 +33,10 @@ struct CreateBody {
     enabled: Option<bool>,
     #[serde(default)]
     rate_limit_per_second: Option<i64>,
+    /// The tenant it belongs to (set at create, fixed after); absent: the operator's,
+    /// receiving every event.
+    #[serde(default)]
+    namespace_id: Option<String>,
 }
 
 /// `PATCH /v1/webhooks/{id}`: the outer `Option` is "present", the inner one "not null".
@@ -143,6 +147,7 @@ pub fn create_document(
     req: &ApiRequest,
 ) -> Result<(Document, Option<String>, String), ApiError> {
     let body: CreateBody = object_body(req)?;
+    let namespace_id = body.namespace_id;
     let mut fields = WebhookFields {
         url: Some(body.url),
         event_types: Some(body.event_types),
@@ -152,10 +157,17 @@ pub fn create_document(
         rate_limit_per_second: body.rate_limit_per_second,
     };
     validate(catalog, &mut fields).or_else(first)?;
+    if let Some(namespace_id) = &namespace_id {
+        crate::namespace::validate(namespace_id)
+            .map_err(|e| ApiError::invalid_field("namespace_id", e))?;
+    }
     let secret = fields.secret.take().unwrap_or_else(generate_secret);
     let name = fields.name.clone();
-    let document = WebhookDocument::new(fields, secret.clone(), body.enabled);
-    Ok((document.to_document(), name, secret))
+    let mut document = WebhookDocument::new(fields, secret.clone(), body.enabled).to_document();
+    if let Some(namespace_id) = namespace_id {
+        document.insert("namespace_id", namespace_id);
+    }
+    Ok((document, name, secret))
 }
 
 /// The body of a patch request, validated, as the update to apply and the new name (if

@@ -92,6 +92,8 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
     let filter = ListFilter {
         event_type: req.query.get("event_type").cloned(),
         enabled,
+        // Checked, and forced for a namespaced key, by `super::auth`.
+        namespace_id: req.query.get("namespace_id").cloned(),
     };
     let page = store::list(&app.db, &filter, &page).await?;
     Ok(json_response(StatusCode::OK, page.to_json(view)))

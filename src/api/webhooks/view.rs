@@ -53,6 +53,7 @@ pub(super) fn view(document: &Document) -> Value {
         "url": document.get_str("url").ok(),
         "event_types": event_types,
         "name": document.get_str("name").ok(),
+        "namespace_id": document.get_str("namespace_id").ok(),
         "headers": headers,
         "enabled": enabled,
         // Absent (every webhook written before pausing existed): not paused.

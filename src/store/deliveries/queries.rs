@@ -20,6 +20,9 @@ pub struct DeliveryFilter {
     pub webhook_id: Option<String>,
     pub event_id: Option<String>,
     pub task_id: Option<String>,
+    /// Of these webhooks only (a namespace's: deliveries follow their webhook's
+    /// namespace); with `webhook_id`, that one if it is among them, else none.
+    pub webhook_in: Option<Vec<String>>,
 }
 
 impl DeliveryFilter {
@@ -34,6 +37,14 @@ impl DeliveryFilter {
             if let Some(value) = value {
                 filter.insert(field, value.as_str());
             }
+        }
+        if let Some(ids) = &self.webhook_in {
+            let ids: Vec<&str> = ids
+                .iter()
+                .map(String::as_str)
+                .filter(|id| self.webhook_id.as_deref().is_none_or(|one| one == *id))
+                .collect();
+            filter.insert("webhook_id", doc! {"$in": ids});
         }
         if let Some(event_id) = &self.event_id {
             // A delivery's `_id` is `<event_id>:<webhook_id>`, so an event's deliveries are

@@ -8,8 +8,8 @@
 //! - [`watcher`]: the change stream that applies every insert, change and delete to the
 //!   engine.
 //!
-//! The collection needs no index beyond `_id`: lists page by `_id`, and names are looked up
-//! only when one is written (rarely, by a person).
+//! Lists page by `_id`, and names are looked up only when one is written (rarely, by a
+//! person); `namespace_id` is indexed for the lists of namespaced API keys.
 
 mod spec;
 mod watcher;
@@ -27,6 +27,19 @@ use super::{is_duplicate_key, WEBHOOKS};
 
 fn collection(db: &Database) -> Collection<Document> {
     db.collection(WEBHOOKS)
+}
+
+/// The index the lists of a namespace use (idempotent).
+pub async fn ensure_indexes(db: &Database) -> Result<()> {
+    let index = mongodb::IndexModel::builder()
+        .keys(doc! {"namespace_id": 1, "_id": 1})
+        .options(
+            mongodb::options::IndexOptions::builder()
+                .name("namespace_id_1__id_1".to_owned())
+                .build(),
+        )
+        .build();
+    collection(db).create_index(index).await.map(drop)
 }
 
 /// One webhook by `_id`.
@@ -113,6 +126,31 @@ pub async fn swap_secret(
         .await
 }
 
+/// Where one webhook belongs: `None` when there is no such webhook, `Some(None)` for one
+/// without a namespace (the operator's).
+pub async fn namespace_of(db: &Database, id: &str) -> Result<Option<Option<String>>> {
+    let found = collection(db)
+        .find_one(doc! {"_id": id})
+        .projection(doc! {"namespace_id": 1})
+        .await?;
+    Ok(found.map(|d| d.get_str("namespace_id").ok().map(str::to_owned)))
+}
+
+/// The ids of the webhooks of one namespace (for scoping a namespaced key's deliveries).
+pub async fn ids_in_namespace(db: &Database, namespace_id: &str) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let found: Vec<Document> = collection(db)
+        .find(doc! {"namespace_id": namespace_id})
+        .projection(doc! {"_id": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(found
+        .iter()
+        .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+        .collect())
+}
+
 /// Deletes one webhook; deleting none is no error.
 pub async fn delete(db: &Database, id: &str) -> Result<()> {
     collection(db).delete_one(doc! {"_id": id}).await.map(drop)
@@ -126,6 +164,8 @@ pub struct ListFilter {
     pub event_type: Option<String>,
     /// Enabled or disabled (a document without `enabled` is enabled).
     pub enabled: Option<bool>,
+    /// Of this namespace only (a namespaced API key always lists with its own).
+    pub namespace_id: Option<String>,
 }
 
 impl ListFilter {
@@ -147,6 +187,9 @@ impl ListFilter {
             Some(false) => {
                 filter.insert("enabled", false);
             }
+        }
+        if let Some(namespace_id) = &self.namespace_id {
+            filter.insert("namespace_id", namespace_id.as_str());
         }
         filter
     }

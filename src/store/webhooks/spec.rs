@@ -66,6 +66,8 @@ pub fn spec_from_doc(
     let enabled = boolean(doc, "enabled", true)?;
     let paused = boolean(doc, "paused", false)?;
     let rate_limit = rate_limit(doc)?;
+    let namespace_id =
+        crate::namespace::of_document(doc).map_err(|e| wrong("namespace_id", &e.to_string()))?;
 
     let mut fields = WebhookFields {
         url: Some(url.to_owned()),
@@ -94,6 +96,7 @@ pub fn spec_from_doc(
         paused,
         // Validated, so in range.
         rate_limit_per_second: rate_limit.map(|n| n as u32),
+        namespace_id: namespace_id.map(Into::into),
     })
 }
 
