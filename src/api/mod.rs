@@ -1,11 +1,14 @@
-//! The HTTP API (contract §4, and `GET /v1/cluster` of §7): routing, bearer auth, body limits,
-//! JSON errors, health.
+//! The HTTP API (contract §4, and `GET /v1/cluster`, `/v1/keys` and `/v1/audit` of §7):
+//! routing, authentication and tenant scope ([`auth`]), the audit trail of writes
+//! ([`audit`]), body limits, JSON errors, health.
 //!
 //! Every handler takes the shared [`AppState`] and a fully read [`ApiRequest`] and returns
 //! an [`ApiResult`]; failures are [`ApiError`]s, rendered as
 //! `{"error": {"code", "message"}}` with a 4xx status (503 when MongoDB is unreachable) —
 //! never a 500 or a panic.
 
+pub mod audit;
+pub mod auth;
 pub mod catalog;
 pub mod cluster;
 pub mod connections;
@@ -13,6 +16,7 @@ pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod inbound;
+pub mod keys;
 pub mod openapi;
 pub mod request;
 pub mod webhooks;
@@ -25,7 +29,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 pub use error::{ApiError, ApiResult};
 pub use request::ApiRequest;
@@ -101,11 +104,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/connections/{connection_id}"),
     ("POST", "/v1/webhooks/mux/{connection_id}"),
     ("GET", "/v1/cluster"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("DELETE", "/v1/keys/{key_id}"),
+    ("GET", "/v1/audit"),
 ];
 
 /// Routes one request.
 pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let method = parts.method.clone();
@@ -115,15 +122,30 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Ok(route) => route,
         Err(response) => return response,
     };
+    // Who calls, and whether they may: before the body is read.
+    let (target, action) = route.access();
+    let mut scope = None;
     if !route.is_public() {
-        if let Err(e) = authorize(&app.config, &parts.headers) {
-            return e.into_response();
-        }
+        let caller = match auth::authenticate(&app, &parts.headers).await {
+            Ok(caller) => caller,
+            Err(e) => return e.into_response(),
+        };
+        let admitted = match auth::admit(&app, &caller, &method, &target).await {
+            Ok(admitted) => admitted,
+            Err(e) => return e.into_response(),
+        };
+        parts.extensions.insert(caller.clone());
+        scope = Some((caller, admitted));
     }
-    let request = match ApiRequest::read(parts, body, MAX_BODY_BYTES).await {
+    let mut request = match ApiRequest::read(parts, body, MAX_BODY_BYTES).await {
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
+    if let Some((caller, _)) = &scope {
+        if let Err(e) = auth::scope_request(caller, &method, &target, &mut request) {
+            return e.into_response();
+        }
+    }
     let result = match route {
         Route::Healthz => Ok(json_response(StatusCode::OK, json!({"status": "ok"}))),
         Route::Readyz => Ok(readyz(&app).await),
@@ -149,8 +171,16 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::DeleteConnection(id) => connections::delete(&app, &request, &id).await,
         Route::MuxInbound(id) => inbound::mux(&app, &request, &id).await,
         Route::Cluster => cluster::get(&app, &request).await,
+        Route::CreateKey => keys::create(&app, &request).await,
+        Route::ListKeys => keys::list(&app, &request).await,
+        Route::RevokeKey(id) => keys::revoke(&app, &request, &id).await,
+        Route::Audit => audit::list(&app, &request).await,
     };
-    result.unwrap_or_else(ApiError::into_response)
+    let response = result.unwrap_or_else(ApiError::into_response);
+    if let (Some((caller, admitted)), Some(action)) = (&scope, action) {
+        audit::record(&app, caller, action, admitted, &request, &response).await;
+    }
+    response
 }
 
 enum Route {
@@ -178,6 +208,10 @@ enum Route {
     DeleteConnection(String),
     MuxInbound(String),
     Cluster,
+    CreateKey,
+    ListKeys,
+    RevokeKey(String),
+    Audit,
 }
 
 impl Route {
@@ -188,6 +222,75 @@ impl Route {
             self,
             Route::Healthz | Route::Readyz | Route::Metrics | Route::OpenApi | Route::MuxInbound(_)
         )
+    }
+
+    /// What the route acts on (for the caller's scope) and, for a write, how the audit
+    /// trail names it.
+    fn access(&self) -> (auth::Target, Option<audit::Action>) {
+        use audit::{Action, Changes};
+        use auth::Target;
+        let webhook = |id: &String, name, changes| {
+            (
+                Target::Webhook(id.clone()),
+                Some(Action::new(name, "webhook", changes)),
+            )
+        };
+        match self {
+            Route::Healthz
+            | Route::Readyz
+            | Route::Metrics
+            | Route::OpenApi
+            | Route::Catalog
+            | Route::MuxInbound(_) => (Target::Open, None),
+            Route::CreateWebhook => (
+                Target::Webhooks,
+                Some(Action::new("webhook.create", "webhook", Changes::Body)),
+            ),
+            Route::ListWebhooks => (Target::Webhooks, None),
+            Route::GetWebhook(id) => (Target::Webhook(id.clone()), None),
+            Route::PatchWebhook(id) => webhook(id, "webhook.update", Changes::Body),
+            Route::DeleteWebhook(id) => webhook(id, "webhook.delete", Changes::Nothing),
+            Route::RotateSecret(id) => webhook(id, "webhook.rotate_secret", Changes::Secret),
+            Route::Recover(id) => webhook(id, "webhook.recover", Changes::Nothing),
+            Route::Pause(id) => webhook(id, "webhook.pause", Changes::Paused(true)),
+            Route::Resume(id) => webhook(id, "webhook.resume", Changes::Paused(false)),
+            Route::PublishEvent => (Target::Events, None),
+            Route::ListDeliveries => (Target::Deliveries, None),
+            Route::GetDelivery(id) => (Target::Delivery(id.clone()), None),
+            Route::RetryDelivery(id) => (
+                Target::Delivery(id.clone()),
+                Some(Action::new("delivery.retry", "delivery", Changes::Nothing)),
+            ),
+            Route::CreateConnection => (
+                Target::Connections,
+                Some(Action::new(
+                    "connection.create",
+                    "connection",
+                    Changes::Body,
+                )),
+            ),
+            Route::ListConnections => (Target::Connections, None),
+            Route::GetConnection(id) => (Target::Connection(id.clone()), None),
+            Route::DeleteConnection(id) => (
+                Target::Connection(id.clone()),
+                Some(Action::new(
+                    "connection.delete",
+                    "connection",
+                    Changes::Nothing,
+                )),
+            ),
+            Route::Cluster => (Target::Cluster, None),
+            Route::CreateKey => (
+                Target::Keys,
+                Some(Action::new("key.create", "key", Changes::Body)),
+            ),
+            Route::ListKeys => (Target::Keys, None),
+            Route::RevokeKey(id) => (
+                Target::Key(id.clone()),
+                Some(Action::new("key.revoke", "key", Changes::Nothing)),
+            ),
+            Route::Audit => (Target::Audit, None),
+        }
     }
 }
 
@@ -292,32 +395,24 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
             "GET" => Ok(Route::Cluster),
             _ => not_allowed("GET"),
         },
+        ["v1", "keys"] => match m {
+            "POST" => Ok(Route::CreateKey),
+            "GET" => Ok(Route::ListKeys),
+            _ => not_allowed("GET, POST"),
+        },
+        ["v1", "keys", key] => match m {
+            "DELETE" => Ok(Route::RevokeKey(id(key))),
+            _ => not_allowed("DELETE"),
+        },
+        ["v1", "audit"] => match m {
+            "GET" => Ok(Route::Audit),
+            _ => not_allowed("GET"),
+        },
         _ => Err(error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no route for /{}", segments.join("/")),
         )),
-    }
-}
-
-/// `Authorization: Bearer <--api-key>`, compared in constant time. Open when no key is set.
-fn authorize(config: &Config, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = config.api_key.as_deref() else {
-        return Ok(());
-    };
-    let presented = headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or invalid API key (Authorization: Bearer <key>)",
-        ))
     }
 }
 

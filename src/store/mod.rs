@@ -11,7 +11,8 @@
 //! `deliveries`, `connections`, `inbound_events`); `herald_members` and `herald_partitions`
 //! hold the cluster's members and partition leases with their checkpoints ([`leases`]);
 //! `endpoint_health` holds each webhook's endpoint health ([`health`]);
-//! `herald_state` holds the single checkpoint of versions before partitions (read once, to
+//! `api_keys` holds the API keys, hashed ([`keys`]); `audit_log` the audit trail of API
+//! writes ([`audit`]); `herald_state` holds the single checkpoint of versions before partitions (read once, to
 //! upgrade in place).
 //!
 //! Indexes are created at start, idempotently: those every query needs
@@ -19,12 +20,14 @@
 //! records and the kept endpoint health ([`ensure_retention`], [`retention`]).
 
 pub mod alerts;
+pub mod audit;
 pub mod cluster;
 pub mod connections;
 pub mod deliveries;
 pub mod events;
 pub mod health;
 pub mod inbound_events;
+pub mod keys;
 pub mod leases;
 pub mod objects;
 pub mod page;
@@ -113,6 +116,9 @@ pub async fn connect(
 pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
     deliveries::ensure_indexes(db).await?;
     objects::ensure_indexes(db).await?;
+    webhooks::ensure_indexes(db).await?;
+    keys::ensure_indexes(db).await?;
+    audit::ensure_indexes(db).await?;
     Ok(())
 }
 
@@ -124,6 +130,7 @@ pub async fn ensure_retention(db: &Database, retention: Retention) -> mongodb::e
         succeeded,
         failed,
         inbound_events::ttl_index(retention),
+        audit::ttl_index(retention),
         health::ttl_index(),
     ];
     for ttl in ttls {
