@@ -39,6 +39,10 @@ pub enum Command {
     Apply(crate::cli::apply::ApplyArgs),
     /// Show the cluster: its members, what each owns, their feed lag (--json: every lease).
     Cluster(crate::cli::cluster::ClusterArgs),
+    /// Create, list and revoke API keys (admin keys only).
+    Keys(crate::cli::keys::KeysArgs),
+    /// The audit trail of API writes, oldest first (--json for scripts).
+    Audit(crate::cli::audit::AuditArgs),
 }
 
 /// Log line format.

@@ -78,5 +78,7 @@ async fn main() -> ExitCode {
         Command::Deliveries(args) => herald::cli::finish(herald::cli::deliveries::run(args).await),
         Command::Apply(args) => herald::cli::finish(herald::cli::apply::run(args).await),
         Command::Cluster(args) => herald::cli::finish(herald::cli::cluster::run(args).await),
+        Command::Keys(args) => herald::cli::finish(herald::cli::keys::run(args).await),
+        Command::Audit(args) => herald::cli::finish(herald::cli::audit::run(args).await),
     }
 }

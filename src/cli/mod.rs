@@ -1,5 +1,5 @@
-//! The client subcommands of the `herald` binary (contract §6): `webhooks`, `events`,
-//! `deliveries`, `apply` and `cluster` talk to a running daemon's HTTP API.
+//! The client subcommands of the `herald` binary (contract §6, §7): `webhooks`, `events`,
+//! `deliveries`, `apply`, `cluster`, `keys` and `audit` talk to a running daemon's HTTP API.
 //!
 //! Each subcommand parses its flags (clap derive, declared here and in the submodules),
 //! resolves where the daemon is ([`ConnectArgs`]: `--url`/`HERALD_URL`, `--api-key`/
@@ -8,10 +8,12 @@
 //! [`CliError`] that [`finish`] prints as one line, `herald: …`, with a non-zero exit code.
 
 pub mod apply;
+pub mod audit;
 pub mod client;
 pub mod cluster;
 pub mod deliveries;
 pub mod events;
+pub mod keys;
 pub mod output;
 pub mod webhooks;
 

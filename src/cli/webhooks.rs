@@ -70,6 +70,10 @@ pub struct CreateArgs {
     /// Create it disabled (nothing is delivered until it is enabled).
     #[arg(long)]
     pub disabled: bool,
+    /// The namespace it belongs to (it then receives only that namespace's events); a
+    /// namespaced API key puts it in its own.
+    #[arg(long, value_name = "ID")]
+    pub namespace: Option<String>,
     /// Base URL of herald's API [env: HERALD_URL] [default: http://127.0.0.1:8080]
     #[arg(long = "server", alias = "api-url", value_name = "URL")]
     pub server: Option<String>,
@@ -212,6 +216,9 @@ async fn run_create(session: &Session, args: CreateArgs) -> Result<(), CliError>
     }
     if args.disabled {
         body.insert("enabled".into(), json!(false));
+    }
+    if let Some(namespace) = args.namespace {
+        body.insert("namespace_id".into(), json!(namespace));
     }
     let created = session
         .api

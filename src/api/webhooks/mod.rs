@@ -61,7 +61,8 @@ pub async fn create(app: &AppState, req: &ApiRequest) -> ApiResult {
     let _guard = match &name {
         Some(name) => {
             let guard = NAME_LOCK.lock().await;
-            if store::name_taken(&app.db, name, None).await? {
+            let namespace = document.get_str("namespace_id").ok();
+            if store::name_taken(&app.db, name, namespace, None).await? {
                 return Err(name_taken(name));
             }
             Some(guard)
@@ -129,10 +130,11 @@ pub async fn patch(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let _guard = match &new_name {
         Some(name) => {
             let guard = NAME_LOCK.lock().await;
-            if store::get(&app.db, id).await?.is_none() {
+            let Some(current) = store::get(&app.db, id).await? else {
                 return Err(ApiError::not_found("webhook", id));
-            }
-            if store::name_taken(&app.db, name, Some(id)).await? {
+            };
+            let namespace = current.get_str("namespace_id").ok();
+            if store::name_taken(&app.db, name, namespace, Some(id)).await? {
                 return Err(name_taken(name));
             }
             Some(guard)

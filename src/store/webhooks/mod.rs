@@ -47,9 +47,16 @@ pub async fn get(db: &Database, id: &str) -> Result<Option<Document>> {
     collection(db).find_one(doc! {"_id": id}).await
 }
 
-/// Whether a webhook other than `except` is named `name`.
-pub async fn name_taken(db: &Database, name: &str, except: Option<&str>) -> Result<bool> {
-    let mut filter = doc! {"name": name};
+/// Whether a webhook of namespace `namespace` (`None`: the operator's, without one) other
+/// than `except` is named `name`. Names are unique within a namespace, so that one tenant's
+/// names neither collide with nor reveal another's.
+pub async fn name_taken(
+    db: &Database,
+    name: &str,
+    namespace: Option<&str>,
+    except: Option<&str>,
+) -> Result<bool> {
+    let mut filter = doc! {"name": name, "namespace_id": namespace};
     if let Some(id) = except {
         filter.insert("_id", doc! {"$ne": id});
     }

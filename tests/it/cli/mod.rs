@@ -21,6 +21,7 @@ mod connect;
 mod deliveries;
 mod errors;
 mod events;
+mod keys;
 mod webhooks;
 
 const KEY: &str = "cli-test-key";

@@ -37,14 +37,16 @@ const BODY_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/events"),
     ("POST", "/v1/connections"),
     ("POST", "/v1/webhooks/mux/{connection_id}"),
+    ("POST", "/v1/keys"),
 ];
 
-/// The ids path parameters are filled with: one webhook, one delivery and one connection
-/// that exist.
+/// The ids path parameters are filled with: one webhook, one delivery, one connection and
+/// one API key that exist.
 struct Ids {
     webhook: String,
     delivery: String,
     connection: String,
+    key: String,
 }
 
 /// `pattern` with its `{…}` parameters replaced by existing ids.
@@ -52,7 +54,8 @@ fn path_for(pattern: &str, ids: &Ids) -> String {
     let path = pattern
         .replace("{webhook_id}", &ids.webhook)
         .replace("{delivery_id}", &ids.delivery)
-        .replace("{connection_id}", &ids.connection);
+        .replace("{connection_id}", &ids.connection)
+        .replace("{key_id}", &ids.key);
     assert!(
         !path.contains('{'),
         "{pattern}: a new path parameter; give tests/it/hostile/mod.rs an id for it"
@@ -60,7 +63,8 @@ fn path_for(pattern: &str, ids: &Ids) -> String {
     path
 }
 
-/// herald with an API key, one webhook, one (succeeded) delivery and one Mux connection.
+/// herald with an API key, one webhook, one (succeeded) delivery, one Mux connection and one
+/// API key made through the API.
 async fn setup() -> (InProcess, Api, Ids) {
     let (uri, name, db) = database("hostile").await;
     let mut config = test_config(&uri, &name, crate::support::test_ca_pem_path());
@@ -87,6 +91,9 @@ async fn setup() -> (InProcess, Api, Ids) {
         .as_str()
         .unwrap()
         .to_owned();
+    let key = api.post("/v1/keys", json!({"role": "read"})).await;
+    assert_eq!(key.status, 201, "{}", key.body);
+    let key = key.body["key_id"].as_str().unwrap().to_owned();
     let delivery = format!("evt_hostile:{webhook}");
     let now = DateTime::now();
     db.collection::<Document>("deliveries")
@@ -107,6 +114,7 @@ async fn setup() -> (InProcess, Api, Ids) {
         webhook,
         delivery,
         connection,
+        key,
     };
     (daemon, api, ids)
 }
