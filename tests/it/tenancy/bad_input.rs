@@ -125,3 +125,33 @@ async fn bad_keys_namespaces_and_times_are_4xx_naming_the_field() {
     assert!(assert_error(&revoked, 401).contains("revoked"));
     s.daemon.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn without_an_operator_key_a_presented_key_is_still_checked() {
+    let (uri, name, _db) = crate::fixtures::database("tenancy_keyless").await;
+    let config = crate::daemon::test_config(&uri, &name, crate::support::test_ca_pem_path());
+    let daemon = crate::daemon::InProcess::start(config).await;
+    let open = crate::api_client::Api::new(daemon.listen, None);
+    // No key: the operator's, as before keys existed.
+    assert_eq!(open.get("/v1/webhooks").await.status, 200);
+    let (key_id, reader) = make_key(&open, daemon.listen, Some("ns_k"), "read").await;
+    assert_eq!(reader.get("/v1/webhooks").await.status, 200);
+    let write = reader
+        .post(
+            "/v1/webhooks",
+            json!({"url": "https://hooks.example.com/h", "event_types": ["*"]}),
+        )
+        .await;
+    assert_error(&write, 403);
+    let unknown = crate::api_client::Api::new(
+        daemon.listen,
+        Some("hk_0123456789abcdef0123456789abcdef0123456789abcdef"),
+    );
+    assert_error(&unknown.get("/v1/webhooks").await, 401);
+    assert_eq!(open.delete(&format!("/v1/keys/{key_id}")).await.status, 204);
+    assert!(assert_error(&reader.get("/v1/webhooks").await, 401).contains("revoked"));
+    // The keyless write was audited with no key.
+    let trail = open.get("/v1/audit?action=key.revoke").await;
+    assert_eq!(trail.body["results"][0]["key_id"], serde_json::Value::Null);
+    daemon.stop().await.unwrap();
+}

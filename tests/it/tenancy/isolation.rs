@@ -134,6 +134,33 @@ async fn two_namespaces_cannot_see_each_others_objects() {
     let listed_across = alpha.get("/v1/webhooks?namespace_id=ns_beta").await;
     assert!(assert_error(&listed_across, 400).contains("namespace_id"));
 
+    // An event published with alpha's key cannot claim beta's namespace.
+    let claimed = alpha
+        .post(
+            "/v1/events",
+            json!({"event_type": "batch.completed", "data": {}, "namespace_id": "ns_beta"}),
+        )
+        .await;
+    assert!(assert_error(&claimed, 400).contains("namespace_id"));
+
+    // Names are unique within a namespace: both tenants may use the same one.
+    for api in [&alpha, &beta] {
+        let named = api
+            .post(
+                "/v1/webhooks",
+                json!({"url": receiver_a.url, "event_types": ["*"], "name": "search-cache"}),
+            )
+            .await;
+        assert_eq!(named.status, 201, "{}", named.body);
+    }
+    let again = alpha
+        .post(
+            "/v1/webhooks",
+            json!({"url": receiver_a.url, "event_types": ["*"], "name": "search-cache"}),
+        )
+        .await;
+    assert_error(&again, 409);
+
     // Keys: each admin sees only its namespace's keys; the cluster view is the operator's.
     let keys = alpha.get("/v1/keys").await;
     assert_eq!(keys.status, 200, "{}", keys.body);
