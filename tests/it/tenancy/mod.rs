@@ -13,6 +13,7 @@ use crate::api_client::Api;
 use crate::daemon::{start_with_key, InProcess};
 use crate::fixtures::database;
 
+mod alerts;
 mod audit;
 mod bad_input;
 mod isolation;
