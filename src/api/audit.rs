@@ -58,13 +58,13 @@ pub struct Action {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Changes {
-    /// The request body's fields, redacted (create, patch).
+    /// The request body's fields, redacted (create, patch, recover).
     Body,
     /// A new signing secret (shown only as redacted).
     Secret,
     /// `{"paused": …}`.
     Paused(bool),
-    /// Nothing beyond the action itself (delete, revoke, retry, recover).
+    /// Nothing beyond the action itself (delete, revoke, retry).
     Nothing,
 }
 

@@ -251,7 +251,7 @@ impl Route {
             Route::PatchWebhook(id) => webhook(id, "webhook.update", Changes::Body),
             Route::DeleteWebhook(id) => webhook(id, "webhook.delete", Changes::Nothing),
             Route::RotateSecret(id) => webhook(id, "webhook.rotate_secret", Changes::Secret),
-            Route::Recover(id) => webhook(id, "webhook.recover", Changes::Nothing),
+            Route::Recover(id) => webhook(id, "webhook.recover", Changes::Body),
             Route::Pause(id) => webhook(id, "webhook.pause", Changes::Paused(true)),
             Route::Resume(id) => webhook(id, "webhook.resume", Changes::Paused(false)),
             Route::PublishEvent => (Target::Events, None),

@@ -95,10 +95,14 @@ pub async fn run(args: AuditArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The names of the changed fields, comma-separated (values are in `--json`).
+/// The names of the changed fields, sorted and comma-separated (values are in `--json`).
 fn changed(fields: &Value) -> String {
     match fields.as_object() {
-        Some(fields) if !fields.is_empty() => fields.keys().cloned().collect::<Vec<_>>().join(","),
+        Some(fields) if !fields.is_empty() => {
+            let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            names.join(",")
+        }
         _ => "-".to_owned(),
     }
 }
