@@ -90,6 +90,9 @@ pub struct ListArgs {
     /// Only enabled (true) or disabled (false) webhooks.
     #[arg(long, value_name = "BOOL")]
     pub enabled: Option<bool>,
+    /// Only webhooks of this namespace (a namespaced key always lists its own).
+    #[arg(long, value_name = "ID")]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub page: PageArgs,
     #[command(flatten)]
@@ -237,6 +240,7 @@ async fn run_list(session: &Session, args: &ListArgs) -> Result<(), CliError> {
     let filters = Filters {
         event_type: args.event_type.clone(),
         enabled: args.enabled,
+        namespace_id: args.namespace.clone(),
     };
     let (webhooks, next_cursor) = if args.page.all {
         (list_all(&session.api, &filters).await?, None)
@@ -288,6 +292,7 @@ async fn run_list(session: &Session, args: &ListArgs) -> Result<(), CliError> {
 pub struct Filters {
     pub event_type: Option<String>,
     pub enabled: Option<bool>,
+    pub namespace_id: Option<String>,
 }
 
 fn list_path(filters: &Filters, limit: Option<u32>, cursor: Option<String>) -> String {
@@ -296,6 +301,7 @@ fn list_path(filters: &Filters, limit: Option<u32>, cursor: Option<String>) -> S
         &[
             ("event_type", filters.event_type.clone()),
             ("enabled", filters.enabled.map(|b| b.to_string())),
+            ("namespace_id", filters.namespace_id.clone()),
             ("limit", limit.map(|n| n.to_string())),
             ("cursor", cursor),
         ],

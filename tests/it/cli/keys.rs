@@ -34,6 +34,19 @@ async fn an_operator_makes_lists_and_revokes_a_key_and_reads_the_audit_trail() {
     .json();
     assert_eq!(made["namespace_id"], "ns_cli", "{made}");
 
+    let of_namespace = s
+        .cli(&["webhooks", "list", "--namespace", "ns_cli", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(of_namespace["results"][0]["webhook_id"], made["webhook_id"]);
+    let of_another = s
+        .cli(&["webhooks", "list", "--namespace", "ns_else", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(of_another["results"], serde_json::json!([]));
+
     let listed = s.cli(&["keys", "list", "--json"]).await.ok().json();
     let entry = &listed["results"][0];
     let key_id = entry["key_id"].as_str().unwrap().to_owned();
