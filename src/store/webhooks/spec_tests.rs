@@ -127,3 +127,29 @@ fn sealed_values_are_opened_and_plaintext_ones_used_as_they_are() {
         );
     }
 }
+
+#[test]
+fn a_namespace_is_read_and_an_odd_one_refused() {
+    let base =
+        doc! {"_id": "wh_1", "url": "https://a.example/h", "event_types": ["*"], "secret": SECRET};
+    let read =
+        |d: &mongodb::bson::Document| spec_from_doc(d, &SecretBox::default(), SystemTime::now());
+    // Written before namespaces: the operator's.
+    assert_eq!(read(&base).unwrap().namespace_id, None);
+    let mut namespaced = base.clone();
+    namespaced.insert("namespace_id", "ns_a");
+    assert_eq!(
+        read(&namespaced).unwrap().namespace_id.as_deref(),
+        Some("ns_a")
+    );
+    for bad in [
+        Bson::String("a b".into()),
+        Bson::Int32(3),
+        Bson::String("".into()),
+    ] {
+        let mut d = base.clone();
+        d.insert("namespace_id", bad);
+        let error = read(&d).unwrap_err().to_string();
+        assert!(error.starts_with("namespace_id"), "{error}");
+    }
+}
