@@ -15,6 +15,7 @@ pub mod events;
 pub mod inbound;
 pub mod openapi;
 pub mod request;
+pub mod test_event;
 pub mod webhooks;
 
 use std::sync::atomic::Ordering;
@@ -91,6 +92,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/{webhook_id}/recover"),
     ("POST", "/v1/webhooks/{webhook_id}/pause"),
     ("POST", "/v1/webhooks/{webhook_id}/resume"),
+    ("POST", "/v1/webhooks/{webhook_id}/test"),
     ("POST", "/v1/events"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{delivery_id}"),
@@ -101,6 +103,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/connections/{connection_id}"),
     ("POST", "/v1/webhooks/mux/{connection_id}"),
     ("GET", "/v1/cluster"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/{version}/{asset}"),
 ];
 
 /// Routes one request.
@@ -149,6 +153,8 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::DeleteConnection(id) => connections::delete(&app, &request, &id).await,
         Route::MuxInbound(id) => inbound::mux(&app, &request, &id).await,
         Route::Cluster => cluster::get(&app, &request).await,
+        Route::Ui => Ok(crate::ui::serve(&request)),
+        Route::TestEvent(id) => test_event::send(&app, &request, &id).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }
@@ -178,15 +184,24 @@ enum Route {
     DeleteConnection(String),
     MuxInbound(String),
     Cluster,
+    /// The delivery inspector's page and assets ([`crate::ui`]); it checks the method.
+    Ui,
+    TestEvent(String),
 }
 
 impl Route {
     /// Health, metrics, the OpenAPI document and inbound provider routes need no API key
-    /// (scrapers and orchestrators, like probes, carry none).
+    /// (scrapers and orchestrators, like probes, carry none); nor does the inspector's
+    /// page, which holds no data and asks its user for a key.
     fn is_public(&self) -> bool {
         matches!(
             self,
-            Route::Healthz | Route::Readyz | Route::Metrics | Route::OpenApi | Route::MuxInbound(_)
+            Route::Healthz
+                | Route::Readyz
+                | Route::Metrics
+                | Route::OpenApi
+                | Route::MuxInbound(_)
+                | Route::Ui
         )
     }
 }
@@ -291,6 +306,11 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
         ["v1", "cluster"] => match m {
             "GET" => Ok(Route::Cluster),
             _ => not_allowed("GET"),
+        },
+        ["ui", ..] => Ok(Route::Ui),
+        ["v1", "webhooks", webhook, "test"] => match m {
+            "POST" => Ok(Route::TestEvent(id(webhook))),
+            _ => not_allowed("POST"),
         },
         _ => Err(error(
             StatusCode::NOT_FOUND,
