@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod openapi;
 pub mod request;
 pub mod test_event;
+pub mod webhook_stats;
 pub mod webhooks;
 
 use std::sync::atomic::Ordering;
@@ -93,6 +94,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/{webhook_id}/pause"),
     ("POST", "/v1/webhooks/{webhook_id}/resume"),
     ("POST", "/v1/webhooks/{webhook_id}/test"),
+    ("GET", "/v1/webhooks/{webhook_id}/stats"),
     ("POST", "/v1/events"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{delivery_id}"),
@@ -155,6 +157,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::Cluster => cluster::get(&app, &request).await,
         Route::Ui => Ok(crate::ui::serve(&request)),
         Route::TestEvent(id) => test_event::send(&app, &request, &id).await,
+        Route::WebhookStats(id) => webhook_stats::get(&app, &request, &id).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }
@@ -187,6 +190,7 @@ enum Route {
     /// The delivery inspector's page and assets ([`crate::ui`]); it checks the method.
     Ui,
     TestEvent(String),
+    WebhookStats(String),
 }
 
 impl Route {
@@ -311,6 +315,10 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
         ["v1", "webhooks", webhook, "test"] => match m {
             "POST" => Ok(Route::TestEvent(id(webhook))),
             _ => not_allowed("POST"),
+        },
+        ["v1", "webhooks", webhook, "stats"] => match m {
+            "GET" => Ok(Route::WebhookStats(id(webhook))),
+            _ => not_allowed("GET"),
         },
         _ => Err(error(
             StatusCode::NOT_FOUND,

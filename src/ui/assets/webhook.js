@@ -3,8 +3,8 @@
 // send a test event) and its latest deliveries.
 
 import { ApiError, get, patch, post, query, seg } from "./api.js";
-import { stateOf } from "./webhooks.js";
-import { badge, empty, errorBox, facts, h, heading, percent, put, rateChart, short, status, table, time } from "./dom.js";
+import { rateCell, stateOf } from "./webhooks.js";
+import { badge, empty, errorBox, facts, h, heading, put, short, status, table, time } from "./dom.js";
 
 export async function webhookView(id, ctx) {
   let webhook;
@@ -38,7 +38,10 @@ export async function webhookView(id, ctx) {
   };
 
   const redraw = async () => {
-    webhook = await get(`/v1/webhooks/${seg(id)}`);
+    [webhook, stats] = await Promise.all([
+      get(`/v1/webhooks/${seg(id)}`),
+      get(`/v1/webhooks/${seg(id)}/stats`).catch(() => null),
+    ]);
     if (ctx.current()) draw();
   };
 
@@ -100,8 +103,17 @@ export async function webhookView(id, ctx) {
     return form;
   };
 
+  let stats = null;
+  /** Kept across redraws, and filled alone when the stats arrive. */
+  const rateBox = h("span", { id: "webhook-rate" });
+  const fillRate = () => {
+    const health = webhook.health;
+    const attempts = stats ? stats.attempts : health ? health.window_attempts || 0 : 0;
+    put(rateBox, rateCell(health, stats), attempts ? ` (${attempts} attempts)` : "");
+  };
   const draw = () => {
     const health = webhook.health;
+    fillRate();
     const state = stateOf(webhook, health);
     const headers = Object.keys(webhook.headers || {});
     const attempts = health ? health.window_attempts || 0 : 0;
@@ -131,10 +143,7 @@ export async function webhookView(id, ctx) {
           health
             ? facts([
                 ["State", badge(health.state)],
-                ["Success, last hour",
-                  h("span", { class: "rate" },
-                    rateChart([{ attempts, successes: health.window_successes || 0 }], `${percent(health.success_rate)} of ${attempts} attempts`),
-                    attempts ? `${percent(health.success_rate)} of ${attempts}` : "no attempts")],
+                ["Success, last hour", rateBox],
                 ["Failures in a row", String(health.consecutive_failures ?? 0)],
                 ["Failing since", time(health.failing_since)],
                 ["Last success", time(health.last_success_at)],
@@ -157,6 +166,13 @@ export async function webhookView(id, ctx) {
 
   const deliveriesBox = h("div", { id: "webhook-deliveries" }, h("p", { class: "muted" }, "Loading…"));
   draw();
+  get(`/v1/webhooks/${seg(id)}/stats`).then(
+    (answer) => {
+      stats = answer;
+      if (ctx.current()) fillRate();
+    },
+    () => {},
+  );
   get(`/v1/deliveries${query({ webhook_id: id, limit: 20 })}`).then(
     (page) => {
       if (!ctx.current()) return;

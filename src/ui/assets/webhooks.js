@@ -24,7 +24,7 @@ const SORTS = {
   url: (w) => w.url || "",
   state: (w) => stateOf(w, w._health),
   failures: (w) => (w._health ? w._health.consecutive_failures : -1),
-  rate: (w) => (w._health && w._health.success_rate !== null ? w._health.success_rate : 2),
+  rate: (w) => (w._stats && w._stats.attempts ? w._stats.successes / w._stats.attempts : 2),
 };
 
 export async function webhooksView(params, ctx) {
@@ -101,7 +101,7 @@ export async function webhooksView(params, ctx) {
         held: h("span", { class: "muted" }, "…"),
       };
       cells.set(w.webhook_id, c);
-      if (w._health !== undefined) fill(c, w, w._health);
+      if (w._health !== undefined) fill(c, w, w._health, w._stats);
       return [
         h("a", { href: `#/webhooks/${seg(w.webhook_id)}`, class: "strong" }, w.name || w.webhook_id),
         short(w.url, 48),
@@ -137,14 +137,14 @@ export async function webhooksView(params, ctx) {
   const worker = async () => {
     while (queue.length && ctx.current()) {
       const w = queue.shift();
-      try {
-        const full = await get(`/v1/webhooks/${seg(w.webhook_id)}`);
-        w._health = full.health;
-      } catch {
-        w._health = null;
-      }
+      const [full, stats] = await Promise.all([
+        get(`/v1/webhooks/${seg(w.webhook_id)}`).catch(() => null),
+        get(`/v1/webhooks/${seg(w.webhook_id)}/stats`).catch(() => null),
+      ]);
+      w._health = full ? full.health : null;
+      w._stats = stats;
       const c = cells.get(w.webhook_id);
-      if (c) fill(c, w, w._health);
+      if (c) fill(c, w, w._health, w._stats);
     }
   };
   Promise.all(Array.from({ length: PARALLEL }, worker)).then(() => {
@@ -172,25 +172,34 @@ export async function webhooksView(params, ctx) {
   );
 }
 
-function fill(c, webhook, health) {
+/** The success-rate cell: the hour in five-minute columns, or the health's totals. */
+export function rateCell(health, stats) {
+  if (stats && stats.buckets) {
+    const label = stats.attempts
+      ? `${percent(stats.successes / stats.attempts)} of ${stats.attempts} attempts succeeded in the last hour (5-minute columns)`
+      : "no attempts in the last hour";
+    return h("span", { class: "rate" },
+      rateChart(stats.buckets, label),
+      h("span", {}, stats.attempts ? percent(stats.successes / stats.attempts) : "—"));
+  }
+  const attempts = health ? health.window_attempts || 0 : 0;
+  const label = attempts
+    ? `${percent(health.success_rate)} of ${attempts} attempts succeeded in the last hour`
+    : "no attempts in the last hour";
+  return h("span", { class: "rate" },
+    rateChart([{ attempts, successes: health ? health.window_successes || 0 : 0 }], label),
+    h("span", {}, attempts ? percent(health.success_rate) : "—"));
+}
+
+function fill(c, webhook, health, stats) {
   put(c.state, badge(stateOf(webhook, health)));
+  put(c.rate, rateCell(health, stats));
   if (!health) {
-    put(c.rate, h("span", { class: "muted" }, "no attempts"));
     put(c.failures, "0");
     put(c.error, h("span", { class: "muted" }, "—"));
     put(c.held, h("span", { class: "muted" }, "—"));
     return;
   }
-  const attempts = health.window_attempts || 0;
-  const label = attempts
-    ? `${percent(health.success_rate)} of ${attempts} attempts succeeded in the last ${Math.round(health.window_seconds / 60)} min`
-    : "no attempts in the last hour";
-  put(
-    c.rate,
-    h("span", { class: "rate" },
-      rateChart([{ attempts, successes: health.window_successes || 0 }], label),
-      h("span", {}, attempts ? percent(health.success_rate) : "—")),
-  );
   put(c.failures, String(health.consecutive_failures ?? 0));
   const failure = health.last_failure;
   put(c.error, failure ? short(failure.error || (failure.status_code ? `HTTP ${failure.status_code}` : ""), 50) : h("span", { class: "muted" }, "—"));

@@ -4,6 +4,7 @@
 //! resume a webhook, and hostile data shown as text. The story saves screenshots of the
 //! main pages under `target/ui-screenshots/`.
 
+mod api;
 mod headers;
 mod story;
 mod webdriver;

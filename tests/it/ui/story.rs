@@ -78,10 +78,18 @@ async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook()
     let delivery_id = format!("evt_ui_1:{webhook_id}");
     wait_for_status(&db, &delivery_id, "failed").await;
 
+    // The owner keeps the hour's counts every two seconds; the list charts them.
+    let stats = format!("/v1/webhooks/{webhook_id}/stats");
+    crate::support::eventually(DEADLINE, "the hour's counts are kept", || async {
+        api.get(&stats).await.body["attempts"] == 2
+    })
+    .await;
+
     // The list (sorted by name): the hostile name as text, the webhook failing.
     browser.go_hash("#/webhooks?sort=name:asc").await;
     browser.wait_text("#webhooks-table", "billing").await;
     browser.wait_text("#webhooks-table", "HTTP 500").await;
+    browser.wait_text("#webhooks-table", "0 %").await;
     let shown = browser.wait_text("#webhooks-table", "<img src=x").await;
     assert!(shown.contains(HOSTILE_NAME), "{shown}");
     browser.screenshot(&shots, "webhooks").await;
@@ -140,6 +148,9 @@ async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook()
     assert_eq!(test["event_type"], "webhook.test");
     assert_eq!(test["data"]["webhook_id"], webhook_id.as_str());
     browser.wait_text("#webhook-deliveries", "evt_ui_1").await;
+    // Its hour in five-minute columns (the kept health is written every two seconds).
+    browser.wait_text("#webhook-rate", "attempts)").await;
+    assert!(browser.exists("#webhook-rate svg rect.bar-ok").await);
     browser.screenshot(&shots, "webhook").await;
 
     // The catalog and the cluster pages.

@@ -239,10 +239,22 @@ impl Browser {
             .await;
     }
 
-    /// Clicks the first element matching `css`, once it exists.
+    /// Clicks the first element matching `css`, once it exists (found again if the page
+    /// redrew it in between).
     pub async fn click_on(&self, css: &str) {
-        let element = self.find(css).await;
-        self.click(&element).await;
+        let until = tokio::time::Instant::now() + super::DEADLINE;
+        loop {
+            let element = self.find(css).await;
+            let path = format!("/element/{}/click", element.0);
+            if self.try_command("POST", &path, json!({})).await.is_some() {
+                return;
+            }
+            if tokio::time::Instant::now() >= until {
+                self.click(&element).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Types `text` into the field matching `css`, replacing what it held.
