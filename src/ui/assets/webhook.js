@@ -159,7 +159,7 @@ export async function webhookView(id, ctx) {
             : empty("No attempts yet."),
           h("h3", {}, "Recover"),
           recoverForm())),
-      h("h2", {}, "Latest deliveries"),
+      h("h2", {}, "Deliveries ", h("span", { class: "muted small" }, "(the first 20, in delivery id order)")),
       deliveriesBox,
     );
   };

@@ -123,7 +123,10 @@ async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook()
         .await;
     assert_eq!(same, json!(true), "the page was reloaded");
     wait_for_status(&db, &delivery_id, "succeeded").await;
+    // Tall enough for the payload too.
+    browser.resize(1280, 1400).await;
     browser.screenshot(&shots, "delivery").await;
+    browser.resize(1280, 900).await;
 
     // The webhook: pause, resume, a test event for it alone.
     browser.go_hash(&format!("#/webhooks/{webhook_id}")).await;
