@@ -69,7 +69,8 @@ export async function deliveryView(id, ctx) {
     while (Date.now() < until && ctx.current()) {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       try {
-        delivery = await get(`/v1/deliveries/${seg(id)}?include=payload`);
+        // The payload does not change; the rest is read again.
+        delivery = { ...(await get(`/v1/deliveries/${seg(id)}`)), payload: delivery.payload, payload_source: delivery.payload_source };
       } catch (error) {
         put(result, errorBox(error, "Could not follow the retry"));
         return;

@@ -178,6 +178,15 @@ async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook()
     let checked = browser.execute(PWNED, json!([])).await;
     assert_eq!(checked[0], true, "a hostile string ran as code: {checked}");
 
+    // The page never needed anything the Content-Security-Policy forbids.
+    let console = browser.console().await;
+    assert!(
+        !console
+            .iter()
+            .any(|m| m.contains("Content Security Policy")),
+        "{console:?}"
+    );
+
     browser.quit().await;
     daemon.stop().await.unwrap();
 }

@@ -285,6 +285,22 @@ impl Browser {
         }
     }
 
+    /// The browser console's messages since the last look.
+    pub async fn console(&self) -> Vec<String> {
+        let log = self
+            .try_command("POST", "/se/log", json!({"type": "browser"}))
+            .await
+            .unwrap_or_default();
+        log.as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// What went wrong on the page: its URL, its text and the browser console's messages.
     pub async fn diagnosis(&self) -> String {
         let url = self
