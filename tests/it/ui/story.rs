@@ -1,8 +1,10 @@
 //! An operator's session with the inspector, in headless Chromium: a wrong key shows a
 //! refusal and no data; a webhook created on the page points at a receiver that fails; the
 //! failed delivery shows its attempt log; once the receiver heals, Retry succeeds on the
-//! page; the webhook is paused and resumed; a test event goes to it alone; hostile names
-//! and payloads show as text and run nothing; unknown ids say "not found".
+//! page; the webhook is paused and resumed, disabled and enabled, its secret rotated after a
+//! confirmation; a test event goes to it alone; a link followed with Enter alone; the
+//! list paged by the API's cursor; hostile names and payloads show as text and run nothing;
+//! unknown ids say "not found"; no CSP refusal in the console.
 
 use std::path::PathBuf;
 
@@ -156,6 +158,32 @@ async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook()
     assert!(browser.exists("#webhook-rate svg rect.bar-ok").await);
     browser.screenshot(&shots, "webhook").await;
 
+    // Disable and enable again; rotate the secret after confirming.
+    browser.click_on("#disable").await;
+    browser.find("#enable").await;
+    browser.wait_text("main h1", "disabled").await;
+    assert_eq!(
+        api.get(&format!("/v1/webhooks/{webhook_id}")).await.body["enabled"],
+        false
+    );
+    browser.click_on("#enable").await;
+    browser.find("#disable").await;
+    assert_eq!(
+        api.get(&format!("/v1/webhooks/{webhook_id}")).await.body["enabled"],
+        true
+    );
+    browser.click_on("#rotate").await;
+    browser.accept_dialog().await;
+    let rotated = browser.wait_text("#action-result", "whsec_").await;
+    assert!(!rotated.contains(&secret), "a new secret: {rotated}");
+
+    // The keyboard alone: Enter on a focused link follows it.
+    browser.go_hash("#/deliveries?status=succeeded").await;
+    browser.wait_text("main table", "evt_ui_1").await;
+    browser.press_enter("main table a.strong").await;
+    browser.wait_text("main h1", "Delivery").await;
+    browser.wait_text("#delivery-status", "succeeded").await;
+
     // The catalog and the cluster pages.
     browser.go_hash("#/events").await;
     browser.wait_text("main", "object.created").await;
@@ -173,6 +201,25 @@ async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook()
     browser.go_hash("#/webhooks").await;
     browser.wait_text("#webhooks-table", "billing").await;
     browser.screenshot(&shots, "webhooks-phone").await;
+
+    // More webhooks than a page holds: the API's cursor pages through them.
+    browser.resize(1280, 900).await;
+    for i in 0..25 {
+        let created = api
+            .post(
+                "/v1/webhooks",
+                json!({"url": receiver.url_with_path(&format!("/bulk/{i}")), "event_types": ["object.deleted"], "name": format!("bulk-{i:02}")}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    browser.go_hash("#/webhooks?limit=25").await;
+    browser.find("#next-page").await;
+    let rows = "return document.querySelectorAll('#webhooks-table tbody tr').length;";
+    assert_eq!(browser.execute(rows, json!([])).await, json!(25));
+    browser.click_on("#next-page").await;
+    browser.wait_text("main .pager", "Last page").await;
+    assert_eq!(browser.execute(rows, json!([])).await, json!(1));
 
     // Nothing hostile ran, on any page.
     let checked = browser.execute(PWNED, json!([])).await;

@@ -270,6 +270,32 @@ impl Browser {
         .await;
     }
 
+    /// Accepts the `confirm()` dialog the page opened, once it is open.
+    pub async fn accept_dialog(&self) {
+        let until = tokio::time::Instant::now() + super::DEADLINE;
+        while self
+            .try_command("POST", "/alert/accept", json!({}))
+            .await
+            .is_none()
+        {
+            if tokio::time::Instant::now() >= until {
+                panic!("no dialog opened");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Focuses the element matching `css` and presses Enter on it.
+    pub async fn press_enter(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(
+            "POST",
+            &format!("/element/{}/value", element.0),
+            json!({"text": "\u{E007}"}),
+        )
+        .await;
+    }
+
     async fn try_text(&self, element: &Element) -> Option<String> {
         self.try_command("GET", &format!("/element/{}/text", element.0), json!({}))
             .await?
