@@ -107,11 +107,6 @@ fn gzip(bytes: &[u8]) -> Option<Bytes> {
     encoder.finish().ok().map(Bytes::from)
 }
 
-/// Whether `path` (the raw request path) is the inspector's: `/ui` and everything under it.
-pub fn owns(path: &str) -> bool {
-    path == "/ui" || path.starts_with("/ui/")
-}
-
 /// Serves `GET`/`HEAD` of `/ui`, `/ui/` and `/ui/<version>/<asset>`.
 pub fn serve(request: &ApiRequest) -> Response<Body> {
     let method = &request.parts.method;

@@ -32,13 +32,14 @@ const HOSTILE_DATA: &str = "<script>window.__pwned='payload'</script>";
 
 #[tokio::test]
 async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook() {
+    // First, so that a machine without Chromium fails at once, saying what to install.
+    let browser = Browser::start(1280, 900).await;
     let (uri, name, db) = database("ui_story").await;
     let receiver = Receiver::start().await;
     receiver.respond_with(500);
     let (daemon, api) = start_with_key(&uri, &name, KEY, |c| c.retry_max_attempts = 2).await;
     let ui = format!("http://{}/ui/", daemon.listen);
     let shots = screenshots();
-    let browser = Browser::start(1280, 900).await;
 
     // A wrong key: a clear refusal, no data.
     browser.goto(&ui).await;
