@@ -188,8 +188,11 @@ async fn an_operator_finds_a_failed_delivery_retries_it_and_pauses_its_webhook()
     // The catalog and the cluster pages.
     browser.go_hash("#/events").await;
     browser.wait_text("main", "object.created").await;
+    browser.screenshot(&shots, "events").await;
     browser.go_hash("#/cluster").await;
     browser.wait_text("main h1", "Cluster").await;
+    browser.wait_text("main", "live").await;
+    browser.screenshot(&shots, "cluster").await;
 
     // Unknown ids in the URL.
     browser.go_hash("#/webhooks/wh_0000000000000000").await;
