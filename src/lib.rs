@@ -23,6 +23,8 @@
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics` and the daemon's own gauges;
 //! - [`serve`]: start-up order, the run loop and graceful shutdown;
 //! - [`text`]: one-line messages ([`text::one_line`]) for logs, API errors and the CLI;
+//! - [`ui`]: the delivery inspector, a page served at `/ui/` from memory that works
+//!   through the `/v1` API with its user's key;
 //! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`,
 //!   `cluster`) that talk to a running daemon's API.
 
@@ -40,4 +42,5 @@ pub mod ssrf;
 pub mod store;
 pub mod text;
 pub mod transport;
+pub mod ui;
 pub mod webhook;

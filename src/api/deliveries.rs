@@ -8,7 +8,10 @@
 //! soon as the endpoint allows. The request never waits for the attempt. Had the daemon
 //! stopped in between, the delivery is `pending` in the ledger and is picked up at start.
 //!
-//! The stored `payload` (the exact bytes every attempt sends) never leaves through the API.
+//! The stored `payload` (the exact bytes every attempt sends) never leaves through a listing;
+//! `GET /v1/deliveries/{id}?include=payload` shows it for one delivery (the inspector's
+//! "payload that was signed"), rebuilt from the outbox event when the ledger no longer
+//! keeps it.
 
 use std::time::SystemTime;
 
@@ -42,14 +45,18 @@ const LIST_PARAMS: &[&str] = &[
     "event_id",
     "task_id",
     "namespace_id",
+    "event_type",
+    "created_after",
+    "created_before",
     "limit",
     "cursor",
 ];
 
 const STATUSES: &[&str] = &["pending", "succeeded", "failed"];
 
-/// `GET /v1/deliveries`: filters `status`, `webhook_id`, `event_id`, `task_id`; `limit`
-/// (default 50, at most 500) and `cursor`, in `_id` order.
+/// `GET /v1/deliveries`: filters `status`, `webhook_id`, `event_id`, `task_id`,
+/// `event_type`, `created_after` and `created_before` (RFC 3339, inclusive and exclusive);
+/// `limit` (default 50, at most 500) and `cursor`, in `_id` order.
 pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
     if let Some(unknown) = req
         .query
@@ -82,13 +89,31 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
             }
             None => None,
         },
+        event_type: req.query.get("event_type").cloned(),
+        created_after: time_param(req, "created_after")?,
+        created_before: time_param(req, "created_before")?,
     };
     let found = deliveries::list(&app.db, &filter, &page).await?;
     Ok(json_response(StatusCode::OK, found.to_json(summary)))
 }
 
-/// `GET /v1/deliveries/{delivery_id}`: the summary plus its attempt log.
-pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
+/// An RFC 3339 query parameter, or a 400 naming it.
+fn time_param(req: &ApiRequest, name: &str) -> Result<Option<DateTime>, ApiError> {
+    match req.query.get(name) {
+        None => Ok(None),
+        Some(raw) => super::events::parse_rfc3339(raw).map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "query parameter {name}: {raw:?} is not an RFC 3339 timestamp (e.g. 2026-01-01T00:00:00Z)"
+            ))
+        }),
+    }
+}
+
+/// `GET /v1/deliveries/{delivery_id}`: the summary plus its attempt log; with
+/// `include=payload`, also `payload` (the signed body, as JSON) and `payload_source`
+/// (`"ledger"`: the stored bytes; `"event"`: rebuilt from the outbox event; `null` with no
+/// payload when neither is kept any more).
+pub async fn get(app: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let id = path_id(id)?;
     let found = deliveries::get(&app.db, &id)
         .await?
@@ -103,7 +128,52 @@ pub async fn get(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
         _ => Vec::new(),
     };
     body["attempt_log"] = Value::Array(log);
+    match req.query.get("include").map(String::as_str) {
+        None | Some("") => {}
+        Some("payload") => {
+            let (payload, source) = payload(app, &id, &found).await?;
+            body["payload"] = payload;
+            body["payload_source"] = source;
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter include: {other:?} is not payload"
+            )))
+        }
+    }
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// The body a delivery's attempts sign, and where it was found.
+async fn payload(
+    app: &AppState,
+    id: &str,
+    delivery: &Document,
+) -> Result<(Value, Value), ApiError> {
+    let as_json = |bytes: &[u8]| {
+        serde_json::from_slice::<Value>(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    };
+    if let Some(stored) = deliveries::payload(&app.db, id).await? {
+        return Ok((as_json(&stored), json!("ledger")));
+    }
+    let Ok(event_id) = delivery.get_str("event_id") else {
+        return Ok((Value::Null, Value::Null));
+    };
+    let Some(event) = crate::store::events::outbox::get(&app.db, event_id).await? else {
+        return Ok((Value::Null, Value::Null));
+    };
+    let at = delivery
+        .get_datetime("created_at")
+        .copied()
+        .unwrap_or_else(|_| DateTime::now());
+    match crate::store::events::payload_from_event(&event, at) {
+        Ok(p) => Ok((
+            as_json(&herald_actors::Event::from_payload(&p).body),
+            json!("event"),
+        )),
+        Err(_) => Ok((Value::Null, Value::Null)),
+    }
 }
 
 /// `POST /v1/deliveries/{delivery_id}/retry`: re-queues a `failed` delivery → 202
@@ -221,7 +291,7 @@ pub fn recover_since(req: &ApiRequest) -> Result<(String, DateTime), ApiError> {
 /// deliveries back (this daemon's engine was handed them already, if it is the owner). If
 /// the note cannot be written, the deliveries stay pending and go out when the owner next
 /// reads its backlog (at the latest when the partition changes hands).
-async fn nudge_owner(app: &AppState, webhook_id: &str) {
+pub(super) async fn nudge_owner(app: &AppState, webhook_id: &str) {
     let partition = herald_actors::partition_of(webhook_id);
     if let Err(e) = crate::store::leases::nudge(&app.db, partition).await {
         tracing::warn!(webhook_id, error = %crate::text::one_line(&e.to_string()), "cannot nudge the owner of a re-queued delivery");

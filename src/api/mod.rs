@@ -19,6 +19,8 @@ pub mod inbound;
 pub mod keys;
 pub mod openapi;
 pub mod request;
+pub mod test_event;
+pub mod webhook_stats;
 pub mod webhooks;
 
 use std::sync::atomic::Ordering;
@@ -94,6 +96,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/{webhook_id}/recover"),
     ("POST", "/v1/webhooks/{webhook_id}/pause"),
     ("POST", "/v1/webhooks/{webhook_id}/resume"),
+    ("POST", "/v1/webhooks/{webhook_id}/test"),
+    ("GET", "/v1/webhooks/{webhook_id}/stats"),
     ("POST", "/v1/events"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{delivery_id}"),
@@ -108,6 +112,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/keys"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("GET", "/v1/audit"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/{version}/{asset}"),
 ];
 
 /// Routes one request.
@@ -175,6 +181,9 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::ListKeys => keys::list(&app, &request).await,
         Route::RevokeKey(id) => keys::revoke(&app, &request, &id).await,
         Route::Audit => audit::list(&app, &request).await,
+        Route::Ui => Ok(crate::ui::serve(&request)),
+        Route::TestEvent(id) => test_event::send(&app, &request, &id).await,
+        Route::WebhookStats(id) => webhook_stats::get(&app, &request, &id).await,
     };
     let response = result.unwrap_or_else(ApiError::into_response);
     if let (Some((caller, admitted)), Some(action)) = (&scope, action) {
@@ -212,15 +221,25 @@ enum Route {
     ListKeys,
     RevokeKey(String),
     Audit,
+    /// The delivery inspector's page and assets ([`crate::ui`]); it checks the method.
+    Ui,
+    TestEvent(String),
+    WebhookStats(String),
 }
 
 impl Route {
     /// Health, metrics, the OpenAPI document and inbound provider routes need no API key
-    /// (scrapers and orchestrators, like probes, carry none).
+    /// (scrapers and orchestrators, like probes, carry none); nor does the inspector's
+    /// page, which holds no data and asks its user for a key.
     fn is_public(&self) -> bool {
         matches!(
             self,
-            Route::Healthz | Route::Readyz | Route::Metrics | Route::OpenApi | Route::MuxInbound(_)
+            Route::Healthz
+                | Route::Readyz
+                | Route::Metrics
+                | Route::OpenApi
+                | Route::MuxInbound(_)
+                | Route::Ui
         )
     }
 
@@ -290,6 +309,9 @@ impl Route {
                 Some(Action::new("key.revoke", "key", Changes::Nothing)),
             ),
             Route::Audit => (Target::Audit, None),
+            Route::Ui => (Target::Open, None),
+            Route::TestEvent(id) => webhook(id, "webhook.test", Changes::Nothing),
+            Route::WebhookStats(id) => (Target::Webhook(id.clone()), None),
         }
     }
 }
@@ -406,6 +428,15 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
         },
         ["v1", "audit"] => match m {
             "GET" => Ok(Route::Audit),
+            _ => not_allowed("GET"),
+        },
+        ["ui", ..] => Ok(Route::Ui),
+        ["v1", "webhooks", webhook, "test"] => match m {
+            "POST" => Ok(Route::TestEvent(id(webhook))),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "webhooks", webhook, "stats"] => match m {
+            "GET" => Ok(Route::WebhookStats(id(webhook))),
             _ => not_allowed("GET"),
         },
         _ => Err(error(

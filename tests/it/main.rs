@@ -29,3 +29,4 @@ mod outage;
 mod secrets;
 mod startup;
 mod tenancy;
+mod ui;

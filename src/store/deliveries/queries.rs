@@ -23,6 +23,11 @@ pub struct DeliveryFilter {
     /// Of these webhooks only (a namespace's: deliveries follow their webhook's
     /// namespace); with `webhook_id`, that one if it is among them, else none.
     pub webhook_in: Option<Vec<String>>,
+    pub event_type: Option<String>,
+    /// Created at or after.
+    pub created_after: Option<DateTime>,
+    /// Created before.
+    pub created_before: Option<DateTime>,
 }
 
 impl DeliveryFilter {
@@ -33,6 +38,7 @@ impl DeliveryFilter {
             ("webhook_id", &self.webhook_id),
             ("event_id", &self.event_id),
             ("task_id", &self.task_id),
+            ("event_type", &self.event_type),
         ] {
             if let Some(value) = value {
                 filter.insert(field, value.as_str());
@@ -45,6 +51,16 @@ impl DeliveryFilter {
                 .filter(|id| self.webhook_id.as_deref().is_none_or(|one| one == *id))
                 .collect();
             filter.insert("webhook_id", doc! {"$in": ids});
+        }
+        let mut created = Document::new();
+        if let Some(after) = self.created_after {
+            created.insert("$gte", after);
+        }
+        if let Some(before) = self.created_before {
+            created.insert("$lt", before);
+        }
+        if !created.is_empty() {
+            filter.insert("created_at", created);
         }
         if let Some(event_id) = &self.event_id {
             // A delivery's `_id` is `<event_id>:<webhook_id>`, so an event's deliveries are
@@ -84,6 +100,29 @@ pub async fn get_replayable(db: &Database, id: &str) -> mongodb::error::Result<O
         .find_one(doc! {"_id": id})
         .projection(doc! {"attempt_log": 0})
         .await
+}
+
+/// The stored body of one delivery, when the ledger still keeps it.
+pub async fn payload(db: &Database, id: &str) -> mongodb::error::Result<Option<Vec<u8>>> {
+    let found = collection(db)
+        .find_one(doc! {"_id": id})
+        .projection(doc! {"payload": 1})
+        .await?;
+    Ok(found.and_then(|d| match d.get("payload") {
+        Some(Bson::String(s)) => Some(s.clone().into_bytes()),
+        Some(Bson::Binary(b)) => Some(b.bytes.clone()),
+        _ => None,
+    }))
+}
+
+/// Records a delivery that no event routed: a test event for one webhook, `pending` and
+/// due now, with the body it will send. `false` when its `_id` exists already.
+pub async fn insert_pending(db: &Database, document: Document) -> mongodb::error::Result<bool> {
+    match collection(db).insert_one(document).await {
+        Ok(_) => Ok(true),
+        Err(e) if crate::store::is_duplicate_key(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// One delivery's `_id` and `status`.

@@ -31,3 +31,15 @@ pub async fn publish_in(
         .await?;
     Ok(())
 }
+
+/// One event of the outbox by its event id (the inspector rebuilds a delivery's payload
+/// from it). An `ObjectId` `_id` is published as its hex string, so both are looked up.
+pub async fn get(db: &Database, id: &str) -> mongodb::error::Result<Option<Document>> {
+    let mut ids = vec![mongodb::bson::Bson::String(id.to_owned())];
+    if let Ok(oid) = mongodb::bson::oid::ObjectId::parse_str(id) {
+        ids.push(mongodb::bson::Bson::ObjectId(oid));
+    }
+    db.collection::<Document>(EVENTS)
+        .find_one(mongodb::bson::doc! {"_id": {"$in": ids}})
+        .await
+}
