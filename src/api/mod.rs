@@ -12,6 +12,7 @@ pub mod connections;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod inbound;
 pub mod openapi;
 pub mod request;
@@ -115,12 +116,16 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Ok(route) => route,
         Err(response) => return response,
     };
+    if let Err(e) = guard::check(&app.config, &parts, !route.is_public()) {
+        return e.into_response();
+    }
     if !route.is_public() {
         if let Err(e) = authorize(&app.config, &parts.headers) {
             return e.into_response();
         }
     }
-    let request = match ApiRequest::read(parts, body, MAX_BODY_BYTES).await {
+    let inbound = matches!(route, Route::MuxInbound(_));
+    let request = match guard::read(&app.config, parts, body, inbound).await {
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
