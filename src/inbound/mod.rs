@@ -78,6 +78,10 @@ pub enum Change {
         asset_id: String,
         asset: Value,
         metadata: Value,
+        /// When the provider made the change (Mux: the event's `created_at`). Updates are
+        /// applied in this order: an object already updated from a later change keeps what
+        /// it has. `None`: the provider did not say; applied as it comes.
+        changed_at: Option<DateTime>,
     },
     /// Nothing herald acts on.
     Ignored,
