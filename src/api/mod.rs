@@ -133,7 +133,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::Healthz => Ok(json_response(StatusCode::OK, json!({"status": "ok"}))),
         Route::Readyz => Ok(readyz(&app).await),
         Route::Metrics => Ok(metrics()),
-        Route::OpenApi => Ok(openapi::serve()),
+        Route::OpenApi => Ok(openapi::serve(&app.catalog)),
         Route::CreateWebhook => webhooks::create(&app, &request).await,
         Route::ListWebhooks => webhooks::list(&app, &request).await,
         Route::Catalog => Ok(app.catalog.response()),

@@ -22,6 +22,7 @@ use crate::support::Receiver;
 mod auth;
 mod connections;
 mod deletes;
+mod order;
 mod redelivery;
 mod signature;
 mod unhandled;
