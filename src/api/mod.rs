@@ -124,6 +124,11 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
             return e.into_response();
         }
     }
+    if let Route::MuxInbound(id) = &route {
+        if let Err(e) = inbound::mux_before_body(&app, id).await {
+            return e.into_response();
+        }
+    }
     let inbound = matches!(route, Route::MuxInbound(_));
     let request = match guard::read(&app.config, parts, body, inbound).await {
         Ok(request) => request,

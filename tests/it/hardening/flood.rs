@@ -1,6 +1,7 @@
 //! 2,000 connections that sit idle or trickle their bytes, against a daemon capped at 300:
 //! a normal client keeps getting answers, a body that does not arrive in time gets 408, an
-//! inbound provider body over its smaller limit gets 413 — and the daemon is fine after.
+//! inbound provider request to no connection gets 404 and a body over the inbound limit
+//! 413, neither read — and the daemon is fine after.
 
 use std::time::Duration;
 
@@ -84,20 +85,44 @@ async fn two_thousand_idle_or_trickling_connections_do_not_starve_a_normal_clien
     assert_eq!(body["error"]["code"], "request_timeout", "{body}");
     drop(slow);
 
-    // An inbound provider body over the inbound limit (256 KiB) is refused before it is read.
+    // An inbound provider route answers an unknown connection before reading the body,
+    // and refuses a body over its smaller limit (256 KiB) before reading it all.
     let big = "x".repeat(300 * 1024);
+    let inbound = |connection: &str| {
+        request(
+            "POST",
+            &format!("/v1/webhooks/mux/{connection}"),
+            &["host: 127.0.0.1", "content-type: application/json"],
+            &big,
+        )
+    };
     let (status, _) = exchange(
+        addr,
+        &inbound("conn_0000000000000000"),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("an answer for an unknown connection");
+    assert_eq!(status, 404);
+    let (status, body) = exchange(
         addr,
         &request(
             "POST",
-            "/v1/webhooks/mux/conn_0000000000000000",
-            &["host: 127.0.0.1", "content-type: application/json"],
-            &big,
+            "/v1/connections",
+            &["host: 127.0.0.1", &auth, "content-type: application/json"],
+            &json!({"provider": "mux", "bucket_id": "bkt_flood", "webhook_secret": "s"})
+                .to_string(),
         ),
         Duration::from_secs(30),
     )
     .await
-    .expect("an answer to an oversized inbound body");
+    .expect("a connection is created");
+    assert_eq!(status, 201, "{body}");
+    let connection: Value = serde_json::from_str(&body).unwrap();
+    let connection = connection["connection_id"].as_str().unwrap();
+    let (status, _) = exchange(addr, &inbound(connection), Duration::from_secs(30))
+        .await
+        .expect("an answer to an oversized inbound body");
     assert_eq!(status, 413);
 
     // The flood: 2,000 connections, a third each idle, trickling a head, trickling a body.
