@@ -134,6 +134,24 @@ pub struct ServeArgs {
     /// (publishes `webhook.endpoint.disabled`); 0 = never [default: 0]
     #[arg(long, env = "HERALD_ENDPOINT_DISABLE_AFTER_SECS")]
     pub endpoint_disable_after_secs: Option<u64>,
+    /// Open connections the listener serves at once; at the cap, the longest-idle one is
+    /// closed to make room, or the new one is closed if none is idle [default: 1024]
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's head (`10s`, `2500ms`) [default: 10s]
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// Time a client has to send a request's whole body; slower ones get 408 [default: 30s]
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// A connection with no request in flight for this long is closed (HTTP/1 keep-alive
+    /// and HTTP/2 alike) [default: 60s]
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Largest body of an inbound provider webhook (`/v1/webhooks/mux/…`), in bytes; at
+    /// most the API's 1 MiB [default: 262144]
+    #[arg(long, env = "HERALD_INBOUND_MAX_BODY_BYTES")]
+    pub inbound_max_body_bytes: Option<usize>,
     /// Operator-defined event types for the catalog (config file only: `[[event-types]]`).
     #[arg(skip)]
     pub event_types: Option<Vec<EventTypeDef>>,
@@ -193,6 +211,16 @@ pub struct Config {
     pub endpoint_disable_after_secs: u64,
     /// Operator-defined event types, added to the built-in catalog.
     pub event_types: Vec<EventTypeDef>,
+    /// Listener limits: open connections at most.
+    pub max_connections: usize,
+    /// Time to send a request head.
+    pub header_read_timeout_ms: u64,
+    /// Time to send a request body (408 beyond it).
+    pub request_timeout_ms: u64,
+    /// Time a connection may sit with no request in flight.
+    pub idle_timeout_ms: u64,
+    /// Largest inbound provider webhook body.
+    pub inbound_max_body_bytes: usize,
 }
 
 impl Config {
@@ -252,6 +280,24 @@ impl Config {
             endpoint_disable_after_secs: pick!(endpoint_disable_after_secs)
                 .unwrap_or(defaults.endpoint_disable_after_secs),
             event_types: file.event_types.clone().unwrap_or_default(),
+            max_connections: pick!(max_connections).unwrap_or(defaults.max_connections),
+            header_read_timeout_ms: duration_flag(
+                "--header-read-timeout",
+                pick!(header_read_timeout),
+                defaults.header_read_timeout_ms,
+            )?,
+            request_timeout_ms: duration_flag(
+                "--request-timeout",
+                pick!(request_timeout),
+                defaults.request_timeout_ms,
+            )?,
+            idle_timeout_ms: duration_flag(
+                "--idle-timeout",
+                pick!(idle_timeout),
+                defaults.idle_timeout_ms,
+            )?,
+            inbound_max_body_bytes: pick!(inbound_max_body_bytes)
+                .unwrap_or(defaults.inbound_max_body_bytes),
         };
         config.validate()?;
         Ok(config)
@@ -320,6 +366,31 @@ impl Config {
                 ));
             }
         }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return Err(format!(
+                "--max-connections must be between 1 and {MAX_CONNECTIONS}"
+            ));
+        }
+        for (flag, ms) in [
+            ("--header-read-timeout", self.header_read_timeout_ms),
+            ("--request-timeout", self.request_timeout_ms),
+            ("--idle-timeout", self.idle_timeout_ms),
+        ] {
+            if !(MIN_LISTENER_TIMEOUT_MS..=MAX_LISTENER_TIMEOUT_MS).contains(&ms) {
+                return Err(format!(
+                    "{flag} must be between {MIN_LISTENER_TIMEOUT_MS} ms and {} s",
+                    MAX_LISTENER_TIMEOUT_MS / 1_000
+                ));
+            }
+        }
+        if self.inbound_max_body_bytes == 0
+            || self.inbound_max_body_bytes > crate::api::MAX_BODY_BYTES
+        {
+            return Err(format!(
+                "--inbound-max-body-bytes must be between 1 and {}",
+                crate::api::MAX_BODY_BYTES
+            ));
+        }
         if self.api_key.is_none() && !self.listen.ip().is_loopback() {
             return Err(format!(
                 "--api-key is required when listening on a non-loopback address ({})",
@@ -383,8 +454,37 @@ impl Default for Config {
             endpoint_failing_after: 10,
             endpoint_disable_after_secs: 0,
             event_types: Vec::new(),
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            inbound_max_body_bytes: 256 * 1024,
         }
     }
+}
+
+/// The most `--max-connections` accepted (each connection is a file descriptor).
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+/// The bounds of the listener's timeouts: below 100 ms nothing could be sent; above an
+/// hour a connection is not limited in any useful sense.
+pub const MIN_LISTENER_TIMEOUT_MS: u64 = 100;
+pub const MAX_LISTENER_TIMEOUT_MS: u64 = 3_600_000;
+
+/// A duration flag's value in ms, or its default; a bad one names the flag.
+fn duration_flag(flag: &str, value: Option<String>, default: u64) -> Result<u64, String> {
+    match value {
+        Some(text) => parse_duration_ms(&text).map_err(|e| format!("{flag}: {e}")),
+        None => Ok(default),
+    }
+}
+
+/// The log filter: `HERALD_LOG`, else the conventional `RUST_LOG`, else `info`. An empty
+/// variable counts as unset.
+pub fn log_filter(herald_log: Option<String>, rust_log: Option<String>) -> String {
+    herald_log
+        .filter(|v| !v.trim().is_empty())
+        .or(rust_log.filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "info".to_owned())
 }
 
 /// The shortest `--lease-ttl` accepted.
@@ -531,6 +631,15 @@ mod tests {
                 &["--endpoint-failing-after", "0"],
                 "--endpoint-failing-after",
             ),
+            (&["--max-connections", "0"], "--max-connections"),
+            (&["--request-timeout", "soon"], "--request-timeout"),
+            (&["--request-timeout", "10ms"], "--request-timeout"),
+            (&["--header-read-timeout", "2h"], "--header-read-timeout"),
+            (&["--idle-timeout", "0"], "--idle-timeout"),
+            (
+                &["--inbound-max-body-bytes", "2000000"],
+                "--inbound-max-body-bytes",
+            ),
         ];
         for (args, expected) in cases {
             let error = Config::load(serve(args)).unwrap_err();
@@ -557,6 +666,37 @@ mod tests {
             engine.health.disable_after,
             Some(Duration::from_secs(86_400))
         );
+    }
+
+    #[test]
+    fn listener_limits_have_documented_defaults_and_take_durations() {
+        let config = Config::load(serve(&[])).unwrap();
+        assert_eq!(config.max_connections, 1024);
+        assert_eq!(config.header_read_timeout_ms, 10_000);
+        assert_eq!(config.request_timeout_ms, 30_000);
+        assert_eq!(config.idle_timeout_ms, 60_000);
+        assert_eq!(config.inbound_max_body_bytes, 262_144);
+        let config = Config::load(serve(&[
+            "--max-connections",
+            "50",
+            "--request-timeout",
+            "2500ms",
+            "--idle-timeout",
+            "5s",
+        ]))
+        .unwrap();
+        assert_eq!(config.max_connections, 50);
+        assert_eq!(config.request_timeout_ms, 2_500);
+        assert_eq!(config.idle_timeout_ms, 5_000);
+    }
+
+    #[test]
+    fn herald_log_wins_over_rust_log_which_wins_over_info() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(log_filter(s("debug"), s("warn")), "debug");
+        assert_eq!(log_filter(None, s("herald=trace")), "herald=trace");
+        assert_eq!(log_filter(s(""), s("warn")), "warn");
+        assert_eq!(log_filter(None, None), "info");
     }
 
     #[test]

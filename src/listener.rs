@@ -7,6 +7,13 @@
 //! `pre_start` starts the accept loop as a task; stopping the actor (`serve::run`'s one
 //! shutdown path) stops accepting and lets open connections finish their requests, before
 //! the engine drains.
+//!
+//! It cannot be starved by clients that hold connections without using them: connections
+//! are capped (`--max-connections`; at the cap the longest-idle one makes room, see
+//! [`connections`]), a request head must arrive within `--header-read-timeout`, a body
+//! within `--request-timeout` (408, in `api::guard`), and a connection with no request in
+//! flight for `--idle-timeout` is closed, HTTP/1 and HTTP/2 alike. Refusals are logged at
+//! warn, at most a line a second ([`refusals`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +22,18 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::api::AppState;
+
+mod connections;
+pub mod refusals;
+
+use connections::{Admitted, Connections};
+use refusals::Refusal;
 
 /// How long open connections may take to finish their requests once accepting stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -72,40 +84,158 @@ impl Actor for Listener {
 }
 
 async fn serve(listener: TcpListener, app: Arc<AppState>, stop: CancellationToken) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+    let limits = Limits::from_config(&app.config);
+    let connections = Connections::new(limits.max_connections);
+    let builder = builder(&limits);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(ok) => ok,
                 Err(e) => {
+                    // Out of descriptors, typically: give closing connections a moment.
                     debug!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
+        // Admission may wait briefly for an evicted connection to close: off the accept
+        // loop, so that one newcomer never delays the next.
+        let connections = connections.clone();
+        let builder = builder.clone();
         let app = app.clone();
-        let service = service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::api::handle(app, request).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(%peer, error = %e, "connection ended with an error");
-            }
+            let Some(admitted) = connections.admit().await else {
+                refusals::note(Refusal::AtCapacity);
+                // Dropping the stream closes it at once: no descriptor held, no answer.
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            serve_connection(stream, peer, admitted, &builder, app, &stop, &limits).await;
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(CLOSE_GRACE, graceful.shutdown()).await;
+    connections.closed(CLOSE_GRACE).await;
+}
+
+/// The listener's limits, from the configuration.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_connections: usize,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Limits {
+    fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+        }
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 with their timers: the HTTP/1 head must arrive within
+/// `--header-read-timeout`; HTTP/2 pings a quiet peer and closes the connection when the
+/// ping goes unanswered (a peer that vanished). Idle connections of either are closed by
+/// [`serve_connection`].
+fn builder(limits: &Limits) -> Arc<auto::Builder<TokioExecutor>> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    Arc::new(builder)
+}
+
+/// How often a quiet HTTP/2 peer is pinged, and how long it has to answer.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one HTTP/2 connection may have in flight at once.
+const H2_MAX_STREAMS: u32 = 100;
+/// How long an idle or evicted connection may take to close after being asked to (a
+/// response still being written finishes).
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one admitted connection until it ends, the listener stops, it has been idle
+/// for `--idle-timeout`, or it is evicted to make room.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    builder: &auto::Builder<TokioExecutor>,
+    app: Arc<AppState>,
+    stop: &CancellationToken,
+    limits: &Limits,
+) {
+    let tracker = admitted.tracker();
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        let in_flight = tracker.begin();
+        async move {
+            let response = crate::api::handle(app, request).await;
+            drop(in_flight);
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    // Once asked to close: the time it has left to do so.
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        let idle_deadline = admitted
+            .idle_deadline(limits.idle_timeout)
+            // A request in flight: look again within the idle timeout.
+            .unwrap_or_else(|| tokio::time::Instant::now() + limits.idle_timeout);
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    let header_timeout = e
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_timeout);
+                    if header_timeout {
+                        refusals::note(Refusal::HeaderTimeout);
+                    }
+                    debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.cancelled(), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            _ = admitted.evicted(), if closing.is_none() => {
+                refusals::note(Refusal::Evicted);
+                connection.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if closing.is_none() => {
+                if admitted.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    debug!(%peer, "closing an idle connection");
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+                }
+            }
+            _ = sleep_until_or_never(closing) => {
+                debug!(%peer, "connection did not close in time; dropped");
+                return;
+            }
+        }
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }

@@ -14,7 +14,12 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // HERALD_LOG, else RUST_LOG (what Rust operators set by habit), else info.
+    let directives = herald::config::log_filter(
+        std::env::var("HERALD_LOG").ok(),
+        std::env::var("RUST_LOG").ok(),
+    );
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -159,8 +159,40 @@ impl SubscriptionIndex {
     }
 }
 
+/// `url` as logs may show it: scheme, host, port and path, without the userinfo, query and
+/// fragment, where receivers' tokens usually travel (`https://user:pw@h/p?token=…` →
+/// `https://h/p`). Not a parser: whatever is not `scheme://authority/path` is shown as far
+/// as its first `?` or `#`, with anything up to an `@` in the authority left out.
+pub fn loggable_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}{host}{path}")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn logged_urls_lose_their_credentials_and_query() {
+        use super::loggable_url;
+        assert_eq!(
+            loggable_url("https://user:s3cret@hooks.example.com:8443/in?token=abc#frag"),
+            "https://hooks.example.com:8443/in"
+        );
+        assert_eq!(loggable_url("https://h/p"), "https://h/p");
+        assert_eq!(loggable_url("https://a@b@h"), "https://h");
+        assert_eq!(loggable_url("https://h?k=v"), "https://h");
+        assert_eq!(loggable_url("odd?x"), "odd");
+    }
+
     use super::*;
 
     fn spec(id: &str, types: &[&str], enabled: bool) -> WebhookSpec {

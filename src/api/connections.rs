@@ -26,7 +26,7 @@ use crate::text::one_line;
 const PAGE: PageLimits = PageLimits {
     default: 50,
     max: 500,
-    empty_cursor_is_first_page: false,
+    empty_cursor_is_first_page: true,
 };
 /// Longest webhook secret accepted, in bytes.
 const MAX_SECRET_BYTES: usize = 512;
@@ -95,10 +95,10 @@ pub fn validate_create(
             ),
         ));
     }
-    if body.bucket_id.trim().is_empty() || body.bucket_id.len() > MAX_BUCKET_ID_BYTES {
+    if body.bucket_id.trim().is_empty() || body.bucket_id.chars().count() > MAX_BUCKET_ID_BYTES {
         return Err(ApiError::invalid_field(
             "bucket_id",
-            format!("must be a non-empty string of at most {MAX_BUCKET_ID_BYTES} bytes"),
+            format!("must be a non-empty string of at most {MAX_BUCKET_ID_BYTES} characters"),
         ));
     }
     if body.bucket_id.chars().any(char::is_control) {
@@ -108,10 +108,10 @@ pub fn validate_create(
         ));
     }
     // The messages never repeat the secret.
-    if body.webhook_secret.is_empty() || body.webhook_secret.len() > MAX_SECRET_BYTES {
+    if body.webhook_secret.is_empty() || body.webhook_secret.chars().count() > MAX_SECRET_BYTES {
         return Err(ApiError::invalid_field(
             "webhook_secret",
-            format!("must be a non-empty string of at most {MAX_SECRET_BYTES} bytes"),
+            format!("must be a non-empty string of at most {MAX_SECRET_BYTES} characters"),
         ));
     }
     // Stored as given without a key, it would read back as a value herald encrypted.

@@ -276,7 +276,7 @@ fn non_empty(field: &str, value: String) -> Result<String, ApiError> {
 
 /// Converts JSON to BSON by hand rather than through serde, so that what MongoDB cannot
 /// store is a 422 naming the place instead of a failed insert: keys starting with `$` or
-/// holding NUL, integers beyond 64-bit signed range, and very deep nesting.
+/// holding NUL, and very deep nesting (integers beyond 64-bit signed range become doubles).
 fn object_to_bson(path: &str, object: Map<String, Value>, depth: usize) -> Result<Bson, ApiError> {
     if depth > MAX_DEPTH {
         return Err(ApiError::invalid_field(
@@ -312,12 +312,9 @@ fn value_to_bson(path: &str, value: Value, depth: usize) -> Result<Bson, ApiErro
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 i32::try_from(i).map_or(Bson::Int64(i), Bson::Int32)
-            } else if n.is_u64() {
-                return Err(ApiError::invalid_field(
-                    path,
-                    format!("{n} is beyond the 64-bit signed integer range"),
-                ));
             } else {
+                // Beyond the 64-bit signed range (BSON's largest integer): a double, as
+                // JSON readers in most languages would read it anyway.
                 Bson::Double(n.as_f64().unwrap_or_default())
             }
         }
@@ -465,8 +462,15 @@ mod tests {
         let refused = [
             (json!({"$set": 1}), "data.$set"),
             (json!({"a": {"b\u{0}": 1}}), "data.a"),
-            (json!({"a": [u64::MAX]}), "data.a[0]"),
         ];
+        // Beyond i64, a number is kept as a double rather than refused.
+        let Value::Object(big) = json!({"a": [u64::MAX]}) else {
+            unreachable!()
+        };
+        assert_eq!(
+            object_to_bson("data", big, 1).unwrap(),
+            Bson::Document(doc! {"a": [u64::MAX as f64]})
+        );
         for (value, field) in refused {
             let Value::Object(map) = value else {
                 unreachable!()

@@ -1,8 +1,9 @@
 //! Inbound provider webhooks (contract §5): `POST /v1/webhooks/mux/{connection_id}`.
 //!
 //! Public — no API key: the request is authenticated by the provider's signature alone,
-//! checked by [`crate::inbound::receive`] over the raw body before anything parses it. The
-//! listener has already refused bodies over 1 MiB (413). Here each outcome becomes its
+//! checked by [`crate::inbound::receive`] over the raw body before anything parses it. Before
+//! the body is read, the connection must exist ([`mux_before_body`], else 404), and the
+//! body is then read up to `--inbound-max-body-bytes` (413 beyond, `api::guard`). Here each outcome becomes its
 //! status: 200 with the outcome, 404 unknown connection, 401 bad signature, 400 unusable
 //! body, 503 MongoDB unavailable (the provider retries).
 
@@ -16,6 +17,16 @@ use crate::inbound::{self, InboundProvider, ParseError, ReceiveError};
 /// `POST /v1/webhooks/mux/{connection_id}`.
 pub async fn mux(app: &AppState, req: &ApiRequest, connection_id: &str) -> ApiResult {
     receive(app, req, &inbound::mux::Mux, connection_id).await
+}
+
+/// Before `POST /v1/webhooks/mux/{connection_id}` reads its body: 404 for no such
+/// connection.
+pub async fn mux_before_body(app: &AppState, connection_id: &str) -> Result<(), ApiError> {
+    if inbound::known_connection(&app.db, &inbound::mux::Mux, connection_id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("connection", connection_id))
+    }
 }
 
 /// One provider's route: verify, parse, apply, answer.

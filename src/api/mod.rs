@@ -15,6 +15,7 @@ pub mod connections;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod inbound;
 pub mod keys;
 pub mod openapi;
@@ -128,6 +129,9 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Ok(route) => route,
         Err(response) => return response,
     };
+    if let Err(e) = guard::check(&app.config, &parts, !route.is_public()) {
+        return e.into_response();
+    }
     // Who calls, and whether they may: before the body is read.
     let (target, action) = route.access();
     let mut scope = None;
@@ -143,7 +147,13 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         parts.extensions.insert(caller.clone());
         scope = Some((caller, admitted));
     }
-    let mut request = match ApiRequest::read(parts, body, MAX_BODY_BYTES).await {
+    if let Route::MuxInbound(id) = &route {
+        if let Err(e) = inbound::mux_before_body(&app, id).await {
+            return e.into_response();
+        }
+    }
+    let inbound = matches!(route, Route::MuxInbound(_));
+    let mut request = match guard::read(&app.config, parts, body, inbound).await {
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
@@ -156,7 +166,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::Healthz => Ok(json_response(StatusCode::OK, json!({"status": "ok"}))),
         Route::Readyz => Ok(readyz(&app).await),
         Route::Metrics => Ok(metrics()),
-        Route::OpenApi => Ok(openapi::serve()),
+        Route::OpenApi => Ok(openapi::serve(&app.catalog)),
         Route::CreateWebhook => webhooks::create(&app, &request).await,
         Route::ListWebhooks => webhooks::list(&app, &request).await,
         Route::Catalog => Ok(app.catalog.response()),

@@ -81,6 +81,7 @@ pub async fn apply(
                     event_id,
                     asset_id,
                     update: None,
+                    changed_at: None,
                 };
                 in_transaction(db, &plan, |outcome| record(outcome, Some(asset_id))).await
             }
@@ -88,6 +89,7 @@ pub async fn apply(
                 asset_id,
                 asset,
                 metadata,
+                changed_at,
             } => {
                 let plan = Plan {
                     provider,
@@ -95,6 +97,7 @@ pub async fn apply(
                     event_id,
                     asset_id,
                     update: Some((asset, metadata)),
+                    changed_at: *changed_at,
                 };
                 in_transaction(db, &plan, |outcome| record(outcome, Some(asset_id))).await
             }
@@ -123,6 +126,8 @@ struct Plan<'a> {
     /// For an update: the asset the filters are evaluated on, and the new metadata.
     /// `None`: the asset was deleted.
     update: Option<(&'a Value, &'a Value)>,
+    /// For an update: when the provider made it (see [`order`]).
+    changed_at: Option<DateTime>,
 }
 
 /// Runs the change, the outbox inserts and the record in one transaction; `record` builds
@@ -164,6 +169,13 @@ async fn run(
     record: &impl Fn(&Outcome) -> Document,
 ) -> Result<Outcome> {
     let found = objects::of_asset(db, session, &plan.connection.id, plan.asset_id).await?;
+    let (found, stale) = order(found, plan.changed_at);
+    if found.is_empty() && stale > 0 {
+        // Every object was updated from a later change already: this one changes nothing.
+        let outcome = Outcome::handled("stale", 0);
+        inbound_events::insert_in(db, session, record(&outcome)).await?;
+        return Ok(outcome);
+    }
 
     let now = DateTime::now();
     let (action, affected, event_type, metadata) = match plan.update {
@@ -179,6 +191,12 @@ async fn run(
         _ => ("deleted", found.iter().collect(), "object.deleted", None),
     };
 
+    if let (Some(at), Some(_)) = (plan.changed_at, metadata) {
+        // Every object this change is applied to remembers it, changed or not, so that an
+        // older change arriving later is recognised as such.
+        let ids: Vec<Bson> = found.iter().filter_map(|o| o.get("_id").cloned()).collect();
+        objects::mark_changed_at(db, session, &ids, at).await?;
+    }
     if !affected.is_empty() {
         let ids: Vec<Bson> = affected
             .iter()
@@ -201,6 +219,19 @@ async fn run(
     let outcome = Outcome::handled(action, affected.len() as u64);
     inbound_events::insert_in(db, session, record(&outcome)).await?;
     Ok(outcome)
+}
+
+/// Provider order: of the asset's objects, those an update changed at `changed_at` may
+/// touch — not yet updated from a provider change, or from one no later than this — and
+/// how many were updated from a later one (left alone). Without a time, all of them.
+fn order(found: Vec<Document>, changed_at: Option<DateTime>) -> (Vec<Document>, usize) {
+    let Some(at) = changed_at else {
+        return (found, 0);
+    };
+    let (fresh, stale): (Vec<Document>, Vec<Document>) = found
+        .into_iter()
+        .partition(|object| objects::changed_at(object).is_none_or(|applied| applied <= at));
+    (fresh, stale.len())
 }
 
 /// An object's metadata as JSON (`{}` when it has none), to compare with the snapshot.

@@ -46,8 +46,10 @@ pub fn from_json(map: &Map<String, Value>) -> Result<Vec<Filter>, BadFilter> {
             field: format!("metadata_filters.{path}"),
             message: message.to_owned(),
         };
-        if path.is_empty() || path.len() > MAX_PATH_BYTES {
-            return Err(bad(&format!("a path must be 1 to {MAX_PATH_BYTES} bytes")));
+        if path.is_empty() || path.chars().count() > MAX_PATH_BYTES {
+            return Err(bad(&format!(
+                "a path must be 1 to {MAX_PATH_BYTES} characters"
+            )));
         }
         if path.split('.').any(str::is_empty) {
             return Err(bad("a path is dot-separated names, none of them empty"));

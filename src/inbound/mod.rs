@@ -78,6 +78,10 @@ pub enum Change {
         asset_id: String,
         asset: Value,
         metadata: Value,
+        /// When the provider made the change (Mux: the event's `created_at`). Updates are
+        /// applied in this order: an object already updated from a later change keeps what
+        /// it has. `None`: the provider did not say; applied as it comes.
+        changed_at: Option<DateTime>,
     },
     /// Nothing herald acts on.
     Ignored,
@@ -364,6 +368,37 @@ pub async fn receive(
     result
 }
 
+/// Whether `connection_id` could be one herald issued: one that could not is refused
+/// without a database round trip.
+fn plausible_id(connection_id: &str) -> bool {
+    !connection_id.is_empty()
+        && connection_id.len() <= MAX_CONNECTION_ID_BYTES
+        && connection_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Whether `connection_id` names a connection of `provider` — asked before the request
+/// body is read, so that a request to no connection is answered 404 without buffering a
+/// body for nothing (counted like any unknown connection). [`receive`] asks again.
+pub async fn known_connection(
+    db: &Database,
+    provider: &dyn InboundProvider,
+    connection_id: &str,
+) -> mongodb::error::Result<bool> {
+    let known = plausible_id(connection_id)
+        && store::connections::get(db, connection_id)
+            .await?
+            .is_some_and(|c| c.get_str("provider") == Ok(provider.name()));
+    if !known {
+        crate::metrics::count_inbound(
+            provider.name(),
+            crate::metrics::inbound_outcome::UNKNOWN_CONNECTION,
+        );
+    }
+    Ok(known)
+}
+
 async fn receive_once(
     db: &Database,
     secrets: &SecretBox,
@@ -374,13 +409,7 @@ async fn receive_once(
     now: SystemTime,
 ) -> Result<Outcome, ReceiveError> {
     let unknown = || ReceiveError::UnknownConnection(connection_id.to_owned());
-    // An id we could never have issued is refused without a database round trip.
-    if connection_id.is_empty()
-        || connection_id.len() > MAX_CONNECTION_ID_BYTES
-        || !connection_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
+    if !plausible_id(connection_id) {
         return Err(unknown());
     }
     let Some(stored) = store::connections::get_with_secret(db, connection_id).await? else {

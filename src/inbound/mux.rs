@@ -8,6 +8,8 @@
 //!   asset**: `{passthrough, meta}`, each present when the asset has it. Not the whole
 //!   asset — its tracks, playback ids and statuses are Mux's bookkeeping, not what a
 //!   bucket object describes, and would bloat every `object.updated` payload;
+//!   Mux assets carry no modification time, so the event's own `created_at` orders
+//!   updates ([`Change::AssetUpdated::changed_at`]);
 //! - anything else → [`Change::Ignored`], answered `{"handled": false}` so Mux stops
 //!   retrying.
 
@@ -65,6 +67,13 @@ pub fn metadata_snapshot(asset: &Map<String, Value>) -> Value {
     Value::Object(snapshot)
 }
 
+/// The event's `created_at` (RFC 3339, e.g. `2024-01-05T17:52:34.123456Z`) as a date, to
+/// the millisecond; an unreadable one is treated as absent.
+fn changed_at(text: &str) -> Option<mongodb::bson::DateTime> {
+    let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(mongodb::bson::DateTime::from_millis(at.timestamp_millis()))
+}
+
 fn field(field: &'static str, message: &'static str) -> ParseError {
     ParseError::Field { field, message }
 }
@@ -119,6 +128,10 @@ fn parse_event(body: &[u8]) -> Result<InboundEvent, ParseError> {
             asset_id,
             asset: Value::Object(asset),
             metadata,
+            changed_at: event
+                .get("created_at")
+                .and_then(Value::as_str)
+                .and_then(changed_at),
         }
     };
     Ok(InboundEvent {
@@ -274,7 +287,7 @@ mod tests {
 
     #[test]
     fn asset_updated_carries_the_asset_and_its_metadata_snapshot() {
-        let body = json!({"type": ASSET_UPDATED, "id": "e2", "data": {
+        let body = json!({"type": ASSET_UPDATED, "id": "e2", "created_at": "2024-01-05T17:52:34.123456Z", "data": {
             "id": "a1", "status": "ready", "passthrough": "p", "meta": {"title": "t", "external_id": "x"},
             "tracks": [{"type": "video"}]}});
         let event = Mux.parse(body.to_string().as_bytes()).unwrap();
@@ -282,10 +295,16 @@ mod tests {
             asset_id,
             asset,
             metadata,
+            changed_at,
         } = event.change
         else {
             panic!("not an update: {:?}", event.change);
         };
+        // The event's own time orders updates, to the millisecond.
+        assert_eq!(
+            changed_at.map(|at| at.timestamp_millis()),
+            Some(1_704_477_154_123)
+        );
         assert_eq!(asset_id, "a1");
         assert_eq!(asset["status"], "ready");
         assert_eq!(

@@ -17,7 +17,7 @@ mod queries;
 pub use indexes::{ensure_indexes, ttl_indexes, OBSOLETE_INDEXES, TTL_FAILED, TTL_SUCCEEDED};
 pub use queries::{
     count_pending, failed_since, get, get_replayable, get_status, insert_pending, list, payload,
-    requeue, unqueue, DeliveryFilter,
+    requeue, retire_webhook, unqueue, DeliveryFilter, WEBHOOK_DELETED,
 };
 
 use std::collections::HashSet;

@@ -37,10 +37,47 @@ pub async fn of_asset(
 ) -> mongodb::error::Result<Vec<Document>> {
     let mut cursor = collection(db)
         .find(doc! {"connection_id": connection_id, "source.asset_id": asset_id})
-        .projection(doc! {"bucket_id": 1, "metadata": 1})
+        .projection(doc! {"bucket_id": 1, "metadata": 1, CHANGED_AT: 1})
         .session(&mut *session)
         .await?;
     cursor.stream(&mut *session).try_collect().await
+}
+
+/// Where an object synced from a provider keeps the time of the provider change last
+/// applied to it (`source.changed_at`): inbound updates are applied in provider order.
+pub const CHANGED_AT: &str = "source.changed_at";
+
+/// The provider time of the last change applied to `object` (read with [`CHANGED_AT`]).
+pub fn changed_at(object: &Document) -> Option<DateTime> {
+    object
+        .get_document("source")
+        .ok()
+        .and_then(|s| s.get_datetime("changed_at").ok())
+        .copied()
+}
+
+/// Records that the objects `ids` were brought up to the provider change made `at` —
+/// conditionally, so that a later time already recorded is never moved back.
+pub async fn mark_changed_at(
+    db: &Database,
+    session: &mut ClientSession,
+    ids: &[Bson],
+    at: DateTime,
+) -> mongodb::error::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    collection(db)
+        .update_many(
+            doc! {"_id": {"$in": ids}, "$or": [
+                {CHANGED_AT: {"$exists": false}},
+                {CHANGED_AT: {"$lte": at}},
+            ]},
+            doc! {"$set": {CHANGED_AT: at}},
+        )
+        .session(session)
+        .await?;
+    Ok(())
 }
 
 /// Sets `metadata` on the objects `ids`, in `session`.

@@ -17,6 +17,7 @@ mod crash;
 mod daemon;
 mod delivery;
 mod fixtures;
+mod hardening;
 mod harness_smoke;
 mod health;
 mod health_cluster;

@@ -530,7 +530,7 @@ impl Router {
         if read_pending {
             let _ = actor.cast(endpoint::Msg::Spilled);
         }
-        info!(webhook_id = %spec.id, url = %spec.url, paused = spec.paused, "endpoint started");
+        info!(webhook_id = %spec.id, url = %crate::webhook::loggable_url(&spec.url), paused = spec.paused, "endpoint started");
         state.metrics.endpoint_actors.increment(1.0);
         state.endpoints.insert(
             spec.id.clone(),

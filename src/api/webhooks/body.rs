@@ -32,7 +32,7 @@ struct CreateBody {
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
-    rate_limit_per_second: Option<i64>,
+    rate_limit_per_second: Option<WholeNumber>,
     /// The tenant it belongs to (set at create, fixed after); absent: the operator's,
     /// receiving every event.
     #[serde(default)]
@@ -54,7 +54,7 @@ struct PatchBody {
     #[serde(default, deserialize_with = "present")]
     enabled: Option<Option<bool>>,
     #[serde(default, deserialize_with = "present")]
-    rate_limit_per_second: Option<Option<i64>>,
+    rate_limit_per_second: Option<Option<WholeNumber>>,
 }
 
 /// `POST /v1/webhooks/{id}/rotate-secret` (the body is optional).
@@ -108,6 +108,40 @@ fn first(errors: Vec<FieldError>) -> Result<(), ApiError> {
     }
 }
 
+/// An integer as JSON Schema counts them: `20` and `20.0` alike (JSON does not tell them
+/// apart, and generators and some JSON writers send the latter); `20.5` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WholeNumber(i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WholeNumber;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WholeNumber, E> {
+                i64::try_from(v)
+                    .map(WholeNumber)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WholeNumber, E> {
+                // Within ±2^53 every whole f64 is exactly an i64.
+                if v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_992.0 {
+                    Ok(WholeNumber(v as i64))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// A field that is present (possibly `null`), as opposed to absent (`#[serde(default)]`).
 fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -154,7 +188,7 @@ pub fn create_document(
         name: body.name,
         headers: Some(body.headers.unwrap_or_default().into_iter().collect()),
         secret: body.secret,
-        rate_limit_per_second: body.rate_limit_per_second,
+        rate_limit_per_second: body.rate_limit_per_second.map(|n| n.0),
     };
     validate(catalog, &mut fields).or_else(first)?;
     if let Some(namespace_id) = &namespace_id {
@@ -210,7 +244,7 @@ pub fn patch_update(
         Some(None) => {
             unset.insert("rate_limit_per_second", "");
         }
-        given => fields.rate_limit_per_second = given.flatten(),
+        given => fields.rate_limit_per_second = given.flatten().map(|n| n.0),
     }
     if let Err(invalid) = validate(catalog, &mut fields) {
         errors.extend(invalid);
@@ -253,9 +287,9 @@ pub fn patch_update(
 }
 
 /// The new secret of a rotate-secret request: the body's (validated) or a fresh one when
-/// the body is empty.
+/// there is no body. A body of only whitespace is not JSON, and refused as such.
 pub fn rotation_secret(req: &ApiRequest) -> Result<String, ApiError> {
-    let body: RotateBody = if req.body.iter().all(u8::is_ascii_whitespace) {
+    let body: RotateBody = if req.body.is_empty() {
         RotateBody::default()
     } else {
         object_body(req)?
@@ -273,4 +307,20 @@ pub fn rotation_secret(req: &ApiRequest) -> Result<String, ApiError> {
     };
     webhook::validate(&mut fields, &rules).map_err(|mut errors| errors.swap_remove(0))?;
     Ok(fields.secret.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WholeNumber;
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let read = |json: &str| serde_json::from_str::<WholeNumber>(json).map(|n| n.0);
+        assert_eq!(read("20").unwrap(), 20);
+        assert_eq!(read("20.0").unwrap(), 20);
+        assert_eq!(read("-3").unwrap(), -3);
+        assert!(read("20.5").is_err());
+        assert!(read("\"20\"").is_err());
+        assert!(read("1e300").is_err());
+    }
 }

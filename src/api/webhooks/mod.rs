@@ -42,7 +42,7 @@ use view::{health_view, view};
 const PAGE: PageLimits = PageLimits {
     default: 50,
     max: 500,
-    empty_cursor_is_first_page: false,
+    empty_cursor_is_first_page: true,
 };
 
 /// Serializes "is this name free?" with the write that takes it, so two concurrent

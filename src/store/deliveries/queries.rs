@@ -190,6 +190,36 @@ pub async fn failed_since(
     Ok(found.map(|d| d.get_str("_id").unwrap_or_default().to_owned()))
 }
 
+/// Why [`retire_webhook`] ended a delivery (its `last_error`).
+pub const WEBHOOK_DELETED: &str = "webhook deleted";
+
+/// Retires the pending deliveries of a deleted webhook: nothing will ever deliver them, so
+/// they become `failed` with `last_error: "webhook deleted"`, completed `now` — and so
+/// expire with `--retention-failed-days` — and their stored payload is dropped (a retired
+/// delivery cannot be retried: its webhook is gone). Idempotent; how many it retired.
+pub async fn retire_webhook(
+    db: &Database,
+    webhook_id: &str,
+    now: DateTime,
+) -> mongodb::error::Result<u64> {
+    let retired = collection(db)
+        .update_many(
+            doc! {"webhook_id": webhook_id, "status": "pending"},
+            doc! {
+                "$set": {
+                    "status": "failed",
+                    "last_error": WEBHOOK_DELETED,
+                    "next_attempt_at": Bson::Null,
+                    "completed_at": now,
+                    "updated_at": now,
+                },
+                "$unset": {"payload": ""},
+            },
+        )
+        .await?;
+    Ok(retired.modified_count)
+}
+
 /// How many deliveries are `pending` (an index count on MongoDB).
 pub async fn count_pending(db: Database) -> mongodb::error::Result<u64> {
     collection(&db)

@@ -4,6 +4,10 @@
 //! so no change between the two is missed; then it applies each insert, update, replace and
 //! delete to the engine. Each document goes through [`spec_from_doc`]: a bad one disables
 //! only that webhook, with a log line naming the field, never its value.
+//!
+//! A deleted webhook's pending deliveries are retired ([`retire_deliveries`]): failed, with
+//! `last_error: "webhook deleted"`, so that they expire with the failed ones instead of
+//! waiting forever for a webhook that will not come back.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +25,7 @@ use tracing::{error, info, warn};
 
 use super::spec::spec_from_doc;
 use crate::secrets::SecretBox;
+use crate::store::deliveries::retire_webhook;
 use crate::store::{one_line, reopen_backoff, WEBHOOKS};
 
 /// How often the watcher asks for webhook changes once it has seen none, and how long each
@@ -114,6 +119,7 @@ pub async fn run_watcher(
             .collect();
         for gone in known.difference(&present).cloned().collect::<Vec<_>>() {
             let _ = engine.remove_webhook(&gone);
+            retire_deliveries(&db, &gone);
             known.remove(&gone);
         }
         for doc in &docs {
@@ -166,6 +172,7 @@ pub async fn run_watcher(
                             info!(webhook_id = %id, "webhook deleted");
                             known.remove(id);
                             let _ = engine.remove_webhook(id);
+                            retire_deliveries(&db, id);
                         }
                     }
                     _ => {}
@@ -186,4 +193,35 @@ pub async fn run_watcher(
             _ = tokio::time::sleep(reopen_backoff(failures)) => {}
         }
     }
+}
+
+/// When a deleted webhook's deliveries are retired again: records its endpoint was writing
+/// as it stopped (a retry scheduled, a batch in flight) land after the first pass.
+const RETIRE_AGAIN: Duration = Duration::from_secs(5);
+
+/// Retires the pending deliveries of deleted webhook `id`, now and once more after
+/// [`RETIRE_AGAIN`] — each time only while no webhook of that id exists again. Every
+/// member's watcher does it; the update is idempotent.
+fn retire_deliveries(db: &Database, id: &str) {
+    let db = db.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        for delay in [Duration::ZERO, RETIRE_AGAIN] {
+            tokio::time::sleep(delay).await;
+            match super::get(&db, &id).await {
+                Ok(None) => {}
+                // Re-created under the same id, or the store cannot say: leave them be.
+                Ok(Some(_)) | Err(_) => return,
+            }
+            match retire_webhook(&db, &id, mongodb::bson::DateTime::now()).await {
+                Ok(0) => {}
+                Ok(retired) => {
+                    info!(webhook_id = %id, retired, "pending deliveries of a deleted webhook retired");
+                }
+                Err(e) => {
+                    warn!(webhook_id = %id, error = %one_line(&e.to_string()), "cannot retire the deliveries of a deleted webhook");
+                }
+            }
+        }
+    });
 }

@@ -91,11 +91,6 @@ async fn bad_requests_get_a_4xx_naming_the_field() {
             422,
             "data.$set",
         ),
-        (
-            json!({"event_type": TYPE, "data": {"n": u64::MAX}}),
-            422,
-            "data.n",
-        ),
         (json!({"event_type": TYPE, "data": deep}), 422, "data"),
         (
             json!({"event_type": TYPE, "data": {}, "task_id": ["t"]}),
@@ -106,6 +101,7 @@ async fn bad_requests_get_a_4xx_naming_the_field() {
         // serde would read a struct from an array of its fields; herald does not.
         (json!([TYPE, {}]), 422, "body"),
     ];
+    // (A number beyond the 64-bit integer range is valid JSON, kept as a double: not here.)
     for (body, status, field) in cases {
         let response = api.post("/v1/events", body.clone()).await;
         let message = assert_error(&response, status);

@@ -23,6 +23,7 @@ mod auth;
 mod connections;
 mod deletes;
 mod namespace;
+mod order;
 mod redelivery;
 mod signature;
 mod unhandled;
