@@ -29,7 +29,7 @@ use crate::webhook::limits::REDACTED;
 const PAGE: PageLimits = PageLimits {
     default: 50,
     max: 500,
-    empty_cursor_is_first_page: false,
+    empty_cursor_is_first_page: true,
 };
 
 /// The query parameters `GET /v1/audit` understands; any other is a 400.

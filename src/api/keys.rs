@@ -20,7 +20,7 @@ use crate::store::page::PageLimits;
 const PAGE: PageLimits = PageLimits {
     default: 50,
     max: 500,
-    empty_cursor_is_first_page: false,
+    empty_cursor_is_first_page: true,
 };
 
 /// The body of `POST /v1/keys`.
