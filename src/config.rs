@@ -130,6 +130,11 @@ pub struct ServeArgs {
     /// (publishes `webhook.endpoint.disabled`); 0 = never [default: 0]
     #[arg(long, env = "HERALD_ENDPOINT_DISABLE_AFTER_SECS")]
     pub endpoint_disable_after_secs: Option<u64>,
+    /// OTLP/HTTP collector to export traces to, e.g. http://127.0.0.1:4318 (`/v1/traces`
+    /// is appended); unset: the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables,
+    /// and without those no traces are exported
+    #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Operator-defined event types for the catalog (config file only: `[[event-types]]`).
     #[arg(skip)]
     pub event_types: Option<Vec<EventTypeDef>>,
@@ -189,6 +194,8 @@ pub struct Config {
     pub endpoint_disable_after_secs: u64,
     /// Operator-defined event types, added to the built-in catalog.
     pub event_types: Vec<EventTypeDef>,
+    /// Where traces are exported over OTLP; `None`: nowhere, and no span is built.
+    pub otlp: Option<crate::telemetry::OtlpTarget>,
 }
 
 impl Config {
@@ -248,6 +255,8 @@ impl Config {
             endpoint_disable_after_secs: pick!(endpoint_disable_after_secs)
                 .unwrap_or(defaults.endpoint_disable_after_secs),
             event_types: file.event_types.clone().unwrap_or_default(),
+            otlp: crate::telemetry::OtlpTarget::resolve(pick!(otlp_endpoint))
+                .map_err(|e| format!("--otlp-endpoint: {e}"))?,
         };
         config.validate()?;
         Ok(config)
@@ -379,6 +388,7 @@ impl Default for Config {
             endpoint_failing_after: 10,
             endpoint_disable_after_secs: 0,
             event_types: Vec::new(),
+            otlp: None,
         }
     }
 }

@@ -28,3 +28,4 @@ mod operations;
 mod outage;
 mod secrets;
 mod startup;
+mod traces;

@@ -37,8 +37,17 @@ impl Router {
             }
         }
         let mut open = 0u32;
-        if let Some(event) = event {
+        if let Some(mut event) = event {
             state.metrics.events_routed.increment(1);
+            // With tracing on, the event's attempts descend from its routing span.
+            let span = self.config.tracer.as_ref().map(|tracer| {
+                let span = tracer.routing(&event);
+                if let Some(context) = span.context() {
+                    event = Arc::new((*event).clone().with_trace(Some(context)));
+                }
+                span
+            });
+            let mut sent = 0usize;
             let time = position.as_ref().map_or(0, |p| p.time);
             // Tickets of this event, one per partition it has deliveries in.
             let mut tickets: Vec<(u16, u64, u32)> = Vec::new();
@@ -72,6 +81,7 @@ impl Router {
                         ticket
                     }
                 };
+                sent += 1;
                 let job = Job::new(event.clone(), Some(ticket));
                 if part.look_up_until > 0 && (time == 0 || time <= part.look_up_until) {
                     look_ups.push(LookUp {
@@ -83,8 +93,12 @@ impl Router {
                     if let Some(t) = tickets.iter_mut().find(|t| t.0 == entry.partition) {
                         t.2 -= 1;
                     }
+                    sent -= 1;
                 }
             });
+            if let Some(span) = span {
+                span.end(sent);
+            }
             for (partition, ticket, count) in tickets {
                 if count == 0 {
                     continue;
