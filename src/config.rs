@@ -511,6 +511,30 @@ mod tests {
     }
 
     #[test]
+    fn otlp_endpoint_is_a_collector_base_url_from_flag_or_file() {
+        use crate::telemetry::OtlpTarget;
+        let config = Config::load(serve(&["--otlp-endpoint", "http://127.0.0.1:4318"])).unwrap();
+        assert_eq!(
+            config.otlp,
+            Some(OtlpTarget::Endpoint(
+                "http://127.0.0.1:4318/v1/traces".into()
+            ))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "otlp-endpoint = \"https://otel.example\"\n").unwrap();
+        let config = Config::load(serve(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(
+            config.otlp,
+            Some(OtlpTarget::Endpoint(
+                "https://otel.example/v1/traces".into()
+            ))
+        );
+        let error = Config::load(serve(&["--otlp-endpoint", "collector:4318"])).unwrap_err();
+        assert!(error.starts_with("--otlp-endpoint: "), "{error}");
+    }
+
+    #[test]
     fn bad_values_get_one_line_errors() {
         let cases: &[(&[&str], &str)] = &[
             (&["--retry-max-attempts", "0"], "--retry-max-attempts"),
