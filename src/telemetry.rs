@@ -6,9 +6,10 @@
 //!
 //! On, [`Telemetry`] implements the engine's [`Tracer`] port with the OpenTelemetry SDK:
 //!
-//! - a `herald.route` span (kind consumer) for each event's routing: `herald.event.id`,
-//!   `herald.event.type`, `herald.endpoints` (how many endpoints it went to). Its parent is
-//!   the producer's `trace_context.traceparent`, when the event carries a valid one;
+//! - a `herald.route` span (kind consumer) for each event's routing to this daemon's
+//!   endpoints (none when it goes to none of them): `herald.event.id`, `herald.event.type`,
+//!   `herald.endpoints` (how many endpoints it went to). Its parent is the producer's
+//!   `trace_context.traceparent`, when the event carries a valid one;
 //! - under it, a `herald.attempt` span (kind client) for each attempt: `herald.webhook.id`,
 //!   `herald.event.id`, `herald.event.type`, `herald.delivery.id`, `herald.attempt` (1 for
 //!   the first), `http.request.method`, `http.response.status_code` or `error.type` and

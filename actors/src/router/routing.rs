@@ -4,6 +4,7 @@
 //! its tickets is open.
 
 use super::*;
+use crate::ports::RoutingSpan;
 
 impl Router {
     /// Routes one event (or only notes a position, for a mark) to the owned partitions whose
@@ -37,16 +38,14 @@ impl Router {
             }
         }
         let mut open = 0u32;
-        if let Some(mut event) = event {
+        if let Some(event) = event {
             state.metrics.events_routed.increment(1);
-            // With tracing on, the event's attempts descend from its routing span.
-            let span = self.config.tracer.as_ref().map(|tracer| {
-                let span = tracer.routing(&event);
-                if let Some(context) = span.context() {
-                    event = Arc::new((*event).clone().with_trace(Some(context)));
-                }
-                span
-            });
+            // With tracing on, the routing span begins at the event's first endpoint here,
+            // and the event's attempts descend from it. An event none of this daemon's
+            // endpoints take leaves no span (in a cluster every daemon reads every event).
+            let tracer = self.config.tracer.as_deref();
+            let mut span: Option<Box<dyn RoutingSpan>> = None;
+            let mut traced: Option<Arc<Event>> = None;
             let mut sent = 0usize;
             let time = position.as_ref().map_or(0, |p| p.time);
             // Tickets of this event, one per partition it has deliveries in.
@@ -82,6 +81,18 @@ impl Router {
                     }
                 };
                 sent += 1;
+                let event = match tracer {
+                    None => &event,
+                    Some(tracer) => traced.get_or_insert_with(|| {
+                        let routing = tracer.routing(&event);
+                        let context = routing.context();
+                        span = Some(routing);
+                        match context {
+                            Some(context) => Arc::new((*event).clone().with_trace(Some(context))),
+                            None => event.clone(),
+                        }
+                    }),
+                };
                 let job = Job::new(event.clone(), Some(ticket));
                 if part.look_up_until > 0 && (time == 0 || time <= part.look_up_until) {
                     look_ups.push(LookUp {

@@ -136,8 +136,12 @@ async fn attempts_are_spans_under_the_routing_span_and_carry_their_own_context()
     })
     .await;
     let handle = engine.handle();
-    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
-    handle.upsert_webhook(webhook("b", &["*"])).unwrap();
+    handle
+        .upsert_webhook(webhook("a", &["object.created"]))
+        .unwrap();
+    handle
+        .upsert_webhook(webhook("b", &["object.created"]))
+        .unwrap();
     settle_webhooks(&handle).await;
     transport.script("https://b.example/hook", vec![Answer::Status(503)]);
 
@@ -149,9 +153,29 @@ async fn attempts_are_spans_under_the_routing_span_and_carry_their_own_context()
         ledger.count_with(DeliveryStatus::Succeeded) == 2
     })
     .await;
+    // An event no endpoint takes leaves no span.
+    handle
+        .submit(
+            event("evt_2", "batch.completed"),
+            Some(pos(Bytes::from("t2"))),
+        )
+        .await
+        .unwrap();
+    until("the checkpoint past the unsubscribed event", || {
+        ledger.everywhere_at(b"t2".as_ref())
+    })
+    .await;
 
     let producer = TraceParent::parse(PRODUCER).unwrap();
     let ended = tracer.ended();
+    let routed: Vec<_> = ended
+        .iter()
+        .filter_map(|e| match e {
+            Ended::Routing { event_id, .. } => Some(event_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(routed, ["evt_1"]);
     let routing = ended
         .iter()
         .find_map(|e| match e {
