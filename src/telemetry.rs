@@ -137,9 +137,7 @@ impl Telemetry {
             .https_or_http()
             .enable_http1()
             .build();
-        // The exporter applies its own timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`) inside this one.
-        let client =
-            opentelemetry_http::hyper::HyperClient::new(connector, Duration::from_secs(60), None);
+        let client = opentelemetry_http::hyper::HyperClient::new(connector, export_timeout(), None);
         let mut exporter = SpanExporter::builder()
             .with_http()
             .with_http_client(client)
@@ -198,6 +196,18 @@ impl Drop for Telemetry {
                 .spawn(move || provider.shutdown());
         }
     }
+}
+
+/// How long one export request may take: `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else the specification's 10 s.
+fn export_timeout() -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok()?.trim().parse::<u64>().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 /// `http/protobuf`, the specification's default, unless `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`
