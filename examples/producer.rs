@@ -5,7 +5,12 @@
 //! cargo run --example producer -- --count 5 \
 //!     [--mongodb-uri mongodb://127.0.0.1:27017/?directConnection=true] [--database herald] \
 //!     [--event-type collection.documents.written] [--collection-id col_demo] [--interval-ms 0]
+//!     [--trace]
 //! ```
+//!
+//! With `--trace`, each event carries a W3C `trace_context: {traceparent}` (CONTRACT §7), as
+//! a producer that traces its own work would write it: herald sends it on as the
+//! `traceparent` header, and with `--otlp-endpoint` its spans join that trace.
 
 use std::time::Duration;
 
@@ -39,6 +44,9 @@ struct Args {
     /// Pause between events (one insert each); 0 inserts in batches.
     #[arg(long, default_value_t = 0)]
     interval_ms: u64,
+    /// Give each event a trace context of its own (a random trace and span id, sampled).
+    #[arg(long)]
+    trace: bool,
 }
 
 #[tokio::main]
@@ -82,7 +90,7 @@ fn event(args: &Args) -> Document {
     let document_ids: Vec<String> = (0..1 + rand::random_range(0..3))
         .map(|_| format!("doc_{}", random_hex(6)))
         .collect();
-    doc! {
+    let mut event = doc! {
         "_id": format!("evt_{}", random_hex(12)),
         "event_type": &args.event_type,
         "occurred_at": DateTime::now(),
@@ -92,7 +100,12 @@ fn event(args: &Args) -> Document {
             "index_signature": random_hex(8),
         },
         "cache_scope": { "scope": "collection", "collection_id": &args.collection_id },
+    };
+    if args.trace {
+        let traceparent = format!("00-{}-{}-01", random_hex(16), random_hex(8));
+        event.insert("trace_context", doc! { "traceparent": traceparent });
     }
+    event
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -201,8 +201,12 @@ impl Receiver {
         } else {
             StatusCode::OK
         };
+        // The trace this attempt belongs to, when the event carried one (or herald traces).
+        let trace = header("traceparent")
+            .map(|t| format!(" traceparent={t}"))
+            .unwrap_or_default();
         println!(
-            "{} {id} {event_type} attempt={attempt} sig=ok -> {} data={data}",
+            "{} {id} {event_type} attempt={attempt} sig=ok -> {}{trace} data={data}",
             now_rfc3339(),
             status.as_u16()
         );

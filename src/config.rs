@@ -152,6 +152,11 @@ pub struct ServeArgs {
     /// most the API's 1 MiB [default: 262144]
     #[arg(long, env = "HERALD_INBOUND_MAX_BODY_BYTES")]
     pub inbound_max_body_bytes: Option<usize>,
+    /// OTLP/HTTP collector to export traces to, e.g. http://127.0.0.1:4318 (`/v1/traces`
+    /// is appended); unset: the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables,
+    /// and without those no traces are exported
+    #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Operator-defined event types for the catalog (config file only: `[[event-types]]`).
     #[arg(skip)]
     pub event_types: Option<Vec<EventTypeDef>>,
@@ -221,6 +226,8 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Largest inbound provider webhook body.
     pub inbound_max_body_bytes: usize,
+    /// Where traces are exported over OTLP; `None`: nowhere, and no span is built.
+    pub otlp: Option<crate::telemetry::OtlpTarget>,
 }
 
 impl Config {
@@ -298,6 +305,8 @@ impl Config {
             )?,
             inbound_max_body_bytes: pick!(inbound_max_body_bytes)
                 .unwrap_or(defaults.inbound_max_body_bytes),
+            otlp: crate::telemetry::OtlpTarget::resolve(pick!(otlp_endpoint))
+                .map_err(|e| format!("--otlp-endpoint: {e}"))?,
         };
         config.validate()?;
         Ok(config)
@@ -459,6 +468,7 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             inbound_max_body_bytes: 256 * 1024,
+            otlp: None,
         }
     }
 }
@@ -602,6 +612,30 @@ mod tests {
         assert_eq!(config.database, "fromfile");
         assert_eq!(config.retry_max_attempts, 7);
         assert_eq!(config.allow_private_networks.len(), 1);
+    }
+
+    #[test]
+    fn otlp_endpoint_is_a_collector_base_url_from_flag_or_file() {
+        use crate::telemetry::OtlpTarget;
+        let config = Config::load(serve(&["--otlp-endpoint", "http://127.0.0.1:4318"])).unwrap();
+        assert_eq!(
+            config.otlp,
+            Some(OtlpTarget::Endpoint(
+                "http://127.0.0.1:4318/v1/traces".into()
+            ))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "otlp-endpoint = \"https://otel.example\"\n").unwrap();
+        let config = Config::load(serve(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(
+            config.otlp,
+            Some(OtlpTarget::Endpoint(
+                "https://otel.example/v1/traces".into()
+            ))
+        );
+        let error = Config::load(serve(&["--otlp-endpoint", "collector:4318"])).unwrap_err();
+        assert!(error.starts_with("--otlp-endpoint: "), "{error}");
     }
 
     #[test]

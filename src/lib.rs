@@ -21,6 +21,8 @@
 //! - [`inbound`]: provider webhooks in (Mux): the signature check, then the transactional
 //!   apply through the store;
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics` and the daemon's own gauges;
+//! - [`telemetry`]: OpenTelemetry traces of routings and attempts over OTLP
+//!   (`--otlp-endpoint`), through the engine's `Tracer` port; nothing runs when it is off;
 //! - [`serve`]: start-up order, the run loop and graceful shutdown;
 //! - [`text`]: one-line messages ([`text::one_line`]) for logs, API errors and the CLI;
 //! - [`ui`]: the delivery inspector, a page served at `/ui/` from memory that works
@@ -40,6 +42,7 @@ pub mod secrets;
 pub mod serve;
 pub mod ssrf;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod transport;
 pub mod ui;

@@ -33,6 +33,7 @@ use crate::store;
 use crate::store::deliveries::MongoLedger;
 use crate::store::events::{self, FeedHealth};
 use crate::store::webhooks::{self, WatchHealth};
+use crate::telemetry::Telemetry;
 use crate::text::one_line;
 use crate::transport::{HttpsTransport, TransportOptions};
 
@@ -54,6 +55,9 @@ pub enum ServeError {
     Cluster(String),
     #[error("cannot start the engine: {0}")]
     Engine(String),
+    /// The OTLP exporter (`--otlp-endpoint`) could not be built.
+    #[error("cannot start exporting traces: {0}")]
+    Telemetry(String),
     #[error("cannot load webhooks: {0}")]
     LoadWebhooks(String),
     #[error("webhook watcher stopped during start-up")]
@@ -151,8 +155,18 @@ async fn serve(
         source,
     })?;
     let ledger = MongoLedger::new(&db);
+    // Traces, if a collector is named: the engine reports to it through its tracer port.
+    let telemetry = config
+        .otlp
+        .as_ref()
+        .map(|target| Telemetry::start(target, config.ca_file.as_deref()))
+        .transpose()
+        .map_err(|e| ServeError::Telemetry(line(e)))?;
     let mut engine = Engine::start_member(
-        config.engine(),
+        herald_actors::EngineConfig {
+            tracer: telemetry.as_ref().map(Telemetry::tracer),
+            ..config.engine()
+        },
         Arc::new(transport),
         Arc::new(ledger.clone()),
     )
@@ -249,6 +263,10 @@ async fn serve(
     // Leases are freed only after the final checkpoints: the next owner starts there.
     if let (Ok(()), Ok(coordinator)) = (&stopped, coordinator) {
         coordinator.leave().await;
+    }
+    // Every attempt has ended: its span is queued, and goes out now.
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
     }
     stopped.map_err(ServeError::from)
 }

@@ -1,8 +1,10 @@
 //! The engine's tunables, fixed at start.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::health::HealthPolicy;
+use crate::ports::Tracer;
 use crate::retry::RetryPolicy;
 
 /// How the engine delivers. Built by the daemon from its validated configuration.
@@ -50,6 +52,9 @@ pub struct EngineConfig {
     pub max_held_total: usize,
     /// Pending deliveries read from the ledger per page (and per server round trip).
     pub ledger_page_size: usize,
+    /// Where spans of routings and attempts go; `None` (the default): tracing is off and
+    /// no span is built.
+    pub tracer: Option<Arc<dyn Tracer>>,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +72,7 @@ impl Default for EngineConfig {
             max_held_per_endpoint: 10_000,
             max_held_total: 100_000,
             ledger_page_size: 1_000,
+            tracer: None,
         }
     }
 }

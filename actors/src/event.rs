@@ -8,6 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::trace::TraceParent;
+
 /// The body herald POSTs (contract §3). Field order is the wire order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
@@ -37,6 +39,9 @@ pub struct Event {
     pub namespace_id: Option<Arc<str>>,
     /// The serialised [`Payload`].
     pub body: Bytes,
+    /// The W3C trace context the event's attempts descend from: the producer's, or (with
+    /// tracing on) the routing span's. Not part of the body.
+    pub trace: Option<TraceParent>,
 }
 
 impl Event {
@@ -49,7 +54,13 @@ impl Event {
             task_id: payload.task_id.as_deref().map(Into::into),
             namespace_id: payload.namespace_id.as_deref().map(Into::into),
             body: Bytes::from(body),
+            trace: None,
         }
+    }
+
+    /// The same event, its attempts descending from `trace`.
+    pub fn with_trace(self, trace: Option<TraceParent>) -> Self {
+        Self { trace, ..self }
     }
 }
 

@@ -44,6 +44,7 @@ pub mod retry;
 pub mod router;
 pub mod signing;
 pub mod supervisor;
+pub mod trace;
 pub mod webhook;
 
 #[cfg(test)]
@@ -59,7 +60,10 @@ pub use health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot, StoredHeal
 pub use partition::{
     partition_of, Grant, PartitionCheckpoint, PartitionReport, Position, PARTITIONS,
 };
-pub use ports::{Ledger, LedgerError, OutboundRequest, Transport};
+pub use ports::{
+    AttemptSpan, AttemptTrace, Ledger, LedgerError, OutboundRequest, RoutingSpan, Tracer, Transport,
+};
 pub use retry::{next_delay, RetryPolicy};
 pub use signing::{Signer, SigningKey};
+pub use trace::{BadTraceParent, TraceParent};
 pub use webhook::{EventFilter, SubscriptionIndex, WebhookSpec};

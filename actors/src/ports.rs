@@ -1,19 +1,22 @@
 //! The engine's seams: how it reaches receivers and where it records deliveries.
 //!
 //! The daemon implements these with hyper (HTTPS) and MongoDB; unit tests and benchmarks
-//! implement them in memory.
+//! implement them in memory. The [`Tracer`] is optional: the daemon implements it with
+//! OpenTelemetry when traces are exported, and without one the engine builds no span.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
+use crate::event::Event;
 use crate::health::{Alert, StoredHealth};
 use crate::partition::PartitionCheckpoint;
+use crate::trace::TraceParent;
 
 /// One signed POST, ready to send. Everything is pre-built: the transport only dials.
 #[derive(Debug, Clone)]
@@ -30,6 +33,9 @@ pub struct OutboundRequest {
     pub headers: Arc<[(String, String)]>,
     /// The JSON body, byte-identical across attempts and endpoints.
     pub body: Bytes,
+    /// Sent as the `traceparent` header: the attempt's span, or the producer's context
+    /// when tracing is off. Not signed: the signature covers the id, timestamp and body.
+    pub trace: Option<TraceParent>,
 }
 
 /// Sends one attempt. The engine applies the whole-attempt timeout around this future.
@@ -141,4 +147,48 @@ pub trait Ledger: Send + Sync + 'static {
         let _ = webhook_id;
         Box::pin(std::future::ready(Ok(None)))
     }
+}
+
+/// Where the engine reports its work as trace spans: the routing of each event, and each
+/// attempt under it. Called only when tracing is on ([`EngineConfig::tracer`]); spans end
+/// on the engine's side, so an implementation only builds and exports them.
+///
+/// [`EngineConfig::tracer`]: crate::config::EngineConfig::tracer
+pub trait Tracer: Send + Sync + std::fmt::Debug + 'static {
+    /// The routing of `event` begins; its span's parent is the event's own trace context
+    /// (the producer's), if any.
+    fn routing(&self, event: &Event) -> Box<dyn RoutingSpan>;
+
+    /// An attempt begins; its span's parent is `attempt.parent`.
+    fn attempt(&self, attempt: AttemptTrace<'_>) -> Box<dyn AttemptSpan>;
+}
+
+/// The span of one event's routing.
+pub trait RoutingSpan: Send {
+    /// The span's context: what the event's attempts descend from (`None`: the span has
+    /// no valid context, and the attempts keep the event's).
+    fn context(&self) -> Option<TraceParent>;
+
+    /// The routing is done: the event went to `endpoints` endpoints.
+    fn end(self: Box<Self>, endpoints: usize);
+}
+
+/// What an attempt span tells about its attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptTrace<'a> {
+    pub event: &'a Event,
+    pub webhook_id: &'a str,
+    /// 1 for the first attempt of the delivery.
+    pub attempt: u32,
+    /// The parent context: the routing span's, or the producer's.
+    pub parent: Option<TraceParent>,
+}
+
+/// The span of one attempt.
+pub trait AttemptSpan: Send {
+    /// The span's context, sent on as the attempt's `traceparent` header.
+    fn context(&self) -> Option<TraceParent>;
+
+    /// The attempt ended with `result` after `elapsed`.
+    fn end(self: Box<Self>, result: &AttemptResult, elapsed: Duration);
 }

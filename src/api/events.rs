@@ -54,6 +54,10 @@ struct PublishRequest {
     cache_scope: Option<Map<String, Value>>,
     #[serde(default)]
     task_id: Option<String>,
+    /// `{traceparent}`: the producer's W3C trace context (contract §7); checked by hand
+    /// (see [`trace_context_doc`]).
+    #[serde(default)]
+    trace_context: Option<Map<String, Value>>,
 }
 
 /// `POST /v1/events`: validates, inserts into the outbox, answers 202 `{event_id}`.
@@ -128,6 +132,9 @@ fn outbox_document(catalog: &Catalog, request: PublishRequest) -> Result<Documen
     if let Some(scope) = request.cache_scope {
         document.insert("cache_scope", cache_scope_doc(scope)?);
     }
+    if let Some(context) = request.trace_context {
+        document.insert("trace_context", trace_context_doc(context)?);
+    }
 
     // What the feed will make of it: refuse here what it would skip there.
     let payload = payload_from_event(&document, occurred_at)
@@ -169,6 +176,19 @@ fn subject_doc(subject: Map<String, Value>) -> Result<Document, ApiError> {
         "type": required_string(&subject, "subject", "type")?,
         "id": required_string(&subject, "subject", "id")?,
     })
+}
+
+/// `trace_context`: exactly `{traceparent}`, a string. Its value is kept as given: one
+/// that is not a valid W3C `traceparent` is ignored by the feed (the event is delivered
+/// without it), exactly as in a document a producer inserts itself.
+fn trace_context_doc(context: Map<String, Value>) -> Result<Document, ApiError> {
+    if let Some(unknown) = context.keys().find(|k| k.as_str() != "traceparent") {
+        return Err(ApiError::invalid_field(
+            &format!("trace_context.{unknown}"),
+            "unknown field; trace_context is {traceparent}",
+        ));
+    }
+    Ok(doc! {"traceparent": required_string(&context, "trace_context", "traceparent")?})
 }
 
 /// `cache_scope`: `{scope: "collection" | "namespace" | "key", collection_id?,
@@ -351,6 +371,25 @@ mod tests {
             let e = check_event_id(bad).unwrap_err();
             assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
             assert!(e.message.starts_with("event_id"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn trace_context_is_traceparent_only_and_kept_as_given() {
+        let context = |v: Value| v.as_object().cloned().unwrap();
+        let kept = trace_context_doc(context(json!({"traceparent": "00-not-valid"}))).unwrap();
+        assert_eq!(kept.get_str("traceparent"), Ok("00-not-valid"));
+        for (bad, field) in [
+            (json!({}), "trace_context.traceparent"),
+            (json!({"traceparent": 5}), "trace_context.traceparent"),
+            (
+                json!({"traceparent": "x", "baggage": "y"}),
+                "trace_context.baggage",
+            ),
+        ] {
+            let e = trace_context_doc(context(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(e.message.starts_with(field), "{}", e.message);
         }
     }
 

@@ -6,7 +6,9 @@
 //! change, so a re-delivered event after a restart carries byte-identical content.
 //!
 //! A malformed event document is logged with its `_id` and skipped; it never stops the
-//! feed or the events behind it.
+//! feed or the events behind it. An event's `trace_context: {traceparent}` (contract §7) is
+//! read beside its payload, never into it; one that does not parse is ignored (a debug
+//! log), and the event goes out without it.
 //!
 //! Writing into the outbox — publishing — is [`outbox`]'s.
 
@@ -18,14 +20,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use herald_actors::{EngineHandle, Event, Grant, Payload, Position, Rewind};
+use herald_actors::{EngineHandle, Event, Grant, Payload, Position, Rewind, TraceParent};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::Database;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{reopen_backoff, EVENTS, OBJECTS};
 use crate::text::one_line;
@@ -162,6 +164,31 @@ pub fn payload_from_event(doc: &Document, inserted_at: DateTime) -> Result<Paylo
     })
 }
 
+/// The W3C trace context of an `events` document (`trace_context.traceparent`), if it
+/// carries a valid one. Anything else is ignored, with a debug log: a producer's tracing
+/// never stops its event.
+pub fn trace_context(doc: &Document) -> Option<TraceParent> {
+    let context = match doc.get("trace_context")? {
+        Bson::Null => return None,
+        Bson::Document(context) => context,
+        _ => {
+            debug!(event = ?doc.get("_id"), "trace_context is not a document; ignored");
+            return None;
+        }
+    };
+    let Some(Bson::String(traceparent)) = context.get("traceparent") else {
+        debug!(event = ?doc.get("_id"), "trace_context.traceparent is missing or not a string; ignored");
+        return None;
+    };
+    match TraceParent::parse(traceparent) {
+        Ok(parsed) => Some(parsed),
+        Err(why) => {
+            debug!(event = ?doc.get("_id"), reason = %why, "invalid trace_context.traceparent; ignored");
+            None
+        }
+    }
+}
+
 /// `object.created` for an `objects` insert.
 pub fn payload_from_object(doc: &Document, inserted_at: DateTime) -> Result<Payload, BadEvent> {
     let object_id = id_string(doc.get("_id")).ok_or(BadEvent::Id)?;
@@ -212,12 +239,16 @@ pub fn event_from_change(
     let collection = change.ns.as_ref().and_then(|ns| ns.coll.as_deref())?;
     let inserted_at = change_time(change);
     let id = || format!("{:?}", doc.get("_id").cloned().unwrap_or(Bson::Null));
-    let payload = match collection {
-        EVENTS => payload_from_event(doc, inserted_at),
-        OBJECTS => payload_from_object(doc, inserted_at),
+    let (payload, trace) = match collection {
+        EVENTS => (payload_from_event(doc, inserted_at), trace_context(doc)),
+        OBJECTS => (payload_from_object(doc, inserted_at), None),
         _ => return None,
     };
-    Some(checked(payload).map_err(|e| (format!("{collection} {}", id()), e)))
+    Some(
+        checked(payload)
+            .map(|event| event.with_trace(trace))
+            .map_err(|e| (format!("{collection} {}", id()), e)),
+    )
 }
 
 /// Readiness of the feed, for `/readyz`.
@@ -597,7 +628,7 @@ pub async fn scan_events(
     while let Some(doc) = cursor.next().await {
         let doc = doc?;
         let at = doc.get_datetime("occurred_at").copied().unwrap_or(since);
-        match checked(payload_from_event(&doc, at)) {
+        match checked(payload_from_event(&doc, at)).map(|e| e.with_trace(trace_context(&doc))) {
             Ok(event) => {
                 if engine.submit(event, None).await.is_err() {
                     break;
@@ -672,6 +703,32 @@ mod tests {
                 expected,
                 "{doc}"
             );
+        }
+    }
+
+    #[test]
+    fn a_valid_trace_context_is_read_and_a_bad_one_ignored() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let read = trace_context(&doc! {"_id": "e", "trace_context": {"traceparent": traceparent}});
+        assert_eq!(read.map(|t| t.to_string()).as_deref(), Some(traceparent));
+        for ignored in [
+            doc! {"_id": "e"},
+            doc! {"_id": "e", "trace_context": null},
+            doc! {"_id": "e", "trace_context": "00-abc"},
+            doc! {"_id": "e", "trace_context": {}},
+            doc! {"_id": "e", "trace_context": {"traceparent": 7}},
+            doc! {"_id": "e", "trace_context": {"traceparent": "not-a-traceparent"}},
+            doc! {"_id": "e", "trace_context": {"traceparent": traceparent.to_uppercase()}},
+        ] {
+            assert_eq!(trace_context(&ignored), None, "{ignored}");
+            // Never a reason to skip the event, nor part of what is delivered.
+            let payload = payload_from_event(
+                &doc! {"event_type": "x", "trace_context": ignored.get("trace_context").cloned().unwrap_or(Bson::Null), "_id": "e"},
+                at(),
+            )
+            .unwrap();
+            let body = serde_json::to_value(&payload).unwrap();
+            assert!(body.get("trace_context").is_none());
         }
     }
 

@@ -55,6 +55,7 @@ use ipnet::IpNet;
 use tracing::debug;
 
 pub use self::response::parse_retry_after;
+pub(crate) use self::tls::root_store;
 pub use self::tls::TransportBuildError;
 
 use self::classify::classify;
@@ -63,7 +64,6 @@ use self::origins::{Origins, Target};
 use self::request::build_request;
 use self::resolver::{Resolve, SystemResolver};
 use self::response::drain;
-use self::tls::root_store;
 use crate::ssrf::SsrfGuard;
 
 /// How the transport is set up: trust roots, SSRF exceptions and connection pooling.

@@ -21,8 +21,8 @@ pub(super) fn build_request(
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    // The webhook's own headers and the five herald sets below.
-    headers.reserve(outbound.headers.len() + 5);
+    // The webhook's own headers and the five (six with a trace context) herald sets below.
+    headers.reserve(outbound.headers.len() + 6);
 
     for (name, value) in outbound.headers.iter() {
         let header_name = HeaderName::from_bytes(name.as_bytes())
@@ -63,5 +63,15 @@ pub(super) fn build_request(
         HeaderValue::from(outbound.timestamp),
     );
     headers.insert(HeaderName::from_static("webhook-signature"), signature);
+    if let Some(trace) = outbound.trace {
+        // Unsigned, like every header but the three above: a receiver's trace joins the
+        // attempt's (or the producer's). Different on every attempt, so never indexed.
+        let mut value =
+            HeaderValue::from_maybe_shared(Bytes::from(trace.to_string())).map_err(|_| {
+                DeliveryError::InvalidUrl("traceparent is not a valid header value".to_owned())
+            })?;
+        value.set_sensitive(true);
+        headers.insert(HeaderName::from_static("traceparent"), value);
+    }
     Ok(request)
 }

@@ -37,7 +37,7 @@ pub enum TransportBuildError {
 }
 
 /// Builds the trust roots: the web PKI plus every certificate of the optional CA file.
-pub(super) fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TransportBuildError> {
+pub(crate) fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TransportBuildError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

@@ -31,3 +31,4 @@ mod secrets;
 mod startup;
 mod tenancy;
 mod ui;
+mod traces;

@@ -177,13 +177,14 @@ impl Backlog {
     }
 
     /// Takes the next queued delivery in flight: its key and event.
-    pub(super) fn start_next(&self) -> Option<(u64, Arc<Event>)> {
+    pub(super) fn start_next(&self) -> Option<(u64, Arc<Event>, u32)> {
         let mut work = self.work();
         let job = work.queue.pop_front()?;
         let key = work.key();
         let event = job.event.clone();
+        let attempt = job.attempts + 1;
         work.in_flight.insert(key, job);
-        Some((key, event))
+        Some((key, event, attempt))
     }
 
     /// Calls `f` on every queued delivery the ledger has not seen yet, and on those under

@@ -23,12 +23,12 @@ pub struct Job {
 }
 
 impl Job {
-    /// A delivery fresh from the feed.
     /// The id of this delivery's record in the ledger.
     pub fn delivery_id(&self, webhook_id: &str) -> String {
-        format!("{}:{webhook_id}", self.event.id)
+        delivery_id(&self.event.id, webhook_id)
     }
 
+    /// A delivery fresh from the feed.
     pub fn new(event: Arc<Event>, seq: Option<u64>) -> Self {
         Self {
             event,
@@ -49,6 +49,9 @@ impl Job {
             // Routed already: the namespace mattered only for choosing the webhook.
             namespace_id: None,
             body: pending.payload,
+            // The ledger keeps no trace context: a re-loaded delivery's attempts start
+            // traces of their own.
+            trace: None,
         });
         Self {
             event,
@@ -94,4 +97,9 @@ impl Job {
         self.persisted = true;
         record
     }
+}
+
+/// The id of the delivery of event `event_id` to webhook `webhook_id`.
+pub fn delivery_id(event_id: &str, webhook_id: &str) -> String {
+    format!("{event_id}:{webhook_id}")
 }

@@ -74,7 +74,7 @@ use crate::ports::{Ledger, LedgerError, Transport};
 use crate::webhook::WebhookSpec;
 
 pub use self::backlog::{Backlog, Stats};
-pub use self::job::Job;
+pub use self::job::{delivery_id, Job};
 pub use self::keeping::{HEALTH_IO_TIMEOUT, HEALTH_SAVE_EVERY};
 pub use self::pace::HORIZON;
 

@@ -11,7 +11,8 @@ use super::attempts::{Attempt, EndedAttempt};
 use super::{Endpoint, Msg, State, FAILING_STREAK, PROBE_IN_FLIGHT, UNPROVEN_IN_FLIGHT};
 use crate::delivery::{AttemptResult, DeliveryError};
 use crate::event::Event;
-use crate::ports::{OutboundRequest, Transport};
+use crate::ports::{AttemptTrace, OutboundRequest, Transport};
+use crate::trace::TraceParent;
 use crate::webhook::WebhookSpec;
 
 /// How often an endpoint whose daemon's leases lapsed looks whether they were renewed.
@@ -63,7 +64,7 @@ impl Endpoint {
                     break;
                 }
             }
-            let Some((key, event)) = state.backlog.start_next() else {
+            let Some((key, event, number)) = state.backlog.start_next() else {
                 break;
             };
             state.in_flight += 1;
@@ -72,6 +73,7 @@ impl Endpoint {
                 state.spec.clone(),
                 event,
                 key,
+                number,
             ));
         }
         state.attempts.start(batch, cap);
@@ -98,24 +100,39 @@ impl Endpoint {
         }
     }
 
-    /// One attempt, to run in the attempts task.
+    /// One attempt (the delivery's `number`-th), to run in the attempts task.
     fn attempt(
         &self,
         transport: Arc<dyn Transport>,
         spec: Arc<WebhookSpec>,
         event: Arc<Event>,
         key: u64,
+        number: u32,
     ) -> Attempt {
         let timeout = self.config.attempt_timeout;
         let metrics = self.metrics.clone();
+        let tracer = self.config.tracer.clone();
         let run = Box::pin(async move {
             // Counted here rather than in the actor, so that an attempt whose actor died
             // meanwhile still leaves the gauge.
             metrics.in_flight.increment(1.0);
+            let span = tracer.map(|tracer| {
+                tracer.attempt(AttemptTrace {
+                    event: &event,
+                    webhook_id: &spec.id,
+                    attempt: number,
+                    parent: event.trace,
+                })
+            });
+            // The receiver joins the attempt's span, or the producer's trace without one.
+            let trace = span.as_ref().map_or(event.trace, |span| span.context());
             let started_at = SystemTime::now();
             let started = Instant::now();
-            let result = send(&*transport, &spec, &event, started_at, timeout).await;
+            let result = send(&*transport, &spec, &event, trace, started_at, timeout).await;
             let elapsed = started.elapsed();
+            if let Some(span) = span {
+                span.end(&result, elapsed);
+            }
             metrics.in_flight.decrement(1.0);
             metrics.attempt(&result, elapsed);
             EndedAttempt {
@@ -134,6 +151,7 @@ async fn send(
     transport: &dyn Transport,
     spec: &WebhookSpec,
     event: &Event,
+    trace: Option<TraceParent>,
     now: SystemTime,
     timeout: Duration,
 ) -> AttemptResult {
@@ -159,6 +177,7 @@ async fn send(
             .header_value(&event.id, timestamp, &event.body, now),
         headers: spec.headers.clone(),
         body: event.body.clone(),
+        trace,
     };
     match tokio::time::timeout(timeout, transport.send(request)).await {
         Ok(result) => result,

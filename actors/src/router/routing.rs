@@ -4,6 +4,7 @@
 //! its tickets is open.
 
 use super::*;
+use crate::ports::RoutingSpan;
 
 impl Router {
     /// Routes one event (or only notes a position, for a mark) to the owned partitions whose
@@ -39,6 +40,13 @@ impl Router {
         let mut open = 0u32;
         if let Some(event) = event {
             state.metrics.events_routed.increment(1);
+            // With tracing on, the routing span begins at the event's first endpoint here,
+            // and the event's attempts descend from it. An event none of this daemon's
+            // endpoints take leaves no span (in a cluster every daemon reads every event).
+            let tracer = self.config.tracer.as_deref();
+            let mut span: Option<Box<dyn RoutingSpan>> = None;
+            let mut traced: Option<Arc<Event>> = None;
+            let mut sent = 0usize;
             let time = position.as_ref().map_or(0, |p| p.time);
             // Tickets of this event, one per partition it has deliveries in.
             let mut tickets: Vec<(u16, u64, u32)> = Vec::new();
@@ -77,6 +85,19 @@ impl Router {
                         ticket
                     }
                 };
+                sent += 1;
+                let event = match tracer {
+                    None => &event,
+                    Some(tracer) => traced.get_or_insert_with(|| {
+                        let routing = tracer.routing(&event);
+                        let context = routing.context();
+                        span = Some(routing);
+                        match context {
+                            Some(context) => Arc::new((*event).clone().with_trace(Some(context))),
+                            None => event.clone(),
+                        }
+                    }),
+                };
                 let job = Job::new(event.clone(), Some(ticket));
                 if part.look_up_until > 0 && (time == 0 || time <= part.look_up_until) {
                     look_ups.push(LookUp {
@@ -88,8 +109,12 @@ impl Router {
                     if let Some(t) = tickets.iter_mut().find(|t| t.0 == entry.partition) {
                         t.2 -= 1;
                     }
+                    sent -= 1;
                 }
             });
+            if let Some(span) = span {
+                span.end(sent);
+            }
             for (partition, ticket, count) in tickets {
                 if count == 0 {
                     continue;

@@ -53,6 +53,7 @@ mod pause;
 mod slow;
 mod spill;
 mod supervision;
+mod traces;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

@@ -155,6 +155,7 @@ fn outbound(url: &str) -> OutboundRequest {
         ]
         .into(),
         body: Bytes::from_static(BODY),
+        trace: None,
     }
 }
 

@@ -93,3 +93,20 @@ fn herald_headers_win_over_the_webhooks_own() {
     // The same for every request of a second: indexed.
     assert!(!headers["webhook-timestamp"].is_sensitive());
 }
+
+#[test]
+fn a_trace_context_is_sent_as_traceparent_and_replaces_the_webhooks_own() {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let uri: Uri = "https://example.com/".parse().expect("uri");
+
+    let mut request = outbound("https://example.com/");
+    request.headers = vec![("traceparent".to_owned(), "forged".to_owned())].into();
+    request.trace = Some(herald_actors::TraceParent::parse(traceparent).expect("valid"));
+    let built = build_request(uri.clone(), request).expect("request");
+    assert_eq!(built.headers().get_all("traceparent").iter().count(), 1);
+    assert_eq!(built.headers()["traceparent"], traceparent);
+
+    // Without one, no header is made up.
+    let built = build_request(uri, outbound("https://example.com/")).expect("request");
+    assert!(built.headers().get("traceparent").is_none());
+}

@@ -6,6 +6,7 @@
 
 pub mod chaos_receiver;
 pub mod mongo;
+pub mod otlp_collector;
 pub mod receiver;
 
 use std::future::Future;
