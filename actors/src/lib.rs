@@ -45,6 +45,7 @@ pub mod router;
 pub mod signing;
 pub mod supervisor;
 pub mod webhook;
+pub mod window;
 
 #[cfg(test)]
 mod tests;
