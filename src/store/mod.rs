@@ -4,13 +4,15 @@
 //! ([`deliveries`]), provider [`connections`], the [`objects`] inbound webhooks change and
 //! their apply-once records ([`inbound_events`]), the cluster's members and partition
 //! leases as the API reads them ([`cluster`]), the endpoint health each webhook's owner
-//! keeps so that every daemon knows it ([`health`]). Every list route pages the same way
+//! keeps so that every daemon knows it ([`health`]), each event's body stored once for the
+//! deliveries that may send it again ([`payloads`]). Every list route pages the same way
 //! ([`page`]).
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
 //! `deliveries`, `connections`, `inbound_events`); `herald_members` and `herald_partitions`
 //! hold the cluster's members and partition leases with their checkpoints ([`leases`]);
-//! `endpoint_health` holds each webhook's endpoint health ([`health`]);
+//! `endpoint_health` holds each webhook's endpoint health ([`health`]); `payloads` each
+//! event's body, once, for the deliveries that name it ([`payloads`]);
 //! `herald_state` holds the single checkpoint of versions before partitions (read once, to
 //! upgrade in place).
 //!
@@ -28,6 +30,7 @@ pub mod inbound_events;
 pub mod leases;
 pub mod objects;
 pub mod page;
+pub mod payloads;
 pub mod retention;
 pub mod webhooks;
 
@@ -113,6 +116,7 @@ pub async fn connect(
 pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
     deliveries::ensure_indexes(db).await?;
     objects::ensure_indexes(db).await?;
+    payloads::ensure_indexes(db).await?;
     Ok(())
 }
 

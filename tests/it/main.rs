@@ -26,5 +26,6 @@ mod mux;
 mod openapi;
 mod operations;
 mod outage;
+mod payloads;
 mod secrets;
 mod startup;
