@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// change stream waits beyond it [default: 20000]
     #[arg(long, env = "HERALD_MAX_EVENTS_IN_FLIGHT")]
     pub max_events_in_flight: Option<usize>,
+    /// Bytes of event bodies read from the feed whose deliveries are not all durable yet, at
+    /// most (`64MiB`, `512KiB`, or bytes); an event larger than this goes through alone
+    /// [default: 64MiB]
+    #[arg(long, env = "HERALD_MAX_BYTES_IN_FLIGHT")]
+    pub max_bytes_in_flight: Option<String>,
     /// How long this daemon's claim on its share of the webhooks lasts without renewal
     /// (`10s`, `2500ms`, or seconds); takeover after a crash happens within it [default: 10s]
     #[arg(long, env = "HERALD_LEASE_TTL")]
@@ -200,6 +205,8 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Events read but not all durable yet, at most (the feed window).
     pub max_events_in_flight: usize,
+    /// Bytes of those events' bodies, at most (the feed window's second bound).
+    pub max_bytes_in_flight: u64,
     /// How long a partition lease lasts without renewal.
     pub lease_ttl_ms: u64,
     /// This daemon's name in the cluster; `None`: one is made up at start.
@@ -272,6 +279,10 @@ impl Config {
             shutdown_grace_ms: pick!(shutdown_grace_ms).unwrap_or(defaults.shutdown_grace_ms),
             max_events_in_flight: pick!(max_events_in_flight)
                 .unwrap_or(defaults.max_events_in_flight),
+            max_bytes_in_flight: pick!(max_bytes_in_flight)
+                .map(|t| parse_bytes(&t).map_err(|e| format!("--max-bytes-in-flight: {e}")))
+                .transpose()?
+                .unwrap_or(defaults.max_bytes_in_flight),
             lease_ttl_ms: pick!(lease_ttl)
                 .map(|t| parse_duration_ms(&t).map_err(|e| format!("--lease-ttl: {e}")))
                 .transpose()?
@@ -339,6 +350,9 @@ impl Config {
         }
         if self.max_events_in_flight == 0 {
             return Err("--max-events-in-flight must be at least 1".into());
+        }
+        if self.max_bytes_in_flight == 0 {
+            return Err("--max-bytes-in-flight must be at least 1 byte".into());
         }
         if self.lease_ttl_ms < MIN_LEASE_TTL_MS {
             return Err(format!(
@@ -425,6 +439,7 @@ impl Config {
             max_in_flight_per_endpoint: self.max_in_flight_per_endpoint,
             max_held_per_endpoint: self.max_held_per_endpoint,
             max_events_in_flight: self.max_events_in_flight,
+            max_bytes_in_flight: self.max_bytes_in_flight,
             // Each write is one command for every partition that moved: a few a second.
             checkpoint_interval: Duration::from_millis(250),
             health: herald_actors::HealthPolicy {
@@ -455,6 +470,7 @@ impl Default for Config {
             max_held_per_endpoint: herald_actors::EngineConfig::default().max_held_per_endpoint,
             shutdown_grace_ms: 10_000,
             max_events_in_flight: herald_actors::EngineConfig::default().max_events_in_flight,
+            max_bytes_in_flight: herald_actors::EngineConfig::default().max_bytes_in_flight,
             lease_ttl_ms: 10_000,
             member_id: None,
             log_format: LogFormat::Text,
@@ -519,6 +535,28 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     number
         .checked_mul(scale)
         .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A size as `64MiB`, `512KiB`, `1GiB` (also `K`/`KB`/`M`/`MB`/`G`/`GB`, all powers of
+/// 1024) or a bare number of bytes, in bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("{text:?} is not a size (e.g. 64MiB, 512KiB, 1048576)");
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The longest retention MongoDB can express as a TTL (`expireAfterSeconds` is an int32).
@@ -740,5 +778,30 @@ mod tests {
         std::fs::write(&path, "databse = \"typo\"\n").unwrap();
         let error = Config::load(serve(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(error.contains("databse"), "{error}");
+    }
+
+    #[test]
+    fn the_bytes_in_flight_take_sizes_with_units_and_refuse_nonsense_in_one_line() {
+        assert_eq!(
+            Config::load(serve(&[])).unwrap().max_bytes_in_flight,
+            64 << 20
+        );
+        for (given, bytes) in [
+            ("64MiB", 64 << 20),
+            ("512KiB", 512 << 10),
+            ("1gib", 1 << 30),
+            ("2 M", 2 << 20),
+            ("1048576", 1 << 20),
+        ] {
+            let config = Config::load(serve(&["--max-bytes-in-flight", given])).unwrap();
+            assert_eq!(config.max_bytes_in_flight, bytes, "{given}");
+            assert_eq!(config.engine().max_bytes_in_flight, bytes);
+        }
+        for bad in ["", "lots", "64XB", "0", "-1", "99999999999999999999G"] {
+            let flag = format!("--max-bytes-in-flight={bad}");
+            let error = Config::load(serve(&[&flag])).unwrap_err();
+            assert!(error.starts_with("--max-bytes-in-flight"), "{bad}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
     }
 }

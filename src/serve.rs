@@ -126,6 +126,8 @@ async fn serve(
         let db = db.clone();
         move || store::deliveries::count_pending(db.clone())
     });
+    // Removes the payloads no delivery needs any more (see `store::payloads`).
+    let _payload_sweeper = store::payloads::spawn_sweeper(db.clone());
     store::ensure_retention(
         &db,
         store::Retention {

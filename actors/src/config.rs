@@ -21,6 +21,10 @@ pub struct EngineConfig {
     /// full, [`EngineHandle::submit`](crate::engine::EngineHandle::submit) waits: this is
     /// the back-pressure on the change stream and the bound on memory.
     pub max_events_in_flight: usize,
+    /// Bytes of event bodies accepted but not yet durable, at most: the window's second
+    /// bound, so that a run of large events cannot fill memory while the count is low. An
+    /// event larger than the whole bound is admitted alone (see [`crate::window`]).
+    pub max_bytes_in_flight: u64,
     /// Delivery records written to the ledger in one batch, at most.
     pub ledger_batch_max: usize,
     /// How long a record that reaches an idle ledger writer waits for companions before
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
             attempt_timeout: Duration::from_secs(10),
             max_in_flight_per_endpoint: 64,
             max_events_in_flight: 20_000,
+            max_bytes_in_flight: 64 << 20,
             ledger_batch_max: 1_000,
             ledger_flush_interval: Duration::from_millis(1),
             max_restarts_per_minute: 10,

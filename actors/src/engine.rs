@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::window::Window;
 use ractor::{Actor, ActorRef};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -56,7 +56,7 @@ pub struct Engine {
 #[derive(Clone)]
 pub struct EngineHandle {
     router: ActorRef<router::Msg>,
-    window: Arc<Semaphore>,
+    window: Arc<Window>,
     lease: Arc<LeaseClock>,
 }
 
@@ -91,7 +91,10 @@ impl Engine {
         transport: Arc<dyn Transport>,
         ledger: Arc<dyn Ledger>,
     ) -> Result<Self, ractor::SpawnErr> {
-        let window = Arc::new(Semaphore::new(config.max_events_in_flight));
+        let window = Arc::new(Window::new(
+            config.max_events_in_flight,
+            config.max_bytes_in_flight,
+        ));
         let lease = Arc::new(LeaseClock::default());
         let (supervisor, join) = Actor::spawn(
             None,
@@ -162,15 +165,19 @@ impl Engine {
 }
 
 impl EngineHandle {
-    /// Hands an event to the router. Waits while `max_events_in_flight` events are not yet
-    /// durable: the caller (the change stream) slows down instead of memory growing.
+    /// Hands an event to the router. Waits while `max_events_in_flight` events, or
+    /// `max_bytes_in_flight` bytes of their bodies, are not yet durable: the caller (the
+    /// change stream) slows down instead of memory growing.
     pub async fn submit(
         &self,
         event: Event,
         position: Option<Position>,
     ) -> Result<(), EngineStopped> {
-        let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
-        permit.forget();
+        let weight = self.window.weight(event.body.len());
+        self.window
+            .acquire(weight)
+            .await
+            .map_err(|_| EngineStopped)?;
         self.router
             .cast(router::Msg::Event {
                 event: Arc::new(event),
@@ -182,8 +189,7 @@ impl EngineHandle {
     /// A feed position without an event; it becomes a partition's checkpoint once every
     /// event submitted before it is durable there.
     pub async fn mark(&self, position: Position) -> Result<(), EngineStopped> {
-        let permit = self.window.acquire().await.map_err(|_| EngineStopped)?;
-        permit.forget();
+        self.window.acquire(0).await.map_err(|_| EngineStopped)?;
         self.router
             .cast(router::Msg::Mark(position))
             .map_err(|_| EngineStopped)

@@ -46,6 +46,7 @@ pub mod signing;
 pub mod supervisor;
 pub mod trace;
 pub mod webhook;
+pub mod window;
 
 #[cfg(test)]
 mod tests;

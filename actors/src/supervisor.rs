@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::Semaphore;
 use tracing::error;
 
 use crate::config::EngineConfig;
@@ -30,7 +29,7 @@ pub struct Supervisor {
     pub config: Arc<EngineConfig>,
     pub transport: Arc<dyn Transport>,
     pub ledger: Arc<dyn Ledger>,
-    pub window: Arc<Semaphore>,
+    pub window: Arc<crate::window::Window>,
     pub lease: Arc<crate::partition::LeaseClock>,
 }
 

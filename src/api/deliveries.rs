@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::request::path_id;
 use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
-use crate::store::deliveries::{self, pending_from_doc, DeliveryFilter};
+use crate::store::deliveries::{self, DeliveryFilter};
 use crate::store::id_string;
 use crate::store::page::{PageLimits, PageRequest};
 use crate::store::webhooks::{self, spec_from_doc};
@@ -193,7 +193,7 @@ pub async fn retry(app: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     not_requeueable(&found)?;
-    if pending_from_doc(&found).is_none() {
+    if !deliveries::replayable(&found) {
         return Err(ApiError::conflict(format!(
             "delivery {id:?} has no stored payload, so it cannot be replayed \
              (the payload is kept only for deliveries that did not succeed at once)"
@@ -306,9 +306,10 @@ async fn requeue(app: &AppState, id: &str) -> Result<bool, ApiError> {
     let Some(updated) = updated else {
         return Ok(false);
     };
-    let Some(mut pending) = pending_from_doc(&updated) else {
-        // Lacks the ids a retry needs (written by hand?): put it back as it was.
-        tracing::warn!(delivery_id = %id, "delivery cannot be replayed (missing event_id, webhook_id or event_type); left failed");
+    let Some(mut pending) = deliveries::load_pending(&app.db, &updated).await? else {
+        // Lacks the ids a retry needs (written by hand?) or its payload: put it back as it
+        // was.
+        tracing::warn!(delivery_id = %id, "delivery cannot be replayed (missing event_id, webhook_id, event_type or payload); left failed");
         deliveries::unqueue(&app.db, id, now).await?;
         return Ok(false);
     };

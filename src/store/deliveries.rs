@@ -8,6 +8,10 @@
 //! record that meets an existing document (the daemon crashed after writing it and
 //! re-delivered the event) becomes an update, so replays never fail the batch.
 //!
+//! A delivery that may be attempted again names its body (`payload_id`), stored once per
+//! event in [`payloads`](super::payloads) by the same batch, before the delivery; documents
+//! of earlier versions keep it inline (`payload`) and are read as they are.
+//!
 //! The collection's indexes and TTLs are in [`indexes`]; what the API reads and re-queues,
 //! in [`queries`].
 
@@ -34,7 +38,10 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
-use super::{bson_date, DELIVERIES, DUPLICATE_KEY};
+use tracing::warn;
+
+use super::payloads::{self, PayloadRef};
+use super::{bson_date, id_string, DELIVERIES, DUPLICATE_KEY};
 use crate::text::one_line;
 
 /// [`Ledger`] over a MongoDB database.
@@ -55,6 +62,19 @@ impl MongoLedger {
     }
 
     async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
+        // Each event's body once, before any delivery names it (and touched again when the
+        // batch is written again, which keeps it from the sweep).
+        let mut bodies: Vec<(&str, &Bytes)> = Vec::new();
+        for r in batch {
+            if let Some(body) = &r.payload {
+                if !bodies.iter().any(|(id, _)| *id == r.event_id) {
+                    bodies.push((&r.event_id, body));
+                }
+            }
+        }
+        payloads::store(&self.db, &bodies)
+            .await
+            .map_err(|e| ledger_error(&e))?;
         let (inserts, updates): (Vec<&DeliveryRecord>, Vec<&DeliveryRecord>) =
             batch.iter().partition(|r| r.first_write);
         let mut replays = Vec::new();
@@ -149,21 +169,10 @@ fn insert_doc(r: &DeliveryRecord) -> Document {
     if let Some(task_id) = &r.task_id {
         d.insert("task_id", task_id.as_str());
     }
-    if let Some(payload) = &r.payload {
-        d.insert("payload", payload_bson(payload));
+    if r.payload.is_some() {
+        d.insert("payload_id", &r.event_id);
     }
     d
-}
-
-/// The body is UTF-8 JSON, stored as a string so operators can read it.
-fn payload_bson(payload: &Bytes) -> Bson {
-    match std::str::from_utf8(payload) {
-        Ok(s) => Bson::String(s.to_owned()),
-        Err(_) => Bson::Binary(mongodb::bson::Binary {
-            subtype: mongodb::bson::spec::BinarySubtype::Generic,
-            bytes: payload.to_vec(),
-        }),
-    }
 }
 
 /// Which document a later record of `r` applies to: its own, unless that already logs the
@@ -202,8 +211,8 @@ fn update_statement(r: &DeliveryRecord) -> Document {
 /// again with its batch.
 fn replay_statement(r: &DeliveryRecord) -> Document {
     let mut set = state_fields(r);
-    if let Some(payload) = &r.payload {
-        set.insert("payload", payload_bson(payload));
+    if r.payload.is_some() {
+        set.insert("payload_id", &r.event_id);
     }
     doc! {
         "q": unless_logged(r),
@@ -215,13 +224,63 @@ fn replay_statement(r: &DeliveryRecord) -> Document {
     }
 }
 
-/// Reads a pending delivery back; `None` when the document lacks what a retry needs.
-pub fn pending_from_doc(d: &Document) -> Option<PendingDelivery> {
-    let payload = match d.get("payload")? {
-        Bson::String(s) => Bytes::from(s.clone().into_bytes()),
-        Bson::Binary(b) => Bytes::from(b.bytes.clone()),
-        _ => return None,
-    };
+/// Whether a delivery document has what a retry needs: its ids and a body (stored or
+/// inline).
+pub fn replayable(d: &Document) -> bool {
+    PayloadRef::of(d).is_some()
+        && ["event_id", "webhook_id", "event_type"]
+            .iter()
+            .all(|field| d.get_str(field).is_ok())
+}
+
+/// Reads one delivery back with its body, from `payloads` when stored there; `None` when
+/// the document lacks what a retry needs or its body is gone.
+pub async fn load_pending(
+    db: &Database,
+    d: &Document,
+) -> mongodb::error::Result<Option<PendingDelivery>> {
+    Ok(payloads::resolve(db, d)
+        .await?
+        .and_then(|body| pending_from_doc(d, body)))
+}
+
+/// Reads a page of deliveries back, each body read once for all of them (and shared with
+/// every other reader of it); those lacking what a retry needs are skipped, with a warning
+/// when it is their stored body that is missing.
+async fn pending_page(
+    db: &Database,
+    docs: Vec<Document>,
+) -> mongodb::error::Result<Vec<PendingDelivery>> {
+    let refs: Vec<Option<PayloadRef>> = docs.iter().map(PayloadRef::of).collect();
+    let ids: Vec<String> = refs
+        .iter()
+        .filter_map(|r| match r {
+            Some(PayloadRef::Stored(id)) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let bodies = payloads::load(db, &ids).await?;
+    Ok(docs
+        .iter()
+        .zip(refs)
+        .filter_map(|(d, r)| {
+            let body = match r? {
+                PayloadRef::Inline(body) => body,
+                PayloadRef::Stored(id) => match bodies.get(&id) {
+                    Some(body) => body.clone(),
+                    None => {
+                        warn!(payload_id = %id, delivery_id = %id_string(d.get("_id")), "a pending delivery's payload is missing; left pending");
+                        return None;
+                    }
+                },
+            };
+            pending_from_doc(d, body)
+        })
+        .collect())
+}
+
+/// A delivery document with its body as a retry needs it; `None` without its ids.
+pub fn pending_from_doc(d: &Document, payload: Bytes) -> Option<PendingDelivery> {
     let attempts = match d.get("attempts") {
         Some(Bson::Int32(n)) => *n as u32,
         Some(Bson::Int64(n)) => *n as u32,
@@ -334,12 +393,13 @@ impl Ledger for MongoLedger {
         due_before: SystemTime,
         batch_size: usize,
     ) -> BoxFuture<'static, Result<PendingStream, LedgerError>> {
-        let deliveries = self.deliveries.clone();
+        let (db, deliveries) = (self.db.clone(), self.deliveries.clone());
         let filter = doc! {
             "status": "pending",
             "webhook_id": webhook_id,
             "next_attempt_at": {"$lt": bson_date(due_before)},
         };
+        let page = batch_size.max(1);
         async move {
             let cursor = deliveries
                 .find(filter)
@@ -351,7 +411,14 @@ impl Ledger for MongoLedger {
                 .map_err(|e| ledger_error(&e))?;
             let stream = cursor
                 .map_err(|e| ledger_error(&e))
-                .try_filter_map(|d| futures::future::ready(Ok(pending_from_doc(&d))));
+                .try_chunks(page)
+                .map_err(|e| e.1)
+                .and_then(move |docs| {
+                    let db = db.clone();
+                    async move { pending_page(&db, docs).await.map_err(|e| ledger_error(&e)) }
+                })
+                .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok)))
+                .try_flatten();
             Ok(stream.boxed())
         }
         .boxed()

@@ -4,15 +4,18 @@
 //! ([`deliveries`]), provider [`connections`], the [`objects`] inbound webhooks change and
 //! their apply-once records ([`inbound_events`]), the cluster's members and partition
 //! leases as the API reads them ([`cluster`]), the endpoint health each webhook's owner
-//! keeps so that every daemon knows it ([`health`]). Every list route pages the same way
+//! keeps so that every daemon knows it ([`health`]), each event's body stored once for the
+//! deliveries that may send it again ([`payloads`]). Every list route pages the same way
 //! ([`page`]).
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
 //! `deliveries`, `connections`, `inbound_events`); `herald_members` and `herald_partitions`
 //! hold the cluster's members and partition leases with their checkpoints ([`leases`]);
-//! `endpoint_health` holds each webhook's endpoint health ([`health`]);
+//! `endpoint_health` holds each webhook's endpoint health ([`health`]); `payloads` each
+//! event's body, once, for the deliveries that name it ([`payloads`]);
 //! `api_keys` holds the API keys, hashed ([`keys`]); `audit_log` the audit trail of API
-//! writes ([`audit`]); `herald_state` holds the single checkpoint of versions before partitions (read once, to
+//! writes ([`audit`]); `herald_state` holds the single checkpoint of versions before
+//! partitions (read once, to
 //! upgrade in place).
 //!
 //! Indexes are created at start, idempotently: those every query needs
@@ -31,6 +34,7 @@ pub mod keys;
 pub mod leases;
 pub mod objects;
 pub mod page;
+pub mod payloads;
 pub mod retention;
 pub mod webhooks;
 
@@ -119,6 +123,7 @@ pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
     webhooks::ensure_indexes(db).await?;
     keys::ensure_indexes(db).await?;
     audit::ensure_indexes(db).await?;
+    payloads::ensure_indexes(db).await?;
     Ok(())
 }
 

@@ -216,7 +216,7 @@ async fn a_webhook_disabled_while_deliveries_are_queued_records_them_and_deliver
                 let pending = deliveries(&db, doc! {"status": "pending"}).await;
                 let accounted = pending
                     .iter()
-                    .filter(|d| d.get("payload").is_some())
+                    .filter(|d| d.get("payload_id").is_some())
                     .filter_map(|d| d.get_str("event_id").ok().map(str::to_owned))
                     .chain(delivered)
                     .collect::<HashSet<_>>();

@@ -159,8 +159,15 @@ async fn an_endpoint_that_always_fails_ends_failed_with_its_attempt_log() {
         .iter()
         .all(|a| a.as_document().unwrap().get_i32("status_code") == Ok(500)));
     assert!(d.get_datetime("completed_at").is_ok());
-    // Kept for inspection and replay.
-    assert!(d.get_str("payload").unwrap().contains("evt_fail_1"));
+    // Kept for inspection and replay: stored once for the event, named by the delivery.
+    assert_eq!(d.get_str("payload_id").unwrap(), "evt_fail_1");
+    let stored = db
+        .collection::<Document>("payloads")
+        .find_one(doc! {"_id": "evt_fail_1"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.get_str("body").unwrap().contains("evt_fail_1"));
     quiet_period().await;
     assert_eq!(receiver.count(), 4);
     daemon.stop().await.unwrap();

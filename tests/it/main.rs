@@ -27,6 +27,7 @@ mod mux;
 mod openapi;
 mod operations;
 mod outage;
+mod payloads;
 mod secrets;
 mod startup;
 mod tenancy;

@@ -41,7 +41,7 @@ impl Router {
 }
 
 pub(super) fn looked_up(
-    window: &Semaphore,
+    window: &Window,
     state: &mut State,
     batch: Vec<LookUp>,
     found: Result<HashSet<String>, LedgerError>,

@@ -32,10 +32,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::window::{Released, Window};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -162,7 +162,7 @@ pub struct Router {
     pub transport: Arc<dyn Transport>,
     pub ledger: Arc<dyn Ledger>,
     /// Permits of the feed window, given back as events settle.
-    pub window: Arc<Semaphore>,
+    pub window: Arc<crate::window::Window>,
     /// How long the daemon's leases surely hold (endpoints send nothing past it).
     pub lease: Arc<crate::partition::LeaseClock>,
 }
@@ -187,8 +187,9 @@ pub struct State {
     retiring: HashMap<ActorId, Backlog>,
     parts: BTreeMap<u16, Part>,
     next_seq: u64,
-    /// Open tickets per event not yet settled (its window permit is still taken).
-    events: HashMap<u64, u32>,
+    /// Per event not yet settled (its window permits are still taken): its open tickets
+    /// and its weight in bytes ([`Window::weight`]).
+    events: HashMap<u64, (u32, u32)>,
     /// Ticket → (event, partition).
     tickets: HashMap<u64, (u64, u16)>,
     /// Feed positions by sequence number, from the oldest any partition may still need.

@@ -150,13 +150,11 @@ impl Router {
         state
             .look_ups
             .retain(|l| partition_of(&l.webhook_id) != partition);
-        let mut released = 0;
+        let mut released = Released::default();
         for seq in part.unsettled.keys() {
             released += close_ticket(state, *seq);
         }
-        if released > 0 {
-            self.window.add_permits(released);
-        }
+        self.window.release(released);
         info!(
             partition,
             endpoints = ids.len(),

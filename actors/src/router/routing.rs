@@ -38,6 +38,9 @@ impl Router {
             }
         }
         let mut open = 0u32;
+        let weight = event
+            .as_ref()
+            .map_or(0, |event| self.window.weight(event.body.len()));
         if let Some(event) = event {
             state.metrics.events_routed.increment(1);
             // With tracing on, the routing span begins at the event's first endpoint here,
@@ -127,10 +130,13 @@ impl Router {
             }
         }
         if open > 0 {
-            state.events.insert(seq, open);
+            state.events.insert(seq, (open, weight));
         } else {
             state.events_settled += 1;
-            self.window.add_permits(1);
+            self.window.release(Released {
+                events: 1,
+                bytes: weight as usize,
+            });
         }
         if let Some(position) = position {
             state.positions.insert(
@@ -154,10 +160,10 @@ impl Router {
 }
 
 /// Settles one delivery per ticket: its partition's count of the event drops, and the
-/// event's window permit is given back once none of its tickets is open. Tickets of
+/// event's window permits are given back once none of its tickets is open. Tickets of
 /// partitions no longer owned are gone already and ignored.
-pub(super) fn settle(window: &Semaphore, state: &mut State, tickets: Vec<u64>) {
-    let mut released = 0;
+pub(super) fn settle(window: &Window, state: &mut State, tickets: Vec<u64>) {
+    let mut released = Released::default();
     for ticket in tickets {
         let Some(&(seq, partition)) = state.tickets.get(&ticket) else {
             continue;
@@ -173,22 +179,23 @@ pub(super) fn settle(window: &Semaphore, state: &mut State, tickets: Vec<u64>) {
             }
         }
     }
-    if released > 0 {
-        state.events_settled += released as u64;
-        window.add_permits(released);
+    if released.events > 0 {
+        state.events_settled += released.events as u64;
+        window.release(released);
     }
 }
 
-/// One of the event's tickets is closed; 1 when that was its last (its permit is free).
-pub(super) fn close_ticket(state: &mut State, seq: u64) -> usize {
-    let Some(open) = state.events.get_mut(&seq) else {
-        return 0;
+/// One of the event's tickets is closed; when that was its last, its permits are free.
+pub(super) fn close_ticket(state: &mut State, seq: u64) -> Released {
+    let Some((open, weight)) = state.events.get_mut(&seq) else {
+        return Released::default();
     };
     *open -= 1;
     if *open == 0 {
+        let bytes = *weight as usize;
         state.events.remove(&seq);
-        1
+        Released { events: 1, bytes }
     } else {
-        0
+        Released::default()
     }
 }

@@ -342,3 +342,34 @@ async fn resumed_deliveries_are_attempted_at_their_due_time() {
     assert_eq!(transport.sent()[0].body, body);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+/// The byte bound of the feed window holds events back while their bodies add up past it,
+/// and an event larger than the whole bound still goes through, alone.
+#[tokio::test(start_paused = true)]
+async fn events_larger_than_the_byte_window_go_through_one_at_a_time() {
+    let (engine, transport, ledger) = start(crate::config::EngineConfig {
+        max_bytes_in_flight: 16,
+        ..config()
+    })
+    .await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    handle.upsert_webhook(webhook("b", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    for i in 0..10 {
+        let token = Bytes::from(format!("t{i}"));
+        let event = event(&format!("evt_{i}"), "object.created");
+        assert!(event.body.len() > 16);
+        handle.submit(event, Some(pos(token))).await.unwrap();
+    }
+    until("every delivery", || {
+        ledger.count_with(DeliveryStatus::Succeeded) == 20
+    })
+    .await;
+    until("checkpoint at the last event", || {
+        ledger.everywhere_at(b"t9".as_ref())
+    })
+    .await;
+    assert_eq!(transport.sent_to("https://a.example/hook"), 10);
+    assert_eq!(transport.sent_to("https://b.example/hook"), 10);
+}

@@ -75,8 +75,8 @@ impl DeliveryFilter {
     }
 }
 
-/// One page of deliveries matching `filter`, in `_id` order, without payloads or attempt
-/// logs.
+/// One page of deliveries matching `filter`, in `_id` order, without payloads (inline ones,
+/// from earlier versions) or attempt logs.
 pub async fn list(
     db: &Database,
     filter: &DeliveryFilter,
@@ -133,9 +133,12 @@ pub async fn get_status(db: &Database, id: &str) -> mongodb::error::Result<Optio
         .await
 }
 
-/// A failed delivery with a stored payload: only those can be re-queued.
+/// A failed delivery with a payload (stored once in `payloads`, or inline as earlier
+/// versions kept it): only those can be re-queued.
 fn replayable_failed() -> Document {
-    doc! {"status": "failed", "payload": {"$type": ["string", "binData"]}}
+    let mut filter = doc! {"status": "failed"};
+    filter.extend(crate::store::payloads::has_payload());
+    filter
 }
 
 /// Turns delivery `id` from `failed` into `pending`, due `now` — only if it is still

@@ -312,7 +312,7 @@ pub async fn wait_accounted_for(
             .filter(|id| !arrived.has(id))
             .filter(|id| {
                 !records.get(*id).is_some_and(|d| {
-                    d.get_str("status") == Ok("pending") && d.get("payload").is_some()
+                    d.get_str("status") == Ok("pending") && d.get("payload_id").is_some()
                 })
             })
             .collect();
@@ -326,7 +326,7 @@ pub async fn wait_accounted_for(
                     format!(
                         "{} ({})",
                         d.get_str("status").unwrap_or("no status"),
-                        if d.get("payload").is_some() {
+                        if d.get("payload_id").is_some() {
                             "payload"
                         } else {
                             "no payload"

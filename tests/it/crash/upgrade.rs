@@ -136,3 +136,96 @@ async fn leases_edited_into_nonsense_lose_no_event_and_crash_nothing() {
     assert!(lease.get_i64("epoch").is_ok(), "{lease}");
     assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
 }
+
+#[tokio::test]
+async fn deliveries_with_their_payload_inline_are_sent_shown_retried_and_recovered_as_before() {
+    let (uri, name, db) = database("upgrade_inline").await;
+    let receiver = Receiver::start().await;
+    let wh = "wh_00000000000e0003";
+    insert_webhook(&db, webhook(wh, &receiver.url, &["*"])).await;
+    // As the version before `payloads` wrote them: each delivery with its body inline.
+    let body = |event: &str| {
+        serde_json::json!({"event_id": event, "event_type": "batch.completed",
+            "occurred_at": "2026-12-01T00:00:00Z", "data": {"n": event}})
+        .to_string()
+    };
+    let now = mongodb::bson::DateTime::now();
+    let old = |event: &str, status: &str| {
+        let failed = status == "failed";
+        doc! {
+            "_id": format!("{event}:{wh}"), "event_id": event, "webhook_id": wh,
+            "event_type": "batch.completed", "status": status,
+            "attempts": if failed { 5i64 } else { 1i64 },
+            "attempt_log": [{"at": now, "status_code": 500, "duration_ms": 3i64}],
+            "next_attempt_at": if failed { Bson::Null } else { Bson::DateTime(now) },
+            "last_status_code": 500, "last_error": Bson::Null,
+            "created_at": now, "updated_at": now,
+            "completed_at": if failed { Bson::DateTime(now) } else { Bson::Null },
+            "payload": body(event),
+        }
+    };
+    db.collection::<Document>("deliveries")
+        .insert_many([
+            old("evt_old_pending", "pending"),
+            old("evt_old_failed", "failed"),
+            old("evt_old_recovered", "failed"),
+        ])
+        .await
+        .unwrap();
+
+    let (daemon, api) = crate::daemon::start_with_key(&uri, &name, "upgrade-key", |_| {}).await;
+    // The pending one is sent at once, with the bytes the old version kept.
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].body_text(), body("evt_old_pending"));
+    assert_signed(&got[0]);
+    let sent = wait_for_status(&db, &format!("evt_old_pending:{wh}"), "succeeded").await;
+    assert_eq!(sent.get_i64("attempts"), Ok(2));
+
+    // A failed one is shown as before, with its log and without its body.
+    let id = format!("evt_old_failed:{wh}");
+    let shown = api.get(&format!("/v1/deliveries/{id}")).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.body["status"], "failed");
+    assert_eq!(shown.body["attempts"], 5);
+    assert_eq!(shown.body["attempt_log"].as_array().map(Vec::len), Some(1));
+    assert!(shown.body.get("payload").is_none());
+    // Retried one by one, and recovered in bulk, with their own bytes.
+    let retried = api
+        .post(&format!("/v1/deliveries/{id}/retry"), serde_json::json!({}))
+        .await;
+    assert_eq!(retried.status, 202, "{}", retried.body);
+    wait_for_status(&db, &id, "succeeded").await;
+    let recovered = api
+        .post(
+            &format!("/v1/webhooks/{wh}/recover"),
+            serde_json::json!({"since": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(recovered.status, 202, "{}", recovered.body);
+    assert_eq!(recovered.body["recovered"], 1);
+    wait_for_status(&db, &format!("evt_old_recovered:{wh}"), "succeeded").await;
+    let bodies: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            assert_signed(r);
+            r.body_text()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            body("evt_old_pending"),
+            body("evt_old_failed"),
+            body("evt_old_recovered")
+        ]
+    );
+    // They keep their bodies where they were: nothing was moved or copied.
+    let stored = db
+        .collection::<Document>("payloads")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    daemon.stop().await.unwrap();
+}
