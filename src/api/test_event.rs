@@ -74,14 +74,17 @@ pub async fn send(app: &AppState, _req: &ApiRequest, webhook_id: &str) -> ApiRes
         "created_at": now,
         "completed_at": Bson::Null,
         "updated_at": now,
-        "payload": String::from_utf8_lossy(&body).into_owned(),
+        "payload_id": &event_id,
     };
+    // The body first, as the ledger does: no delivery names a payload not yet stored.
+    let body = bytes::Bytes::from(body);
+    crate::store::payloads::store(&app.db, &[(event_id.as_str(), &body)]).await?;
     if !deliveries::insert_pending(&app.db, document.clone()).await? {
         return Err(ApiError::conflict(
             "a test event with this id exists; try again",
         ));
     }
-    if let Some(pending) = pending_from_doc(&document) {
+    if let Some(pending) = pending_from_doc(&document, body) {
         if app.engine.resume(pending).is_err() {
             tracing::warn!(delivery_id = %delivery_id, "engine stopped; the test event runs after restart");
         }

@@ -31,5 +31,5 @@ mod payloads;
 mod secrets;
 mod startup;
 mod tenancy;
-mod ui;
 mod traces;
+mod ui;

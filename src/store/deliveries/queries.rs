@@ -2,6 +2,7 @@
 //! delivery, and the count behind `herald_deliveries_pending`. The stored `payload` is never
 //! read by a listing, and the attempt log only where it is shown.
 
+use bytes::Bytes;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
@@ -102,17 +103,17 @@ pub async fn get_replayable(db: &Database, id: &str) -> mongodb::error::Result<O
         .await
 }
 
-/// The stored body of one delivery, when the ledger still keeps it.
-pub async fn payload(db: &Database, id: &str) -> mongodb::error::Result<Option<Vec<u8>>> {
+/// The stored body of one delivery (in `payloads`, or inline as earlier versions kept it),
+/// when the ledger still keeps it.
+pub async fn payload(db: &Database, id: &str) -> mongodb::error::Result<Option<Bytes>> {
     let found = collection(db)
         .find_one(doc! {"_id": id})
-        .projection(doc! {"payload": 1})
+        .projection(doc! {"payload": 1, "payload_id": 1})
         .await?;
-    Ok(found.and_then(|d| match d.get("payload") {
-        Some(Bson::String(s)) => Some(s.clone().into_bytes()),
-        Some(Bson::Binary(b)) => Some(b.bytes.clone()),
-        _ => None,
-    }))
+    match found {
+        Some(delivery) => crate::store::payloads::resolve(db, &delivery).await,
+        None => Ok(None),
+    }
 }
 
 /// Records a delivery that no event routed: a test event for one webhook, `pending` and
