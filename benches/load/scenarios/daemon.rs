@@ -80,6 +80,11 @@ impl Daemon {
         )
     }
 
+    /// Where its API listens.
+    pub(super) fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
     /// A value from herald's `/metrics` (0 when absent).
     pub(super) async fn metric(&self, name: &str) -> f64 {
         let client =

@@ -13,6 +13,7 @@ mod engine;
 mod fanout;
 mod isolation;
 mod latency;
+mod publish;
 mod scale;
 mod shared;
 
@@ -23,6 +24,7 @@ pub use engine::engine;
 pub use fanout::fanout;
 pub use isolation::isolation;
 pub use latency::latency;
+pub use publish::publish;
 pub use scale::scale;
 
 use crate::harness::ReceiverProcess;
