@@ -12,6 +12,7 @@ pub mod connections;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod events_batch;
 pub mod inbound;
 pub mod openapi;
 pub mod request;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub watcher: Arc<WatchHealth>,
     /// Seals webhook and connection secrets on write, opens them on read (`--secret-key`).
     pub secrets: crate::secrets::SecretBox,
+    /// Writes concurrent `POST /v1/events` together (group commit).
+    pub publisher: crate::store::events::group_commit::GroupCommit,
 }
 
 pub type Body = Full<Bytes>;
@@ -92,6 +95,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/{webhook_id}/pause"),
     ("POST", "/v1/webhooks/{webhook_id}/resume"),
     ("POST", "/v1/events"),
+    ("POST", "/v1/events/batch"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{delivery_id}"),
     ("POST", "/v1/deliveries/{delivery_id}/retry"),
@@ -120,7 +124,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
             return e.into_response();
         }
     }
-    let request = match ApiRequest::read(parts, body, MAX_BODY_BYTES).await {
+    let request = match ApiRequest::read(parts, body, route.max_body_bytes()).await {
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
@@ -140,6 +144,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::Pause(id) => webhooks::set_paused(&app, &request, &id, true).await,
         Route::Resume(id) => webhooks::set_paused(&app, &request, &id, false).await,
         Route::PublishEvent => events::publish(&app, &request).await,
+        Route::PublishBatch => events_batch::publish(&app, &request).await,
         Route::ListDeliveries => deliveries::list(&app, &request).await,
         Route::GetDelivery(id) => deliveries::get(&app, &request, &id).await,
         Route::RetryDelivery(id) => deliveries::retry(&app, &request, &id).await,
@@ -169,6 +174,7 @@ enum Route {
     Pause(String),
     Resume(String),
     PublishEvent,
+    PublishBatch,
     ListDeliveries,
     GetDelivery(String),
     RetryDelivery(String),
@@ -188,6 +194,14 @@ impl Route {
             self,
             Route::Healthz | Route::Readyz | Route::Metrics | Route::OpenApi | Route::MuxInbound(_)
         )
+    }
+
+    /// Largest body this route reads: a batch of events may be larger than one request.
+    fn max_body_bytes(&self) -> usize {
+        match self {
+            Route::PublishBatch => events_batch::MAX_BODY_BYTES,
+            _ => MAX_BODY_BYTES,
+        }
     }
 }
 
@@ -264,6 +278,10 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
         },
         ["v1", "events"] => match m {
             "POST" => Ok(Route::PublishEvent),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "events", "batch"] => match m {
+            "POST" => Ok(Route::PublishBatch),
             _ => not_allowed("POST"),
         },
         ["v1", "deliveries"] => match m {

@@ -8,8 +8,10 @@
 //! A malformed event document is logged with its `_id` and skipped; it never stops the
 //! feed or the events behind it.
 //!
-//! Writing into the outbox — publishing — is [`outbox`]'s.
+//! Writing into the outbox — publishing — is [`outbox`]'s; [`group_commit`] gathers the
+//! API's concurrent publishes into shared writes.
 
+pub mod group_commit;
 pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
