@@ -34,8 +34,10 @@ async fn database_rate(db: &mongodb::Database, n: usize) -> f64 {
         let collection = collection.clone();
         tokio::spawn(async move {
             for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-                let docs: Vec<Document> =
-                    chunk.iter().map(|&i| event_doc(i, EVENT_TYPE, None)).collect();
+                let docs: Vec<Document> = chunk
+                    .iter()
+                    .map(|&i| event_doc(i, EVENT_TYPE, None))
+                    .collect();
                 collection.insert_many(docs).await.unwrap();
             }
         })
@@ -128,14 +130,18 @@ pub async fn publish(ctx: &Ctx) -> Vec<Outcome> {
         percentile_ms(&mut latencies, 99.0),
     );
     vec![
-        Outcome::new("publish", "events/s published→delivered, 16 publishers", rate)
-            .against(ceiling, MIN_RATIO)
-            .cpu(cpu, n as u64)
-            .note(format!(
-                "{n} POST /v1/events, {PUBLISHERS} in flight, 1 endpoint; ceiling: the same \
+        Outcome::new(
+            "publish",
+            "events/s published→delivered, 16 publishers",
+            rate,
+        )
+        .against(ceiling, MIN_RATIO)
+        .cpu(cpu, n as u64)
+        .note(format!(
+            "{n} POST /v1/events, {PUBLISHERS} in flight, 1 endpoint; ceiling: the same \
                  events inserted in batches of 500, drained by a plain watch(); API p50 \
                  {p50:.1} ms, p99 {p99:.1} ms"
-            )),
+        )),
         Outcome::new("publish", "API p99 ms, 16 publishers", p99)
             .goal("p99 ≤ 2 × p50", p99 <= 2.0 * p50)
             .note(format!("p50 {p50:.1} ms")),
