@@ -31,7 +31,7 @@ use crate::listener::Listener;
 use crate::secrets::SecretBox;
 use crate::store;
 use crate::store::deliveries::MongoLedger;
-use crate::store::events::group_commit::GroupCommit;
+use crate::store::events::group_commit::{self, GroupCommit};
 use crate::store::events::{self, FeedHealth};
 use crate::store::webhooks::{self, WatchHealth};
 use crate::text::one_line;
@@ -205,7 +205,14 @@ async fn serve(
     // 3. The listener: an actor of its own, stopped below before the engine drains; its
     // publishes share writes through the group commit, which stops after it.
     let feed_health = Arc::new(FeedHealth::default());
-    let (publisher, publisher_task) = GroupCommit::start(db.clone(), tasks.clone());
+    let (publisher, publisher_task) = GroupCommit::start(
+        db.clone(),
+        group_commit::Options {
+            window: Duration::from_millis(config.publish_window_ms),
+            writes_in_flight: config.publish_writes_in_flight,
+        },
+        tasks.clone(),
+    );
     let app = Arc::new(AppState {
         db: db.clone(),
         config: config.clone(),

@@ -8,9 +8,9 @@
 //!
 //! When to write: at once when no write is in flight, so a single quiet publish waits for
 //! nothing but its own write (and no timer runs while idle); otherwise when [`MAX_BATCH`]
-//! documents have gathered, or [`WINDOW`] after the first of them, with at most
-//! [`MAX_IN_FLIGHT`] writes outstanding. Under load the batches grow by themselves: what
-//! arrives during a write goes in the next.
+//! documents have gathered, or the window (`--publish-window-ms`) after the first of them,
+//! with at most `--publish-writes-in-flight` writes outstanding. Under load the batches grow
+//! by themselves: what arrives during a write goes in the next.
 //!
 //! Each document's answer is what `insert_one` gave it before: inserted, a duplicate `_id`
 //! (the first insert stands), or the server's error; a write that fails as a whole answers
@@ -31,11 +31,15 @@ use super::outbox::{self, Published};
 /// Most documents in one write.
 pub const MAX_BATCH: usize = 1_000;
 
-/// How long a document waits for others while a write is already in flight.
-pub const WINDOW: Duration = Duration::from_millis(1);
-
-/// Writes outstanding at once: one may gather the next batch while the other is written.
-pub const MAX_IN_FLIGHT: usize = 2;
+/// When to write what has gathered.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How long a document waits for others while a write is already in flight.
+    pub window: Duration,
+    /// Writes outstanding at once (at least 1): with 2, one batch gathers while the other
+    /// is written.
+    pub writes_in_flight: usize,
+}
 
 /// Requests waiting for the task, at most (then a request waits to queue).
 const QUEUE: usize = 4 * MAX_BATCH;
@@ -68,9 +72,13 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the task on `db`; it stops once `stop` fires and what was queued is written.
-    pub fn start(db: Database, stop: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        db: Database,
+        options: Options,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, requests) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(db, requests, stop));
+        let task = tokio::spawn(run(db, requests, options, stop));
         (Self { queue }, task)
     }
 
@@ -88,7 +96,13 @@ impl GroupCommit {
 }
 
 /// The task: gathers requests and writes them, until stopped and drained.
-async fn run(db: Database, mut requests: mpsc::Receiver<Pending>, stop: CancellationToken) {
+async fn run(
+    db: Database,
+    mut requests: mpsc::Receiver<Pending>,
+    options: Options,
+    stop: CancellationToken,
+) {
+    let most = options.writes_in_flight.max(1);
     let mut queued: Vec<Pending> = Vec::new();
     let mut writes: JoinSet<()> = JoinSet::new();
     // When the oldest queued document stops waiting for company; `None` when none waits.
@@ -97,7 +111,7 @@ async fn run(db: Database, mut requests: mpsc::Receiver<Pending>, stop: Cancella
     let mut closing = false;
     loop {
         // Write what is ready to go, while there is room for another write.
-        while !queued.is_empty() && writes.len() < MAX_IN_FLIGHT {
+        while !queued.is_empty() && writes.len() < most {
             let ready = writes.is_empty()
                 || queued.len() >= MAX_BATCH
                 || due.is_some_and(|due| due <= Instant::now())
@@ -111,7 +125,7 @@ async fn run(db: Database, mut requests: mpsc::Receiver<Pending>, stop: Cancella
             due = None;
         }
         if !queued.is_empty() && due.is_none() {
-            due = Some(Instant::now() + WINDOW);
+            due = Some(Instant::now() + options.window);
         }
         if !open && queued.is_empty() && writes.is_empty() {
             return;
@@ -125,7 +139,7 @@ async fn run(db: Database, mut requests: mpsc::Receiver<Pending>, stop: Cancella
             }
             Some(_) = writes.join_next(), if !writes.is_empty() => {}
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)),
-                if due.is_some() && writes.len() < MAX_IN_FLIGHT => {}
+                if due.is_some() && writes.len() < most => {}
             () = stop.cancelled(), if !closing => {
                 // No new requests; those already queued are written and answered.
                 requests.close();
