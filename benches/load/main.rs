@@ -1,6 +1,6 @@
 //! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]`.
 //!
-//! Scenarios: engine, e2e, latency, publish, fanout, scale, isolation, backlog, cluster, all. Each
+//! Scenarios: engine, e2e, latency, publish, payload, fanout, scale, isolation, backlog, cluster, all. Each
 //! starts what it needs (an HTTPS receiver in a child process, a SecantusDB, herald on its
 //! own runtime or, for cluster, as `herald serve` child processes), measures herald and,
 //! in the same run, the ceiling it is compared with, and prints a summary table. See
@@ -21,7 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(about = "herald load benchmarks")]
 struct Args {
-    /// engine | e2e | latency | publish | fanout | scale | isolation | backlog | cluster | all
+    /// engine | e2e | latency | publish | payload | fanout | scale | isolation | backlog | cluster | all
     #[arg(default_value = "all")]
     scenario: String,
     /// Smaller counts: the whole suite in a few minutes.
@@ -68,6 +68,7 @@ fn main() {
             "e2e",
             "latency",
             "publish",
+            "payload",
             "fanout",
             "scale",
             "backlog",
@@ -94,6 +95,7 @@ fn main() {
                 "e2e" => scenarios::e2e(&ctx).await,
                 "latency" => scenarios::latency(&ctx).await,
                 "publish" => scenarios::publish(&ctx).await,
+                "payload" => scenarios::payload(&ctx).await,
                 "fanout" => scenarios::fanout(&ctx).await,
                 "scale" => scenarios::scale(&ctx).await,
                 "backlog" => scenarios::backlog(&ctx).await,

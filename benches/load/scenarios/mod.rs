@@ -13,6 +13,7 @@ mod engine;
 mod fanout;
 mod isolation;
 mod latency;
+mod payload;
 mod publish;
 mod scale;
 mod shared;
@@ -24,6 +25,7 @@ pub use engine::engine;
 pub use fanout::fanout;
 pub use isolation::isolation;
 pub use latency::latency;
+pub use payload::payload;
 pub use publish::publish;
 pub use scale::scale;
 
