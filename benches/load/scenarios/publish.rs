@@ -186,7 +186,7 @@ pub async fn publish(ctx: &Ctx) -> Vec<Outcome> {
             "events/s published→delivered, 16 publishers",
             delivered,
         )
-        .against(ceiling, MIN_RATIO)
+        .against(ceiling, min_ratio(ctx))
         .cpu(cpu, n as u64)
         .note(format!(
             "{n} POST /v1/events, {PUBLISHERS} in flight, 1 endpoint; ceiling: the same \
@@ -211,7 +211,7 @@ pub async fn publish(ctx: &Ctx) -> Vec<Outcome> {
             "events/s published→delivered, batches of 100",
             delivered,
         )
-        .against(ceiling, MIN_RATIO)
+        .against(ceiling, min_ratio(ctx))
         .cpu(cpu, n as u64)
         .note(format!(
             "{n} events, {BATCH} a POST /v1/events/batch, {PUBLISHERS} in flight; request \
@@ -226,6 +226,13 @@ pub async fn publish(ctx: &Ctx) -> Vec<Outcome> {
 /// Events a request in the batch run.
 const BATCH: usize = 100;
 
-/// The goal against the ceiling: five times the 7 % the code before group commit reached
-/// (BENCHMARKS.md, 2026-12-06), rounded down.
-const MIN_RATIO: f64 = 0.35;
+/// The goal against the ceiling: five times the ratio the code before group commit
+/// reached in alternating runs (BENCHMARKS.md, 2026-12-06): 11 % with `--quick` (4,000
+/// events), 1.2–1.3 % at full size (20,000: one write per event slows as `events` grows).
+fn min_ratio(ctx: &Ctx) -> f64 {
+    if ctx.quick {
+        0.55
+    } else {
+        0.06
+    }
+}
