@@ -1,4 +1,5 @@
-//! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]`.
+//! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]
+//! [--plot DIR]`.
 //!
 //! Scenarios: engine, e2e, latency, publish, payload, fanout, scale, isolation, backlog, cluster, all. Each
 //! starts what it needs (an HTTPS receiver in a child process, a SecantusDB, herald on its
@@ -7,6 +8,7 @@
 //! BENCHMARKS.md for the method and the latest figures.
 
 mod harness;
+mod plot;
 mod receiver;
 mod scenarios;
 
@@ -30,6 +32,10 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write SVG charts here: each run's throughput over time beside its scenario's
+    /// ceilings, and the latency distribution against the bare change stream's.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Internal: run as the receiver process with the TLS material in DIR.
     #[arg(long, hide = true)]
     receiver: Option<PathBuf>,
@@ -103,6 +109,14 @@ fn main() {
                 _ => unreachable!(),
             };
             harness::print_table(&results);
+            if let Some(dir) = &args.plot {
+                match plot::write(dir, scenario, &results) {
+                    Ok(files) => files
+                        .iter()
+                        .for_each(|f| eprintln!("chart written to {}", f.display())),
+                    Err(e) => eprintln!("charts for {scenario} not written: {e}"),
+                }
+            }
             outcomes.extend(results);
         }
         println!("\nSummary ({}):", if args.quick { "quick" } else { "full" });
