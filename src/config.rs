@@ -162,6 +162,13 @@ pub struct ServeArgs {
     /// and without those no traces are exported
     #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// How long a published event waits for others to share its write while a write is
+    /// already in flight, in ms; 0 = only until a write completes [default: 1]
+    #[arg(long, env = "HERALD_PUBLISH_WINDOW_MS")]
+    pub publish_window_ms: Option<u64>,
+    /// Writes of published events to MongoDB outstanding at once [default: 2]
+    #[arg(long, env = "HERALD_PUBLISH_WRITES_IN_FLIGHT")]
+    pub publish_writes_in_flight: Option<usize>,
     /// Operator-defined event types for the catalog (config file only: `[[event-types]]`).
     #[arg(skip)]
     pub event_types: Option<Vec<EventTypeDef>>,
@@ -221,6 +228,11 @@ pub struct Config {
     pub endpoint_failing_after: u32,
     /// Seconds of failing without a 2xx after which the webhook is disabled; 0 = never.
     pub endpoint_disable_after_secs: u64,
+    /// How long a published event waits for company while a write is in flight (group
+    /// commit of `POST /v1/events`).
+    pub publish_window_ms: u64,
+    /// Writes of published events outstanding at once.
+    pub publish_writes_in_flight: usize,
     /// Operator-defined event types, added to the built-in catalog.
     pub event_types: Vec<EventTypeDef>,
     /// Listener limits: open connections at most.
@@ -297,6 +309,9 @@ impl Config {
                 .unwrap_or(defaults.endpoint_failing_after),
             endpoint_disable_after_secs: pick!(endpoint_disable_after_secs)
                 .unwrap_or(defaults.endpoint_disable_after_secs),
+            publish_window_ms: pick!(publish_window_ms).unwrap_or(defaults.publish_window_ms),
+            publish_writes_in_flight: pick!(publish_writes_in_flight)
+                .unwrap_or(defaults.publish_writes_in_flight),
             event_types: file.event_types.clone().unwrap_or_default(),
             max_connections: pick!(max_connections).unwrap_or(defaults.max_connections),
             header_read_timeout_ms: duration_flag(
@@ -368,6 +383,12 @@ impl Config {
         }
         if self.max_held_per_endpoint == 0 {
             return Err("--max-held-per-endpoint must be at least 1".into());
+        }
+        if self.publish_writes_in_flight == 0 {
+            return Err("--publish-writes-in-flight must be at least 1".into());
+        }
+        if self.publish_window_ms > 1_000 {
+            return Err("--publish-window-ms must be at most 1000".into());
         }
         // MongoDB caps expireAfterSeconds at 2^31 - 1 seconds (about 68 years).
         for (flag, days) in [
@@ -478,6 +499,8 @@ impl Default for Config {
             retention_failed_days: 30,
             endpoint_failing_after: 10,
             endpoint_disable_after_secs: 0,
+            publish_window_ms: 1,
+            publish_writes_in_flight: 2,
             event_types: Vec::new(),
             max_connections: 1024,
             header_read_timeout_ms: 10_000,

@@ -31,6 +31,7 @@ use crate::listener::Listener;
 use crate::secrets::SecretBox;
 use crate::store;
 use crate::store::deliveries::MongoLedger;
+use crate::store::events::group_commit::{self, GroupCommit};
 use crate::store::events::{self, FeedHealth};
 use crate::store::webhooks::{self, WatchHealth};
 use crate::telemetry::Telemetry;
@@ -217,8 +218,17 @@ async fn serve(
     .map_err(|e| ServeError::Cluster(line(e)))?;
     let coordinator = tokio::spawn(coordinator.run(tasks.clone()));
 
-    // 3. The listener: an actor of its own, stopped below before the engine drains.
+    // 3. The listener: an actor of its own, stopped below before the engine drains; its
+    // publishes share writes through the group commit, which stops after it.
     let feed_health = Arc::new(FeedHealth::default());
+    let (publisher, publisher_task) = GroupCommit::start(
+        db.clone(),
+        group_commit::Options {
+            window: Duration::from_millis(config.publish_window_ms),
+            writes_in_flight: config.publish_writes_in_flight,
+        },
+        tasks.clone(),
+    );
     let app = Arc::new(AppState {
         db: db.clone(),
         config: config.clone(),
@@ -227,6 +237,7 @@ async fn serve(
         feed: feed_health.clone(),
         watcher: watcher_health.clone(),
         secrets,
+        publisher,
     });
     let (listener, listener_done) = Actor::spawn(None, Listener { app }, socket)
         .await
@@ -252,6 +263,7 @@ async fn serve(
     listener.stop(Some("shutdown".into()));
     let _ = listener_done.await;
     tasks.cancel();
+    let _ = publisher_task.await;
     let _ = feed.await;
     let _ = watcher.await;
     let coordinator = coordinator.await;

@@ -106,18 +106,23 @@ impl ReceiverProcess {
             .await
     }
 
-    /// Waits until the receiver has answered `n` requests; returns when it did.
+    /// Waits until the receiver has answered `n` requests; returns when it did. What it saw
+    /// on the way is kept, under the progress bar's message, for `--plot`.
     pub async fn wait_ok(
         &self,
         n: u64,
         deadline: Duration,
         progress: &indicatif::ProgressBar,
     ) -> Instant {
-        let until = Instant::now() + deadline;
+        let started = Instant::now();
+        let until = started + deadline;
+        let mut seen = Vec::new();
         loop {
             let ok = self.stats().await.ok;
             progress.set_position(ok.min(n));
+            seen.push((started.elapsed().as_secs_f64(), ok));
             if ok >= n {
+                crate::plot::record_progress(&progress.message(), seen);
                 return Instant::now();
             }
             assert!(

@@ -1,12 +1,14 @@
-//! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]`.
+//! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]
+//! [--plot DIR]`.
 //!
-//! Scenarios: engine, e2e, latency, fanout, scale, isolation, backlog, cluster, all. Each
+//! Scenarios: engine, e2e, latency, publish, payload, fanout, scale, isolation, backlog, cluster, all. Each
 //! starts what it needs (an HTTPS receiver in a child process, a SecantusDB, herald on its
 //! own runtime or, for cluster, as `herald serve` child processes), measures herald and,
 //! in the same run, the ceiling it is compared with, and prints a summary table. See
 //! BENCHMARKS.md for the method and the latest figures.
 
 mod harness;
+mod plot;
 mod receiver;
 mod scenarios;
 
@@ -21,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(about = "herald load benchmarks")]
 struct Args {
-    /// engine | e2e | latency | fanout | scale | isolation | backlog | cluster | all
+    /// engine | e2e | latency | publish | payload | fanout | scale | isolation | backlog | cluster | all
     #[arg(default_value = "all")]
     scenario: String,
     /// Smaller counts: the whole suite in a few minutes.
@@ -30,6 +32,10 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write SVG charts here: each run's throughput over time beside its scenario's
+    /// ceilings, and the latency distribution against the bare change stream's.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Internal: run as the receiver process with the TLS material in DIR.
     #[arg(long, hide = true)]
     receiver: Option<PathBuf>,
@@ -67,6 +73,8 @@ fn main() {
             "isolation",
             "e2e",
             "latency",
+            "publish",
+            "payload",
             "fanout",
             "scale",
             "backlog",
@@ -92,6 +100,8 @@ fn main() {
                 "isolation" => scenarios::isolation(&ctx).await,
                 "e2e" => scenarios::e2e(&ctx).await,
                 "latency" => scenarios::latency(&ctx).await,
+                "publish" => scenarios::publish(&ctx).await,
+                "payload" => scenarios::payload(&ctx).await,
                 "fanout" => scenarios::fanout(&ctx).await,
                 "scale" => scenarios::scale(&ctx).await,
                 "backlog" => scenarios::backlog(&ctx).await,
@@ -99,6 +109,14 @@ fn main() {
                 _ => unreachable!(),
             };
             harness::print_table(&results);
+            if let Some(dir) = &args.plot {
+                match plot::write(dir, scenario, &results) {
+                    Ok(files) => files
+                        .iter()
+                        .for_each(|f| eprintln!("chart written to {}", f.display())),
+                    Err(e) => eprintln!("charts for {scenario} not written: {e}"),
+                }
+            }
             outcomes.extend(results);
         }
         println!("\nSummary ({}):", if args.quick { "quick" } else { "full" });

@@ -196,6 +196,8 @@ pub enum Target {
     Deliveries,
     Delivery(String),
     Events,
+    /// `POST /v1/events/batch`: each of its `events` is scoped as a single publish.
+    EventBatch,
     Keys,
     Key(String),
     Audit,
@@ -313,25 +315,47 @@ pub fn scope_request(
             req.query.insert("namespace_id".into(), mine.clone());
         }
     }
-    if create {
+    let batch = *target == Target::EventBatch && *method == Method::POST;
+    if create || batch {
         if let Some(mine) = &caller.namespace_id {
             // Anything but a JSON object is left for the route to refuse in its own words.
             let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&req.body) else {
                 return Ok(());
             };
-            match body.get("namespace_id") {
-                None | Some(Value::Null) => {
-                    body.insert("namespace_id".into(), Value::String(mine.clone()));
-                    req.body = serde_json::to_vec(&body)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?
-                        .into();
+            if batch {
+                if let Some(Value::Array(events)) = body.get_mut("events") {
+                    for event in events.iter_mut() {
+                        if let Value::Object(event) = event {
+                            place_in(caller, mine, event)?;
+                        }
+                    }
                 }
-                Some(Value::String(given)) if given == mine => {}
-                Some(_) => return Err(outside_namespace(caller)),
+            } else {
+                place_in(caller, mine, &mut body)?;
             }
+            req.body = serde_json::to_vec(&body)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
+                .into();
         }
     }
     Ok(())
+}
+
+/// Puts an object a namespaced caller creates in its namespace `mine`; naming another is
+/// refused.
+fn place_in(
+    caller: &Caller,
+    mine: &str,
+    object: &mut serde_json::Map<String, Value>,
+) -> Result<(), ApiError> {
+    match object.get("namespace_id") {
+        None | Some(Value::Null) => {
+            object.insert("namespace_id".into(), Value::String(mine.to_owned()));
+            Ok(())
+        }
+        Some(Value::String(given)) if given == mine => Ok(()),
+        Some(_) => Err(outside_namespace(caller)),
+    }
 }
 
 fn outside_namespace(caller: &Caller) -> ApiError {

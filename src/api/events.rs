@@ -10,6 +10,11 @@
 //! nothing — the change stream only ever saw the first insert, so the event is delivered
 //! once.
 //!
+//! Concurrent requests are written together: each hands its document to the daemon's
+//! [`GroupCommit`](crate::store::events::group_commit), which inserts what has gathered in
+//! one unordered `insert_many` and answers each request once its own document is durable,
+//! exactly as a write of its own would have been answered.
+//!
 //! The document is checked with the feed's own parser ([`payload_from_event`]) before it
 //! is inserted, so anything accepted here is something the feed will deliver rather than
 //! skip as malformed.
@@ -23,7 +28,8 @@ use serde_json::{json, Map, Value};
 
 use super::catalog::Catalog;
 use super::{json_response, ApiError, ApiRequest, ApiResult, AppState};
-use crate::store::events::{outbox, payload_from_event, MAX_PAYLOAD_BYTES};
+use crate::store::events::group_commit::PublishError;
+use crate::store::events::{payload_from_event, MAX_PAYLOAD_BYTES};
 
 /// Longest accepted `event_id`, in characters.
 pub const MAX_EVENT_ID_LEN: usize = 200;
@@ -35,7 +41,7 @@ const MAX_DEPTH: usize = 32;
 /// The body of `POST /v1/events`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublishRequest {
+pub(super) struct PublishRequest {
     event_type: String,
     data: Map<String, Value>,
     #[serde(default)]
@@ -65,7 +71,7 @@ pub async fn publish(app: &AppState, req: &ApiRequest) -> ApiResult {
     let document = publish_document(&app.catalog, req)?;
     let event_id = document.get_str("_id").unwrap_or_default().to_owned();
 
-    if outbox::publish(&app.db, document).await? {
+    if app.publisher.publish(document).await? {
         tracing::debug!(event_id = %event_id, "event published through the API");
     } else {
         // Already published: the first insert stands and is the one delivered.
@@ -84,7 +90,10 @@ pub fn publish_document(catalog: &Catalog, req: &ApiRequest) -> Result<Document,
 }
 
 /// Validates a request and builds its `events` document (contract §2).
-fn outbox_document(catalog: &Catalog, request: PublishRequest) -> Result<Document, ApiError> {
+pub(super) fn outbox_document(
+    catalog: &Catalog,
+    request: PublishRequest,
+) -> Result<Document, ApiError> {
     if request.event_type.is_empty() {
         return Err(ApiError::invalid_field("event_type", "must not be empty"));
     }
@@ -148,6 +157,23 @@ fn outbox_document(catalog: &Catalog, request: PublishRequest) -> Result<Documen
         ));
     }
     Ok(document)
+}
+
+impl From<PublishError> for ApiError {
+    /// Whatever kept the event from the outbox: 503, as a failed write of its own was.
+    fn from(error: PublishError) -> Self {
+        match error {
+            PublishError::Store(e) => e.into(),
+            other => {
+                tracing::warn!(error = %other, "event not published");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "MongoDB did not complete the operation; try again",
+                )
+            }
+        }
+    }
 }
 
 /// The body as `T`, which must be a JSON object: serde would read a struct from an array

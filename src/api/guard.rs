@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Method, StatusCode};
 
-use super::{ApiError, ApiRequest, MAX_BODY_BYTES};
+use super::{ApiError, ApiRequest};
 use crate::config::Config;
 use crate::listener::refusals::{self, Refusal};
 
@@ -166,19 +166,13 @@ fn is_own_origin(origin: &str, host: Option<&str>) -> bool {
     }
 }
 
-/// Reads the body: at most the route's limit (413), within `--request-timeout` (408).
-/// `inbound`: a provider route, with its smaller limit.
+/// Reads the body: at most the route's `limit` (413), within `--request-timeout` (408).
 pub async fn read(
     config: &Config,
     parts: Parts,
     body: Incoming,
-    inbound: bool,
+    limit: usize,
 ) -> Result<ApiRequest, ApiError> {
-    let limit = if inbound {
-        config.inbound_max_body_bytes
-    } else {
-        MAX_BODY_BYTES
-    };
     let timeout = Duration::from_millis(config.request_timeout_ms);
     match tokio::time::timeout(timeout, ApiRequest::read(parts, body, limit)).await {
         Ok(Ok(request)) => Ok(request),

@@ -15,6 +15,7 @@ pub mod connections;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod events_batch;
 pub mod guard;
 pub mod inbound;
 pub mod keys;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub watcher: Arc<WatchHealth>,
     /// Seals webhook and connection secrets on write, opens them on read (`--secret-key`).
     pub secrets: crate::secrets::SecretBox,
+    /// Writes concurrent `POST /v1/events` together (group commit).
+    pub publisher: crate::store::events::group_commit::GroupCommit,
 }
 
 pub type Body = Full<Bytes>;
@@ -100,6 +103,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/{webhook_id}/test"),
     ("GET", "/v1/webhooks/{webhook_id}/stats"),
     ("POST", "/v1/events"),
+    ("POST", "/v1/events/batch"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{delivery_id}"),
     ("POST", "/v1/deliveries/{delivery_id}/retry"),
@@ -152,8 +156,8 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
             return e.into_response();
         }
     }
-    let inbound = matches!(route, Route::MuxInbound(_));
-    let mut request = match guard::read(&app.config, parts, body, inbound).await {
+    let limit = route.max_body_bytes(&app.config);
+    let mut request = match guard::read(&app.config, parts, body, limit).await {
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
@@ -178,6 +182,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::Pause(id) => webhooks::set_paused(&app, &request, &id, true).await,
         Route::Resume(id) => webhooks::set_paused(&app, &request, &id, false).await,
         Route::PublishEvent => events::publish(&app, &request).await,
+        Route::PublishBatch => events_batch::publish(&app, &request).await,
         Route::ListDeliveries => deliveries::list(&app, &request).await,
         Route::GetDelivery(id) => deliveries::get(&app, &request, &id).await,
         Route::RetryDelivery(id) => deliveries::retry(&app, &request, &id).await,
@@ -218,6 +223,7 @@ enum Route {
     Pause(String),
     Resume(String),
     PublishEvent,
+    PublishBatch,
     ListDeliveries,
     GetDelivery(String),
     RetryDelivery(String),
@@ -284,6 +290,7 @@ impl Route {
             Route::Pause(id) => webhook(id, "webhook.pause", Changes::Paused(true)),
             Route::Resume(id) => webhook(id, "webhook.resume", Changes::Paused(false)),
             Route::PublishEvent => (Target::Events, None),
+            Route::PublishBatch => (Target::EventBatch, None),
             Route::ListDeliveries => (Target::Deliveries, None),
             Route::GetDelivery(id) => (Target::Delivery(id.clone()), None),
             Route::RetryDelivery(id) => (
@@ -322,6 +329,15 @@ impl Route {
             Route::Ui => (Target::Open, None),
             Route::TestEvent(id) => webhook(id, "webhook.test", Changes::Nothing),
             Route::WebhookStats(id) => (Target::Webhook(id.clone()), None),
+        }
+    }
+
+    /// Largest body this route reads: a batch of events may be larger than one request.
+    fn max_body_bytes(&self, config: &Config) -> usize {
+        match self {
+            Route::PublishBatch => events_batch::MAX_BODY_BYTES,
+            Route::MuxInbound(_) => config.inbound_max_body_bytes,
+            _ => MAX_BODY_BYTES,
         }
     }
 }
@@ -399,6 +415,10 @@ fn route(method: &Method, segments: &[&str]) -> Result<Route, Response<Body>> {
         },
         ["v1", "events"] => match m {
             "POST" => Ok(Route::PublishEvent),
+            _ => not_allowed("POST"),
+        },
+        ["v1", "events", "batch"] => match m {
+            "POST" => Ok(Route::PublishBatch),
             _ => not_allowed("POST"),
         },
         ["v1", "deliveries"] => match m {

@@ -57,31 +57,7 @@ impl ApiRequest {
     /// The body as JSON of type `T`; errors name the offending field (unknown fields too,
     /// where `T` denies them).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.body.is_empty() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
-        // serde would also read a derived struct from an array of its fields in order;
-        // every route takes an object, so anything else is refused up front.
-        if self.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return match serde_json::from_slice::<serde::de::IgnoredAny>(&self.body) {
-                Ok(_) => Err(ApiError::invalid_field("body", "must be a JSON object")),
-                Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
-            };
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(&self.body);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                ApiError::bad_request(format!("malformed JSON: {inner}"))
-            } else if path == "." {
-                ApiError::invalid_field("body", without_quoted_strings(&inner.to_string()))
-            } else {
-                ApiError::invalid_field(&path, without_quoted_strings(&inner.to_string()))
-            }
-        })
+        json_object(&self.body)
     }
 
     /// A query parameter parsed as `T`, or a 400 naming it.
@@ -102,6 +78,36 @@ impl ApiRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.parts.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// `body` as JSON of type `T`, which must be a JSON object ([`ApiRequest::json`]; also each
+/// event of a batch).
+pub fn json_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    // serde would also read a derived struct from an array of its fields in order;
+    // every route takes an object, so anything else is refused up front.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(ApiError::invalid_field("body", "must be a JSON object")),
+            Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+        };
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("malformed JSON: {inner}"))
+        } else if path == "." {
+            ApiError::invalid_field("body", without_quoted_strings(&inner.to_string()))
+        } else {
+            ApiError::invalid_field(&path, without_quoted_strings(&inner.to_string()))
+        }
+    })
 }
 
 /// A path segment, percent-decoded (clients escape ids such as `evt_1:wh_2`); an escape

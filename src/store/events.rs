@@ -10,8 +10,10 @@
 //! read beside its payload, never into it; one that does not parse is ignored (a debug
 //! log), and the event goes out without it.
 //!
-//! Writing into the outbox — publishing — is [`outbox`]'s.
+//! Writing into the outbox — publishing — is [`outbox`]'s; [`group_commit`] gathers the
+//! API's concurrent publishes into shared writes.
 
+pub mod group_commit;
 pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -29,7 +29,7 @@ impl Daemon {
         )
         .parse()
         .unwrap();
-        let config = Config {
+        let mut config = Config {
             mongodb_uri: uri.to_owned(),
             database: database.to_owned(),
             listen,
@@ -37,6 +37,13 @@ impl Daemon {
             allow_private_networks: vec!["127.0.0.0/8".parse().unwrap()],
             ..Config::default()
         };
+        // The group commit's settings, as `herald serve` reads them, to compare choices.
+        if let Some(ms) = env_number("HERALD_PUBLISH_WINDOW_MS") {
+            config.publish_window_ms = ms;
+        }
+        if let Some(n) = env_number("HERALD_PUBLISH_WRITES_IN_FLIGHT") {
+            config.publish_writes_in_flight = n as usize;
+        }
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let started = Instant::now();
@@ -80,6 +87,11 @@ impl Daemon {
         )
     }
 
+    /// Where its API listens.
+    pub(super) fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
     /// A value from herald's `/metrics` (0 when absent).
     pub(super) async fn metric(&self, name: &str) -> f64 {
         let client =
@@ -107,4 +119,9 @@ impl Daemon {
             let _ = thread.join();
         }
     }
+}
+
+/// A number from the environment, if set and one.
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }

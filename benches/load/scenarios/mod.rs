@@ -13,6 +13,8 @@ mod engine;
 mod fanout;
 mod isolation;
 mod latency;
+mod payload;
+mod publish;
 mod scale;
 mod shared;
 
@@ -23,6 +25,8 @@ pub use engine::engine;
 pub use fanout::fanout;
 pub use isolation::isolation;
 pub use latency::latency;
+pub use payload::payload;
+pub use publish::publish;
 pub use scale::scale;
 
 use crate::harness::ReceiverProcess;

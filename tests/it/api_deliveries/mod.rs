@@ -18,6 +18,7 @@ use crate::daemon::{test_config, InProcess};
 use crate::support;
 
 mod auth;
+mod batching;
 mod errors;
 mod fuzz;
 mod publishing;

@@ -35,6 +35,7 @@ const BODY_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"),
     ("POST", "/v1/webhooks/{webhook_id}/recover"),
     ("POST", "/v1/events"),
+    ("POST", "/v1/events/batch"),
     ("POST", "/v1/connections"),
     ("POST", "/v1/webhooks/mux/{connection_id}"),
     ("POST", "/v1/keys"),
