@@ -440,6 +440,24 @@ mod tests {
             "{}",
             error.message
         );
+        // A batch: each of its events is put in the namespace; one naming another refuses
+        // the request.
+        let mut batch = request(
+            "/v1/events/batch",
+            r#"{"events": [{"event_type": "x"}, {"event_type": "y", "namespace_id": "ns_a"}]}"#,
+        );
+        scope_request(&caller, &Method::POST, &Target::EventBatch, &mut batch).unwrap();
+        let scoped: Value = serde_json::from_slice(&batch.body).unwrap();
+        assert_eq!(scoped["events"][0]["namespace_id"], "ns_a");
+        assert_eq!(scoped["events"][1]["namespace_id"], "ns_a");
+        let mut across = request(
+            "/v1/events/batch",
+            r#"{"events": [{"event_type": "x"}, {"event_type": "y", "namespace_id": "ns_b"}]}"#,
+        );
+        let error =
+            scope_request(&caller, &Method::POST, &Target::EventBatch, &mut across).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+
         // Not JSON: left for the route to refuse in its own words.
         let mut broken = request("/v1/webhooks", "{nope");
         scope_request(&caller, &Method::POST, &Target::Webhooks, &mut broken).unwrap();
