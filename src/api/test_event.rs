@@ -77,7 +77,6 @@ pub async fn send(app: &AppState, _req: &ApiRequest, webhook_id: &str) -> ApiRes
         "payload_id": &event_id,
     };
     // The body first, as the ledger does: no delivery names a payload not yet stored.
-    let body = bytes::Bytes::from(body);
     crate::store::payloads::store(&app.db, &[(event_id.as_str(), &body)]).await?;
     if !deliveries::insert_pending(&app.db, document.clone()).await? {
         return Err(ApiError::conflict(
