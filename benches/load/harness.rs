@@ -122,7 +122,7 @@ impl ReceiverProcess {
             progress.set_position(ok.min(n));
             seen.push((started.elapsed().as_secs_f64(), ok));
             if ok >= n {
-                crate::plot::record_progress(&progress.message(), seen);
+                crate::samples::record_progress(&progress.message(), seen);
                 return Instant::now();
             }
             assert!(

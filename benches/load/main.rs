@@ -10,6 +10,7 @@
 mod harness;
 mod plot;
 mod receiver;
+mod samples;
 mod scenarios;
 
 use std::path::PathBuf;

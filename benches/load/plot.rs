@@ -4,43 +4,21 @@
 //! insert→receipt latency against the bare change stream's at the same rate (percentile
 //! against milliseconds).
 //!
-//! The scenarios record what they see as they run ([`record_progress`],
-//! [`record_latencies`]); [`write`] draws what one scenario recorded and forgets it.
-
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+//! The scenarios record what they see as they run (`crate::samples`); [`write`] draws
+//! what one scenario recorded and forgets it.
 
 use plotters::prelude::*;
+use std::path::{Path, PathBuf};
 
 use crate::harness::Outcome;
-
-/// (label, (seconds since the wait began, requests answered so far)) per wait.
-type Progress = (String, Vec<(f64, u64)>);
-
-static PROGRESS: Mutex<Vec<Progress>> = Mutex::new(Vec::new());
-static LATENCIES: Mutex<Vec<(String, Vec<u64>)>> = Mutex::new(Vec::new());
-
-/// Keeps one wait's progress for the charts.
-pub fn record_progress(label: &str, seen: Vec<(f64, u64)>) {
-    if let Ok(mut all) = PROGRESS.lock() {
-        all.push((label.trim().to_owned(), seen));
-    }
-}
-
-/// Keeps latency samples (ns) for the charts.
-pub fn record_latencies(label: &str, samples_ns: &[u64]) {
-    if let Ok(mut all) = LATENCIES.lock() {
-        all.push((label.to_owned(), samples_ns.to_vec()));
-    }
-}
+use crate::samples;
 
 type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Writes the charts of what `scenario` recorded into `dir`; returns the files written.
 pub fn write(dir: &Path, scenario: &str, outcomes: &[Outcome]) -> PlotResult<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
-    let progress = std::mem::take(&mut *PROGRESS.lock().map_err(|e| e.to_string())?);
-    let latencies = std::mem::take(&mut *LATENCIES.lock().map_err(|e| e.to_string())?);
+    let (progress, latencies) = samples::take()?;
     let mut written = Vec::new();
     if !progress.is_empty() {
         let path = dir.join(format!("{scenario}-throughput.svg"));
@@ -73,7 +51,7 @@ fn rates(seen: &[(f64, u64)], step: f64) -> Vec<(f64, f64)> {
 fn throughput_chart(
     path: &Path,
     scenario: &str,
-    progress: &[Progress],
+    progress: &[samples::Progress],
     outcomes: &[Outcome],
 ) -> PlotResult<()> {
     let series: Vec<(&str, Vec<(f64, f64)>)> = progress
@@ -144,7 +122,7 @@ fn throughput_chart(
     Ok(())
 }
 
-fn latency_chart(path: &Path, scenario: &str, latencies: &[(String, Vec<u64>)]) -> PlotResult<()> {
+fn latency_chart(path: &Path, scenario: &str, latencies: &[samples::Latencies]) -> PlotResult<()> {
     // Each set as (percentile, ms), sorted.
     let curves: Vec<(&str, Vec<(f64, f64)>)> = latencies
         .iter()

@@ -124,12 +124,12 @@ pub async fn latency(ctx: &Ctx) -> Vec<Outcome> {
         open_loop(ceiling_collection, rate, seconds, "bench.latency").await;
         let mut bare = consumer.await.unwrap();
         let bare_p99 = percentile_ms(&mut bare, 99.0);
-        crate::plot::record_latencies(&format!("bare change stream at {rate}/s"), &bare);
+        crate::samples::record_latencies(&format!("bare change stream at {rate}/s"), &bare);
 
         let name = format!("bench_latency_{rate}");
         let (mut samples, _) =
             herald_latencies(ctx, &db, &client, &name, rate, seconds, false).await;
-        crate::plot::record_latencies(&format!("herald at {rate}/s"), &samples);
+        crate::samples::record_latencies(&format!("herald at {rate}/s"), &samples);
         let (p50, p99, p999) = (
             percentile_ms(&mut samples, 50.0),
             percentile_ms(&mut samples, 99.0),
