@@ -427,12 +427,10 @@ impl Config {
                 ));
             }
         }
-        if self.inbound_max_body_bytes == 0
-            || self.inbound_max_body_bytes > crate::api::MAX_BODY_BYTES
-        {
+        if self.inbound_max_body_bytes == 0 || self.inbound_max_body_bytes > MAX_BODY_BYTES {
             return Err(format!(
                 "--inbound-max-body-bytes must be between 1 and {}",
-                crate::api::MAX_BODY_BYTES
+                MAX_BODY_BYTES
             ));
         }
         if self.api_key.is_none() && !self.listen.ip().is_loopback() {
@@ -511,6 +509,10 @@ impl Default for Config {
         }
     }
 }
+
+/// Largest request body the API accepts on most routes, in bytes (a route may take less,
+/// like the inbound provider routes, or more, like a batch of events).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The most `--max-connections` accepted (each connection is a file descriptor).
 pub const MAX_CONNECTIONS: usize = 1_000_000;

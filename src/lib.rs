@@ -12,12 +12,16 @@
 //!   watcher ([`store::webhooks`]), the delivery ledger ([`store::deliveries`]), the
 //!   cluster's members and leases ([`store::cluster`]), and one page type for every list
 //!   route ([`store::page`]);
+//! - [`refusals`]: what the listener and the API's guard refuse, counted and logged at
+//!   warn at most once a second;
 //! - [`secrets`]: encryption at rest (`--secret-key`) of the webhook and connection secrets
 //!   the store and the API read and write;
 //! - [`transport`]: the one shared hyper client over rustls, with the [`ssrf`] guard on the
 //!   address actually dialled;
 //! - [`listener`] and [`api`]: the hyper server actor (spawned and stopped by `serve::run`,
-//!   beside the engine's tree, not under it) and its routes;
+//!   beside the engine's tree, not under it) and its routes, among them the delivery
+//!   inspector ([`api::ui`]), a page served at `/ui/` from memory that works through the
+//!   `/v1` API with its user's key;
 //! - [`inbound`]: provider webhooks in (Mux): the signature check, then the transactional
 //!   apply through the store;
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics` and the daemon's own gauges;
@@ -25,8 +29,6 @@
 //!   (`--otlp-endpoint`), through the engine's `Tracer` port; nothing runs when it is off;
 //! - [`serve`]: start-up order, the run loop and graceful shutdown;
 //! - [`text`]: one-line messages ([`text::one_line`]) for logs, API errors and the CLI;
-//! - [`ui`]: the delivery inspector, a page served at `/ui/` from memory that works
-//!   through the `/v1` API with its user's key;
 //! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`,
 //!   `cluster`) that talk to a running daemon's API.
 
@@ -38,6 +40,7 @@ pub mod inbound;
 pub mod listener;
 pub mod metrics;
 pub mod namespace;
+pub mod refusals;
 pub mod secrets;
 pub mod serve;
 pub mod ssrf;
@@ -45,5 +48,4 @@ pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod transport;
-pub mod ui;
 pub mod webhook;

@@ -13,7 +13,7 @@
 //! [`connections`]), a request head must arrive within `--header-read-timeout`, a body
 //! within `--request-timeout` (408, in `api::guard`), and a connection with no request in
 //! flight for `--idle-timeout` is closed, HTTP/1 and HTTP/2 alike. Refusals are logged at
-//! warn, at most a line a second ([`refusals`]).
+//! warn, at most a line a second ([`crate::refusals`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,10 +30,9 @@ use tracing::{debug, info};
 use crate::api::AppState;
 
 mod connections;
-pub mod refusals;
 
+use crate::refusals::{self, Refusal};
 use connections::{Admitted, Connections};
-use refusals::Refusal;
 
 /// How long open connections may take to finish their requests once accepting stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -37,7 +37,7 @@ use hyper::{Method, StatusCode};
 
 use super::{ApiError, ApiRequest};
 use crate::config::Config;
-use crate::listener::refusals::{self, Refusal};
+use crate::refusals::{self, Refusal};
 
 /// Checks a request to a keyed route (`keyed`) of a keyless API; anything else passes.
 pub fn check(config: &Config, parts: &Parts, keyed: bool) -> Result<(), ApiError> {

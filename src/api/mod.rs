@@ -22,6 +22,7 @@ pub mod keys;
 pub mod openapi;
 pub mod request;
 pub mod test_event;
+pub mod ui;
 pub mod webhook_stats;
 pub mod webhooks;
 
@@ -34,6 +35,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+pub use crate::config::MAX_BODY_BYTES;
 pub use error::{ApiError, ApiResult};
 pub use request::ApiRequest;
 
@@ -56,9 +58,6 @@ pub struct AppState {
 }
 
 pub type Body = Full<Bytes>;
-
-/// Largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
@@ -196,7 +195,7 @@ pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<
         Route::ListKeys => keys::list(&app, &request).await,
         Route::RevokeKey(id) => keys::revoke(&app, &request, &id).await,
         Route::Audit => audit::list(&app, &request).await,
-        Route::Ui => Ok(crate::ui::serve(&request)),
+        Route::Ui => Ok(ui::serve(&request)),
         Route::TestEvent(id) => test_event::send(&app, &request, &id).await,
         Route::WebhookStats(id) => webhook_stats::get(&app, &request, &id).await,
     };
@@ -237,7 +236,7 @@ enum Route {
     ListKeys,
     RevokeKey(String),
     Audit,
-    /// The delivery inspector's page and assets ([`crate::ui`]); it checks the method.
+    /// The delivery inspector's page and assets ([`ui`]); it checks the method.
     Ui,
     TestEvent(String),
     WebhookStats(String),

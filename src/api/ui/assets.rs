@@ -1,4 +1,4 @@
-//! The inspector's files, compiled in from `src/ui/assets/`. Adding a file means adding
+//! The inspector's files, compiled in from `src/api/ui/assets/`. Adding a file means adding
 //! it here; a unit test checks that every module a file imports is listed.
 
 /// One file of the page.
