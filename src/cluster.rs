@@ -205,11 +205,25 @@ impl Coordinator {
     /// Leaves the cluster after the engine's shutdown wrote the final checkpoints: frees
     /// every held lease and removes the member document.
     pub async fn leave(self) {
+        // A database that cannot be reached answers every release after its server
+        // selection timeout: leaving stops at the first failure and within the lease TTL,
+        // since by then the leases have expired by themselves anyway.
+        let ttl = self.options.lease_ttl;
+        if tokio::time::timeout(ttl, self.free_leases()).await.is_err() {
+            warn!(
+                timeout_ms = ttl.as_millis() as u64,
+                "cannot free the leases within the lease TTL; they expire by themselves"
+            );
+        }
+    }
+
+    async fn free_leases(&self) {
         for (&partition, &epoch) in &self.owned {
             if let Err(e) =
                 leases::release(&self.db, &self.options.member_id, partition, epoch).await
             {
-                warn!(partition, error = %one_line(&e.to_string()), "cannot free a lease; it expires by itself");
+                warn!(partition, error = %one_line(&e.to_string()), "cannot free the leases; they expire by themselves");
+                return;
             }
         }
         if let Err(e) = leases::leave(&self.db, &self.options.member_id).await {

@@ -290,3 +290,30 @@ async fn a_ten_second_mongodb_outage_loses_nothing_and_readiness_follows_it() {
         herald_log()
     );
 }
+
+/// SIGTERM while MongoDB is gone: herald still exits, within the lease TTL of its last
+/// step (the leases it cannot free expire by themselves), not after one server-selection
+/// timeout per lease it held (64 of them: minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_mongodb_is_down_still_stops_herald() {
+    let mut mongo = TestMongo::spawn().await;
+    let receiver = Receiver::start().await;
+    let uri = format!("{}&serverSelectionTimeoutMS=2000", mongo.uri);
+    let config = test_config(&uri, "outage_sigterm", &receiver.ca_pem_path);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut daemon = ChildDaemon::spawn(&config, log.path());
+    daemon.wait_ready().await;
+    mongo.stop().await;
+
+    let code = daemon.terminate();
+    let log_text = without_colours(&std::fs::read_to_string(log.path()).unwrap_or_default());
+    assert_eq!(
+        code,
+        Some(0),
+        "herald did not stop on SIGTERM with MongoDB gone\n{log_text}"
+    );
+    assert!(
+        log_text.contains("expire by themselves"),
+        "herald did not say that its leases expire by themselves\n{log_text}"
+    );
+}
