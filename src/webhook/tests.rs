@@ -151,6 +151,8 @@ fn client_headers_must_be_legal_and_not_herald_s_own() {
     for (pairs, path) in [
         (&[("bad header", "v")][..], "headers.bad header"),
         (&[("X-Ok", "line\nbreak")][..], "headers.X-Ok"),
+        (&[("X-Ok", "caf\u{e9}")][..], "headers.X-Ok"),
+        (&[("X-Ok", "\u{84}")][..], "headers.X-Ok"),
         (
             &[("Webhook-Signature", "v1,forged")][..],
             "headers.Webhook-Signature",
