@@ -9,7 +9,7 @@
 //! stands), or a 4xx with the same `{code, message}` error.
 //!
 //! The request as a whole fails only when it cannot be read as a batch (400/422), holds
-//! too many events (413 `too_many_events`), or MongoDB does not take the write (503: then
+//! too many events (422 `too_many_events`), or MongoDB does not take the write (503: then
 //! nothing is known of any event, and sending the same batch again is safe for events
 //! with an `event_id`).
 
@@ -48,7 +48,7 @@ pub async fn publish(app: &AppState, req: &ApiRequest) -> ApiResult {
     }
     if batch.events.len() > MAX_EVENTS {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "too_many_events",
             format!(
                 "events: {} events, over the {MAX_EVENTS} one request may publish",

@@ -199,7 +199,7 @@ async fn a_batch_that_is_not_one_is_refused_whole_and_publishes_nothing() {
             json!({"events": (0..1_001).map(event).collect::<Vec<_>>()}),
         )
         .await;
-    let message = assert_error(&too_many, 413);
+    let message = assert_error(&too_many, 422);
     assert!(message.contains("1000"), "{message}");
 
     assert_error(
