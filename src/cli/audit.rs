@@ -5,8 +5,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::client::with_query;
-use super::output::{emit, emit_json, field, note, render_table, results, table};
-use super::webhooks::PAGE_SIZE;
+use super::output::{emit, emit_json, field, note, render_table, table};
 use super::{CliError, ConnectArgs, PageArgs, Session};
 
 /// `herald audit`.
@@ -58,19 +57,7 @@ pub async fn run(args: AuditArgs) -> Result<(), CliError> {
             ],
         )
     };
-    let (records, next_cursor) = if args.page.all {
-        (
-            session.api.list_all(|c| query(Some(PAGE_SIZE), c)).await?,
-            None,
-        )
-    } else {
-        let page = session
-            .api
-            .get(&query(args.page.limit, args.page.cursor.clone()))
-            .await?;
-        let next = page["next_cursor"].as_str().map(str::to_owned);
-        (results(&page).to_vec(), next)
-    };
+    let (records, next_cursor) = args.page.fetch(&session.api, query).await?;
     if session.json {
         emit_json(&json!({"results": records, "next_cursor": next_cursor}));
         return Ok(());

@@ -5,10 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::client::{segment, with_query};
-use super::output::{
-    details, emit, emit_json, field, note, render_table, results, string_field, table,
-};
-use super::webhooks::PAGE_SIZE;
+use super::output::{details, emit, emit_json, field, note, render_table, string_field, table};
 use super::{CliError, ConnectArgs, PageArgs, Session};
 
 /// Id fields of a delivery, in the order they are looked for.
@@ -151,19 +148,7 @@ async fn run_list(session: &Session, args: &ListArgs) -> Result<(), CliError> {
             ],
         )
     };
-    let (deliveries, next_cursor) = if args.page.all {
-        (
-            session.api.list_all(|c| query(Some(PAGE_SIZE), c)).await?,
-            None,
-        )
-    } else {
-        let page = session
-            .api
-            .get(&query(args.page.limit, args.page.cursor.clone()))
-            .await?;
-        let next = page["next_cursor"].as_str().map(str::to_owned);
-        (results(&page).to_vec(), next)
-    };
+    let (deliveries, next_cursor) = args.page.fetch(&session.api, query).await?;
     if session.json {
         emit_json(&json!({"results": deliveries, "next_cursor": next_cursor}));
         return Ok(());

@@ -8,8 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::client::{segment, with_query};
-use super::output::{emit, emit_json, field, note, render_table, results, table};
-use super::webhooks::PAGE_SIZE;
+use super::output::{emit, emit_json, field, note, render_table, table};
 use super::{CliError, ConnectArgs, PageArgs, Session};
 
 /// `herald keys [--url …] <command>`.
@@ -127,19 +126,7 @@ async fn run_list(session: &Session, args: &ListArgs) -> Result<(), CliError> {
             ],
         )
     };
-    let (keys, next_cursor) = if args.page.all {
-        (
-            session.api.list_all(|c| query(Some(PAGE_SIZE), c)).await?,
-            None,
-        )
-    } else {
-        let page = session
-            .api
-            .get(&query(args.page.limit, args.page.cursor.clone()))
-            .await?;
-        let next = page["next_cursor"].as_str().map(str::to_owned);
-        (results(&page).to_vec(), next)
-    };
+    let (keys, next_cursor) = args.page.fetch(&session.api, query).await?;
     if session.json {
         emit_json(&json!({"results": keys, "next_cursor": next_cursor}));
         return Ok(());

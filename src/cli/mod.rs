@@ -83,6 +83,25 @@ pub struct PageArgs {
     pub all: bool,
 }
 
+impl PageArgs {
+    /// The page asked for (`--limit`, `--cursor`), or every page with `--all`: the results
+    /// and the next page's cursor (none after `--all`). `path(limit, cursor)` builds a
+    /// page's path with the listing's own filters.
+    pub async fn fetch(
+        &self,
+        api: &ApiClient,
+        path: impl Fn(Option<u32>, Option<String>) -> String,
+    ) -> Result<(Vec<serde_json::Value>, Option<String>), CliError> {
+        if self.all {
+            let all = api.list_all(|c| path(Some(webhooks::PAGE_SIZE), c)).await?;
+            return Ok((all, None));
+        }
+        let page = api.get(&path(self.limit, self.cursor.clone())).await?;
+        let next = page["next_cursor"].as_str().map(str::to_owned);
+        Ok((output::results(&page).to_vec(), next))
+    }
+}
+
 /// How to reach the daemon: accepted after every client subcommand, and before the
 /// subcommand of a group (`herald webhooks --url … list`); the innermost one wins.
 #[derive(Debug, Clone, Default, Args)]
