@@ -19,8 +19,7 @@ use mongodb::bson::{self, doc, Bson, DateTime, Document};
 use serde_json::{json, Map, Value};
 
 use super::auth::{Admitted, Caller};
-use super::events::parse_rfc3339;
-use super::{json_response, ApiError, ApiRequest, ApiResult, AppState, Body};
+use super::{json_response, ApiRequest, ApiResult, AppState, Body};
 use crate::store::audit::{self as store, AuditFilter};
 use crate::store::page::PageLimits;
 use crate::webhook::limits::REDACTED;
@@ -195,28 +194,9 @@ fn redact_url(raw: &str) -> String {
 /// `GET /v1/audit` → `{results, next_cursor}`, oldest first; filters `action`,
 /// `object_type`, `object_id`, `key_id`, `namespace_id`, `since`, `until` (RFC 3339).
 pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
-    if let Some(unknown) = req
-        .query
-        .keys()
-        .filter(|k| !LIST_PARAMS.contains(&k.as_str()))
-        .min()
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter {unknown:?}; filters are {}",
-            LIST_PARAMS.join(", ")
-        )));
-    }
+    req.only_query_params(LIST_PARAMS)?;
     let page = req.page(PAGE)?;
-    let time = |name: &str| -> Result<Option<DateTime>, ApiError> {
-        match req.query.get(name) {
-            None => Ok(None),
-            Some(raw) => parse_rfc3339(raw).map(Some).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "query parameter {name}: {raw:?} is not an RFC 3339 time (e.g. 2026-01-01T00:00:00Z)"
-                ))
-            }),
-        }
-    };
+    let time = |name: &str| super::deliveries::time_param(req, name);
     let text = |name: &str| req.query.get(name).cloned();
     let filter = AuditFilter {
         action: text("action"),

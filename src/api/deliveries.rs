@@ -58,17 +58,7 @@ const STATUSES: &[&str] = &["pending", "succeeded", "failed"];
 /// `event_type`, `created_after` and `created_before` (RFC 3339, inclusive and exclusive);
 /// `limit` (default 50, at most 500) and `cursor`, in `_id` order.
 pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
-    if let Some(unknown) = req
-        .query
-        .keys()
-        .filter(|k| !LIST_PARAMS.contains(&k.as_str()))
-        .min()
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter {unknown:?}; filters are {}",
-            LIST_PARAMS.join(", ")
-        )));
-    }
+    req.only_query_params(LIST_PARAMS)?;
     let page = req.page(PAGE)?;
     if let Some(status) = req.query.get("status") {
         if !STATUSES.contains(&status.as_str()) {
@@ -98,7 +88,8 @@ pub async fn list(app: &AppState, req: &ApiRequest) -> ApiResult {
 }
 
 /// An RFC 3339 query parameter, or a 400 naming it.
-fn time_param(req: &ApiRequest, name: &str) -> Result<Option<DateTime>, ApiError> {
+/// Query parameter `name` as an RFC 3339 time, if given (400 naming it if not one).
+pub(super) fn time_param(req: &ApiRequest, name: &str) -> Result<Option<DateTime>, ApiError> {
     match req.query.get(name) {
         None => Ok(None),
         Some(raw) => super::events::parse_rfc3339(raw).map(Some).ok_or_else(|| {

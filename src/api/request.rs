@@ -21,6 +21,22 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// Refuses a query parameter outside `allowed` (400 naming it and listing them).
+    pub fn only_query_params(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self
+            .query
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .min()
+        {
+            Some(unknown) => Err(ApiError::bad_request(format!(
+                "unknown query parameter {unknown:?}; filters are {}",
+                allowed.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Reads the body, refusing more than `limit` bytes with 413.
     pub async fn read(parts: Parts, body: Incoming, limit: usize) -> Result<Self, ApiError> {
         if let Some(length) = parts
