@@ -275,3 +275,20 @@ pub async fn put_lease(db: &Database, lease: Document) {
         .await
         .unwrap();
 }
+
+/// The status and body of a complete HTTP/1.1 response with a `content-length`, if `raw`
+/// holds one.
+pub fn complete_response(raw: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    (body.len() >= length).then(|| (status, body[..length].to_owned()))
+}

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::fixtures::complete_response;
+
 /// Sends `request` (raw HTTP/1.1) on a fresh connection and returns the status and body of
 /// the answer, or `None` when the connection is closed without one (refused at the cap,
 /// say) or nothing complete arrives within `within`.
@@ -42,32 +44,16 @@ async fn read_answer(stream: &mut tokio::net::TcpStream) -> Option<(u16, String)
         let mut raw = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
-            if let Some(answer) = complete(&raw) {
+            if let Some(answer) = complete_response(&raw) {
                 return Some(answer);
             }
             let n = stream.read(&mut buf).await.ok()?;
             if n == 0 {
-                return complete(&raw);
+                return complete_response(&raw);
             }
             raw.extend_from_slice(&buf[..n]);
         }
     }
-}
-
-/// The status and body of a complete response with a `content-length` in `raw`.
-fn complete(raw: &[u8]) -> Option<(u16, String)> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    (body.len() >= length).then(|| (status, body[..length].to_owned()))
 }
 
 /// A raw request with a JSON body (`body` may be empty) and extra header lines.

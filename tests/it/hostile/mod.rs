@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::api_client::Api;
 use crate::daemon::{test_config, InProcess};
-use crate::fixtures::database;
+use crate::fixtures::{complete_response, database};
 
 mod bodies;
 mod chunked;
@@ -231,21 +231,4 @@ async fn upload(
         .unwrap_or_else(|_| panic!("{method} {path}: no answer within 30 s"));
     upload.abort();
     result
-}
-
-/// The status and body of a complete HTTP/1.1 response with a `content-length`, if `raw`
-/// holds one.
-fn complete_response(raw: &[u8]) -> Option<(u16, String)> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    (body.len() >= length).then(|| (status, body[..length].to_owned()))
 }
