@@ -122,86 +122,131 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Routes one request.
 pub async fn handle(app: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    // An HTTP/1 answer given before the body is read (a 404, 401, 413 by length, 408 …)
+    // leaves the body's bytes on the connection: hyper closes it after that answer, so the
+    // answer says so, and a client does not send its next request down a socket about to
+    // close. (HTTP/2 resets just the stream, and forbids the header.)
+    let body_pending =
+        parts.version < hyper::Version::HTTP_2 && !hyper::body::Body::is_end_stream(&body);
+    match admit(&app, parts, body).await {
+        Ok(admitted) => respond(&app, admitted).await,
+        Err(response) if body_pending => closing(response),
+        Err(response) => response,
+    }
+}
+
+/// A request that may run: its route, its fully read body, and who called.
+struct Admitted {
+    route: Route,
+    request: ApiRequest,
+    /// The caller and what they were admitted to, on keyed routes.
+    scope: Option<(auth::Caller, auth::Admitted)>,
+    action: Option<audit::Action>,
+}
+
+/// Routing, the browser guard, authentication and the bounded body read: everything a
+/// request passes before its handler, or the answer that stops it.
+async fn admit(
+    app: &AppState,
+    mut parts: hyper::http::request::Parts,
+    body: Incoming,
+) -> Result<Admitted, Response<Body>> {
     let path = parts.uri.path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let method = parts.method.clone();
 
     // Which handler, with its path parameter, or why none.
-    let route = match route(&method, &segments) {
-        Ok(route) => route,
-        Err(response) => return response,
-    };
-    if let Err(e) = guard::check(&app.config, &parts, !route.is_public()) {
-        return e.into_response();
-    }
+    let route = route(&method, &segments)?;
+    guard::check(&app.config, &parts, !route.is_public()).map_err(ApiError::into_response)?;
     // Who calls, and whether they may: before the body is read.
     let (target, action) = route.access();
     let mut scope = None;
     if !route.is_public() {
-        let caller = match auth::authenticate(&app, &parts.headers).await {
-            Ok(caller) => caller,
-            Err(e) => return e.into_response(),
-        };
-        let admitted = match auth::admit(&app, &caller, &method, &target).await {
-            Ok(admitted) => admitted,
-            Err(e) => return e.into_response(),
-        };
+        let caller = auth::authenticate(app, &parts.headers)
+            .await
+            .map_err(ApiError::into_response)?;
+        let admitted = auth::admit(app, &caller, &method, &target)
+            .await
+            .map_err(ApiError::into_response)?;
         parts.extensions.insert(caller.clone());
         scope = Some((caller, admitted));
     }
     if let Route::MuxInbound(id) = &route {
-        if let Err(e) = inbound::mux_before_body(&app, id).await {
-            return e.into_response();
-        }
+        inbound::mux_before_body(app, id)
+            .await
+            .map_err(ApiError::into_response)?;
     }
     let limit = route.max_body_bytes(&app.config);
-    let mut request = match guard::read(&app.config, parts, body, limit).await {
-        Ok(request) => request,
-        Err(e) => return e.into_response(),
-    };
+    let mut request = guard::read(&app.config, parts, body, limit)
+        .await
+        .map_err(ApiError::into_response)?;
     if let Some((caller, _)) = &scope {
-        if let Err(e) = auth::scope_request(caller, &method, &target, &mut request) {
-            return e.into_response();
-        }
+        auth::scope_request(caller, &method, &target, &mut request)
+            .map_err(ApiError::into_response)?;
     }
+    Ok(Admitted {
+        route,
+        request,
+        scope,
+        action,
+    })
+}
+
+/// `response`, telling the client the connection closes after it.
+fn closing(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// Runs the handler of an admitted request, and records a write in the audit trail.
+async fn respond(app: &AppState, admitted: Admitted) -> Response<Body> {
+    let Admitted {
+        route,
+        request,
+        scope,
+        action,
+    } = admitted;
     let result = match route {
         Route::Healthz => Ok(json_response(StatusCode::OK, json!({"status": "ok"}))),
-        Route::Readyz => Ok(readyz(&app).await),
+        Route::Readyz => Ok(readyz(app).await),
         Route::Metrics => Ok(metrics()),
         Route::OpenApi => Ok(openapi::serve(&app.catalog)),
-        Route::CreateWebhook => webhooks::create(&app, &request).await,
-        Route::ListWebhooks => webhooks::list(&app, &request).await,
+        Route::CreateWebhook => webhooks::create(app, &request).await,
+        Route::ListWebhooks => webhooks::list(app, &request).await,
         Route::Catalog => Ok(app.catalog.response()),
-        Route::GetWebhook(id) => webhooks::get(&app, &request, &id).await,
-        Route::PatchWebhook(id) => webhooks::patch(&app, &request, &id).await,
-        Route::DeleteWebhook(id) => webhooks::delete(&app, &request, &id).await,
-        Route::RotateSecret(id) => webhooks::rotate_secret(&app, &request, &id).await,
-        Route::Recover(id) => deliveries::recover(&app, &request, &id).await,
-        Route::Pause(id) => webhooks::set_paused(&app, &request, &id, true).await,
-        Route::Resume(id) => webhooks::set_paused(&app, &request, &id, false).await,
-        Route::PublishEvent => events::publish(&app, &request).await,
-        Route::PublishBatch => events_batch::publish(&app, &request).await,
-        Route::ListDeliveries => deliveries::list(&app, &request).await,
-        Route::GetDelivery(id) => deliveries::get(&app, &request, &id).await,
-        Route::RetryDelivery(id) => deliveries::retry(&app, &request, &id).await,
-        Route::CreateConnection => connections::create(&app, &request).await,
-        Route::ListConnections => connections::list(&app, &request).await,
-        Route::GetConnection(id) => connections::get(&app, &request, &id).await,
-        Route::DeleteConnection(id) => connections::delete(&app, &request, &id).await,
-        Route::MuxInbound(id) => inbound::mux(&app, &request, &id).await,
-        Route::Cluster => cluster::get(&app, &request).await,
-        Route::CreateKey => keys::create(&app, &request).await,
-        Route::ListKeys => keys::list(&app, &request).await,
-        Route::RevokeKey(id) => keys::revoke(&app, &request, &id).await,
-        Route::Audit => audit::list(&app, &request).await,
+        Route::GetWebhook(id) => webhooks::get(app, &request, &id).await,
+        Route::PatchWebhook(id) => webhooks::patch(app, &request, &id).await,
+        Route::DeleteWebhook(id) => webhooks::delete(app, &request, &id).await,
+        Route::RotateSecret(id) => webhooks::rotate_secret(app, &request, &id).await,
+        Route::Recover(id) => deliveries::recover(app, &request, &id).await,
+        Route::Pause(id) => webhooks::set_paused(app, &request, &id, true).await,
+        Route::Resume(id) => webhooks::set_paused(app, &request, &id, false).await,
+        Route::PublishEvent => events::publish(app, &request).await,
+        Route::PublishBatch => events_batch::publish(app, &request).await,
+        Route::ListDeliveries => deliveries::list(app, &request).await,
+        Route::GetDelivery(id) => deliveries::get(app, &request, &id).await,
+        Route::RetryDelivery(id) => deliveries::retry(app, &request, &id).await,
+        Route::CreateConnection => connections::create(app, &request).await,
+        Route::ListConnections => connections::list(app, &request).await,
+        Route::GetConnection(id) => connections::get(app, &request, &id).await,
+        Route::DeleteConnection(id) => connections::delete(app, &request, &id).await,
+        Route::MuxInbound(id) => inbound::mux(app, &request, &id).await,
+        Route::Cluster => cluster::get(app, &request).await,
+        Route::CreateKey => keys::create(app, &request).await,
+        Route::ListKeys => keys::list(app, &request).await,
+        Route::RevokeKey(id) => keys::revoke(app, &request, &id).await,
+        Route::Audit => audit::list(app, &request).await,
         Route::Ui => Ok(ui::serve(&request)),
-        Route::TestEvent(id) => test_event::send(&app, &request, &id).await,
-        Route::WebhookStats(id) => webhook_stats::get(&app, &request, &id).await,
+        Route::TestEvent(id) => test_event::send(app, &request, &id).await,
+        Route::WebhookStats(id) => webhook_stats::get(app, &request, &id).await,
     };
     let response = result.unwrap_or_else(ApiError::into_response);
     if let (Some((caller, admitted)), Some(action)) = (&scope, action) {
-        audit::record(&app, caller, action, admitted, &request, &response).await;
+        audit::record(app, caller, action, admitted, &request, &response).await;
     }
     response
 }

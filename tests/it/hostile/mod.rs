@@ -22,6 +22,7 @@ use crate::fixtures::{complete_response, database};
 
 mod bodies;
 mod chunked;
+mod keep_alive;
 mod mux_signature;
 
 const API_KEY: &str = "hostile-api-key";
