@@ -461,6 +461,7 @@ impl Config {
             max_bytes_in_flight: self.max_bytes_in_flight,
             // Each write is one command for every partition that moved: a few a second.
             checkpoint_interval: Duration::from_millis(250),
+            quiet_checkpoint_interval: Duration::from_secs(5),
             health: herald_actors::HealthPolicy {
                 failing_after: self.endpoint_failing_after,
                 disable_after: (self.endpoint_disable_after_secs > 0)

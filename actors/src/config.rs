@@ -36,9 +36,16 @@ pub struct EngineConfig {
     pub ledger_flush_interval: Duration,
     /// Endpoint actor restarts allowed per minute before the endpoint is given up on.
     pub max_restarts_per_minute: usize,
-    /// The feed checkpoint is written at most this often (a crash re-delivers what settled
-    /// since the last write).
+    /// A partition's checkpoint is written at most this often while events route deliveries
+    /// to it (a crash re-reads the feed from there; deliveries already recorded are not
+    /// sent again).
     pub checkpoint_interval: Duration,
+    /// A partition no event routed a delivery to since its last checkpoint (a quiet one) is
+    /// written at most this often: its checkpoint protects nothing of its own, it only keeps
+    /// the feed's resume point near. Every checkpoint is a document written, and a server
+    /// serving the change stream pays for each; with 64 partitions and a handful of busy
+    /// webhooks, most partitions are quiet.
+    pub quiet_checkpoint_interval: Duration,
     /// When an endpoint counts as failing, and whether it is disabled after a while.
     pub health: HealthPolicy,
     /// Deliveries one endpoint holds in memory (queued, in flight and waiting for a retry
@@ -73,6 +80,7 @@ impl Default for EngineConfig {
             ledger_flush_interval: Duration::from_millis(1),
             max_restarts_per_minute: 10,
             checkpoint_interval: Duration::from_millis(100),
+            quiet_checkpoint_interval: Duration::from_secs(1),
             health: HealthPolicy::default(),
             max_held_per_endpoint: 10_000,
             max_held_total: 100_000,

@@ -41,7 +41,9 @@ impl Router {
 
     /// Writes the checkpoints that moved, at most one write in flight and one per
     /// `checkpoint_interval`: under load the store sees a few writes a second (each one
-    /// command for every partition that moved), not one per settled batch.
+    /// command for every partition that moved), not one per settled batch. A quiet
+    /// partition (no delivery routed to it since its last write) is written at most every
+    /// `quiet_checkpoint_interval`.
     pub(super) fn write_checkpoints(&self, myself: &ActorRef<Msg>, state: &mut State) {
         if state.checkpoint_writing || state.parts.is_empty() {
             return;
@@ -52,25 +54,40 @@ impl Router {
             .and_then(|e| self.config.checkpoint_interval.checked_sub(e))
             .filter(|wait| !wait.is_zero());
         if let Some(wait) = wait {
-            if !state.checkpoint_timer_armed {
-                state.checkpoint_timer_armed = true;
-                myself.send_after(wait, || Msg::CheckpointTick);
-            }
+            arm_tick(myself, state, Instant::now() + wait);
             return;
         }
-        let due: Vec<Due> = state
-            .parts
-            .keys()
-            .copied()
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter_map(|p| due_checkpoint(state, p, false))
-            .collect();
-        state.last_checkpoint_check = Some(Instant::now());
+        let now = Instant::now();
+        let quiet_every = self.config.quiet_checkpoint_interval;
+        // A quiet partition (nothing routed to it since its last write) waits longer: until
+        // `quiet_due`, the earliest such wait that ends.
+        let mut due = Vec::new();
+        let mut quiet_due: Option<Instant> = None;
+        for (&partition, part) in &state.parts {
+            let Some(checkpoint) = due_checkpoint(state, partition, false) else {
+                continue;
+            };
+            match part.last_write.map(|at| at + quiet_every) {
+                Some(until) if !part.routed_since_write && until > now => {
+                    quiet_due = Some(quiet_due.map_or(until, |d| d.min(until)));
+                }
+                _ => due.push(checkpoint),
+            }
+        }
+        state.last_checkpoint_check = Some(now);
         refresh_current(state);
         prune_positions(state);
+        if let Some(until) = quiet_due {
+            arm_tick(myself, state, until);
+        }
         if due.is_empty() {
             return;
+        }
+        for d in &due {
+            if let Some(part) = state.parts.get_mut(&d.checkpoint.partition) {
+                part.last_write = Some(now);
+                part.routed_since_write = false;
+            }
         }
         state.checkpoint_writing = true;
         let write = self
@@ -116,9 +133,28 @@ impl Router {
                 debug!(events_settled = state.events_settled, "checkpoints written");
             }
             // Written again at the next interval (nothing was marked written).
-            Err(error) => warn!(%error, "checkpoint write failed; retrying"),
+            Err(error) => {
+                warn!(%error, "checkpoint write failed; retrying");
+                for due in written {
+                    if let Some(part) = state.parts.get_mut(&due.checkpoint.partition) {
+                        part.routed_since_write = true;
+                    }
+                }
+            }
         }
     }
+}
+
+/// Makes sure a `CheckpointTick` comes by `at`: a tick already armed for later does not
+/// hold this one back (an extra tick only looks again).
+fn arm_tick(myself: &ActorRef<Msg>, state: &mut State, at: Instant) {
+    if state.checkpoint_tick_at.is_some_and(|armed| armed <= at) {
+        return;
+    }
+    state.checkpoint_tick_at = Some(at);
+    myself.send_after(at.saturating_duration_since(Instant::now()), || {
+        Msg::CheckpointTick
+    });
 }
 
 /// The checkpoint partition `partition` may store now, if it moved: the newest position

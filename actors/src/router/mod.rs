@@ -201,7 +201,7 @@ pub struct State {
     checkpoint_writing: bool,
     /// On tokio's clock, like the timer that spaces the writes.
     last_checkpoint_check: Option<Instant>,
-    checkpoint_timer_armed: bool,
+    checkpoint_tick_at: Option<Instant>,
     /// Waiting for the in-flight checkpoint write before writing final ones.
     deferred_finals: Vec<Final>,
     draining: bool,
@@ -272,7 +272,7 @@ impl Actor for Router {
             look_up_timer_armed: false,
             checkpoint_writing: false,
             last_checkpoint_check: None,
-            checkpoint_timer_armed: false,
+            checkpoint_tick_at: None,
             deferred_finals: Vec::new(),
             draining: false,
             events_settled: 0,
@@ -340,7 +340,7 @@ impl Actor for Router {
                 self.flush_look_ups(&myself, state);
             }
             Msg::LookedUp(batch, found) => looked_up(&self.window, state, batch, found),
-            Msg::CheckpointTick => state.checkpoint_timer_armed = false,
+            Msg::CheckpointTick => state.checkpoint_tick_at = None,
             Msg::CheckpointsSaved(written, result) => {
                 state.checkpoint_writing = false;
                 self.checkpoints_saved(state, written, result);

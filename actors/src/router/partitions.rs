@@ -17,6 +17,10 @@ pub struct Part {
     /// The checkpoint last stored, and when its position was read.
     pub(super) written: Option<bytes::Bytes>,
     pub(super) written_read_at: Option<std::time::Instant>,
+    /// When its checkpoint was last handed to the store (`None`: not yet by this engine).
+    pub(super) last_write: Option<tokio::time::Instant>,
+    /// An event routed a delivery here since that write.
+    pub(super) routed_since_write: bool,
     /// Being handed over: no new deliveries, no more periodic checkpoints.
     pub(super) releasing: bool,
     /// Set when the hand-over began: events from this sequence number on were not routed
@@ -40,6 +44,8 @@ impl Part {
             look_up_until: grant.look_up_until,
             written: grant.from.as_ref().map(|p| p.checkpoint.clone()),
             written_read_at: None,
+            last_write: None,
+            routed_since_write: false,
             releasing: false,
             until_seq: None,
         }

@@ -126,6 +126,7 @@ impl Router {
                 state.tickets.insert(ticket, (seq, partition));
                 if let Some(part) = state.parts.get_mut(&partition) {
                     part.unsettled.insert(seq, count);
+                    part.routed_since_write = true;
                 }
             }
         }

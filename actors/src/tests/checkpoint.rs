@@ -124,3 +124,48 @@ async fn shutdown_returns_only_once_the_attempts_it_drained_are_recorded() {
         );
     }
 }
+
+/// Every checkpoint is a document the store writes, so only partitions with deliveries are
+/// written at every interval; the quiet ones follow the feed at the quiet interval, and
+/// catch up with it once the feed stops.
+#[tokio::test(start_paused = true)]
+async fn quiet_partitions_are_written_at_the_quiet_interval_busy_ones_at_every_interval() {
+    let mut config = config();
+    config.checkpoint_interval = Duration::from_millis(100);
+    config.quiet_checkpoint_interval = Duration::from_secs(1);
+    let (engine, _transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("busy", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    let busy = partition_of("busy");
+    let quiet = (busy + 1) % crate::PARTITIONS;
+
+    // Three seconds of events, 20 a second.
+    let last = 60;
+    for n in 1..=last {
+        handle
+            .submit(
+                event(&format!("evt_{n}"), "x"),
+                Some(pos(format!("t{n:03}"))),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let written = |p| ledger.checkpoints_of(p).len();
+    assert!(
+        written(busy) >= 15,
+        "the busy partition was written {} times in 3 s",
+        written(busy)
+    );
+    assert!(
+        (1..=5).contains(&written(quiet)),
+        "a quiet partition was written {} times in 3 s (every 1 s expected)",
+        written(quiet)
+    );
+    until("every partition at the last event", || {
+        ledger.everywhere_at(format!("t{last:03}").as_bytes())
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
