@@ -280,8 +280,15 @@ impl Actor for Endpoint {
                 state.pace.ended(tokio::time::Instant::now(), ended.len());
                 for attempt in ended {
                     state.in_flight -= 1;
-                    if let Some(job) = state.backlog.finish(attempt.key) {
-                        self.conclude(&myself, state, job, attempt);
+                    let finished = state.backlog.finish(
+                        attempt.key,
+                        &self.config.health,
+                        attempt.started_at + attempt.elapsed,
+                        &attempt.result,
+                        (&state.spec.id, &state.spec.url),
+                    );
+                    if let Some((job, alerts)) = finished {
+                        self.conclude(&myself, state, job, alerts, attempt);
                     }
                 }
                 if state.failing_streak > 0 {
