@@ -218,7 +218,9 @@ pub struct MemoryLedger {
 
 #[derive(Default)]
 struct MemoryInner {
-    deliveries: HashMap<String, StoredDelivery>,
+    /// Boxed: a map of tens of thousands grows by moving its entries, and a record is a few
+    /// hundred bytes (the engine bench's ledger spent more on that than on its records).
+    deliveries: HashMap<String, Box<StoredDelivery>>,
     /// Every checkpoint written, in order, by partition.
     checkpoints: Vec<(u16, Bytes)>,
     /// Per partition, the lowest epoch whose checkpoints are still accepted.
@@ -264,7 +266,8 @@ impl MemoryLedger {
     }
 
     pub fn delivery(&self, id: &str) -> Option<StoredDelivery> {
-        self.inner.lock().unwrap().deliveries.get(id).cloned()
+        let inner = self.inner.lock().unwrap();
+        inner.deliveries.get(id).map(|d| StoredDelivery::clone(d))
     }
 
     pub fn deliveries(&self) -> Vec<StoredDelivery> {
@@ -273,7 +276,7 @@ impl MemoryLedger {
             .unwrap()
             .deliveries
             .values()
-            .cloned()
+            .map(|d| StoredDelivery::clone(d))
             .collect()
     }
 
@@ -349,11 +352,11 @@ impl MemoryLedger {
             };
             inner.deliveries.insert(
                 record.delivery_id.clone(),
-                StoredDelivery {
+                Box::new(StoredDelivery {
                     record,
                     attempt_log: Vec::new(),
                     payload: Some(p.payload),
-                },
+                }),
             );
         }
     }
@@ -408,11 +411,11 @@ impl Ledger for MemoryLedger {
         for record in batch.iter() {
             match inner.deliveries.entry(record.delivery_id.clone()) {
                 Entry::Vacant(vacant) => {
-                    vacant.insert(StoredDelivery {
+                    vacant.insert(Box::new(StoredDelivery {
                         record: record.clone(),
                         attempt_log: record.new_attempts.clone(),
                         payload: record.payload.clone(),
-                    });
+                    }));
                 }
                 Entry::Occupied(mut occupied) => {
                     let entry = occupied.get_mut();

@@ -104,8 +104,13 @@ impl SigningKey {
             .mac_for(msg_id, timestamp, body)
             .finalize()
             .into_bytes();
+        // Into a buffer on the stack: `encode_string` goes through a chunked encoder.
+        let mut encoded = [0u8; SIGNATURE_LEN - 3];
+        let n = STANDARD
+            .encode_slice(tag, &mut encoded)
+            .expect("a 32-byte tag fits 44 base64 characters");
         out.push_str("v1,");
-        STANDARD.encode_string(tag, out);
+        out.push_str(std::str::from_utf8(&encoded[..n]).expect("base64 is ASCII"));
     }
 
     /// Checks one `v1,<base64>` signature in constant time.
@@ -143,7 +148,9 @@ impl Signer {
         body: &[u8],
         now: SystemTime,
     ) -> String {
-        let mut out = String::with_capacity((SIGNATURE_LEN + 1) * self.keys.len());
+        // Exactly the length of the value when every key signs, so that the transport can
+        // turn it into a header value without copying or allocating again.
+        let mut out = String::with_capacity((SIGNATURE_LEN + 1) * self.keys.len().max(1) - 1);
         for key in self.keys.iter().filter(|k| k.is_valid_at(now)) {
             if !out.is_empty() {
                 out.push(' ');

@@ -3,7 +3,11 @@
 //! in flight and re-arms the retry timers.
 //!
 //! Only the actor changes it while it runs (the router reads counts for the API), so the
-//! lock is never contended; each method takes it for itself.
+//! lock is never contended; each method takes it for itself, and an ended attempt takes it
+//! once (its job leaves and the health record moves in one step).
+//!
+//! Jobs are keyed by the actor's own counter, so their maps hash with a fast unkeyed
+//! hasher ([`FastHash`]); what the outside world names (event ids) keeps the keyed default.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,6 +18,10 @@ use super::spill::Spilled;
 use crate::delivery::AttemptResult;
 use crate::event::Event;
 use crate::health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot, StoredHealth};
+
+/// Hashes the actor's own job keys: a counter nobody outside chooses, so no flooding to
+/// fear, and hashed on every attempt.
+type FastHash = foldhash::fast::RandomState;
 
 /// What an endpoint holds right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,9 +40,9 @@ struct Work {
     /// Waiting for an attempt (first attempts and due retries), in order.
     queue: VecDeque<Job>,
     /// Attempts under way, by job key.
-    in_flight: HashMap<u64, Job>,
+    in_flight: HashMap<u64, Job, FastHash>,
     /// Retries waiting for their timer, by job key.
-    scheduled: HashMap<u64, (Job, SystemTime)>,
+    scheduled: HashMap<u64, (Job, SystemTime), FastHash>,
     /// The same retries by due time, latest last: the first to make way for due work.
     by_due: BTreeSet<(SystemTime, u64)>,
     /// Event ids of the deliveries held in any state, with how many times (a replayed event
@@ -122,18 +130,6 @@ impl Backlog {
     /// The events of every delivery held.
     pub(super) fn held_events(&self) -> HashSet<Arc<str>> {
         self.work().held.keys().cloned().collect()
-    }
-
-    /// An attempt ended at `at` with `result`: the health record moves, and says which
-    /// alerts that raises.
-    pub(super) fn record_health(
-        &self,
-        policy: &HealthPolicy,
-        at: SystemTime,
-        result: &AttemptResult,
-        endpoint: (&str, &str),
-    ) -> Vec<Alert> {
-        self.work().health.record(policy, at, result, endpoint)
     }
 
     /// Works on the bookkeeping of what the ledger holds that memory does not.
@@ -231,12 +227,22 @@ impl Backlog {
         shed
     }
 
-    /// An attempt ended: the job leaves memory (a retry comes back through `schedule`).
-    pub(super) fn finish(&self, key: u64) -> Option<Job> {
+    /// An attempt ended at `at` with `result`: its job leaves memory (a retry comes back
+    /// through `schedule`) and the health record moves, saying which alerts that raises.
+    /// `None` (and no health recorded) for a job no longer held.
+    pub(super) fn finish(
+        &self,
+        key: u64,
+        policy: &HealthPolicy,
+        at: SystemTime,
+        result: &AttemptResult,
+        endpoint: (&str, &str),
+    ) -> Option<(Job, Vec<Alert>)> {
         let mut work = self.work();
         let job = work.in_flight.remove(&key)?;
         work.release(&job.event.id);
-        Some(job)
+        let alerts = work.health.record(policy, at, result, endpoint);
+        Some((job, alerts))
     }
 
     /// Jobs handed over whose attempts will not report (never started): back to the head

@@ -101,5 +101,10 @@ impl Job {
 
 /// The id of the delivery of event `event_id` to webhook `webhook_id`.
 pub fn delivery_id(event_id: &str, webhook_id: &str) -> String {
-    format!("{event_id}:{webhook_id}")
+    // Made for every record: pushed into a string of the right size, not `format!`ted.
+    let mut id = String::with_capacity(event_id.len() + 1 + webhook_id.len());
+    id.push_str(event_id);
+    id.push(':');
+    id.push_str(webhook_id);
+    id
 }

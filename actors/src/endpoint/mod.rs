@@ -158,6 +158,9 @@ pub struct State {
     draining: Option<Vec<RpcReplyPort<()>>>,
     /// `herald_deliveries_total` handles by event type.
     deliveries: DeliveryCounters,
+    /// The engine's metric handles, for the attempts: one reference to count per attempt
+    /// rather than a clone of every handle.
+    attempt_metrics: Arc<EngineMetrics>,
     /// What this actor last added to the `herald_deliveries_paused` gauge.
     reported_paused: usize,
     /// Attempts in a row that did not answer 2xx. From [`FAILING_STREAK`] on, the endpoint
@@ -233,6 +236,7 @@ impl Actor for Endpoint {
             wake_armed: false,
             draining: None,
             deliveries: DeliveryCounters::default(),
+            attempt_metrics: Arc::new(self.metrics.clone()),
             reported_paused: 0,
             failing_streak: 0,
             proven: false,
@@ -280,8 +284,15 @@ impl Actor for Endpoint {
                 state.pace.ended(tokio::time::Instant::now(), ended.len());
                 for attempt in ended {
                     state.in_flight -= 1;
-                    if let Some(job) = state.backlog.finish(attempt.key) {
-                        self.conclude(&myself, state, job, attempt);
+                    let finished = state.backlog.finish(
+                        attempt.key,
+                        &self.config.health,
+                        attempt.started_at + attempt.elapsed,
+                        &attempt.result,
+                        (&state.spec.id, &state.spec.url),
+                    );
+                    if let Some((job, alerts)) = finished {
+                        self.conclude(&myself, state, job, alerts, attempt);
                     }
                 }
                 if state.failing_streak > 0 {

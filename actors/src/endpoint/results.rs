@@ -14,12 +14,14 @@ use crate::health::{event_types, Alert};
 use crate::retry::next_delay;
 
 impl Endpoint {
-    /// Decides what an ended attempt means, records it and schedules the retry.
+    /// Decides what an ended attempt means, records it and schedules the retry. The job has
+    /// left the backlog, and the endpoint's health has recorded the attempt, raising `alerts`.
     pub(super) fn conclude(
         &self,
         myself: &ActorRef<Msg>,
         state: &mut State,
         mut job: Job,
+        alerts: Vec<Alert>,
         attempt: EndedAttempt,
     ) {
         let EndedAttempt {
@@ -43,12 +45,7 @@ impl Endpoint {
             // First attempts queued behind a failing endpoint may wait long: record them.
             self.record_held(state);
         }
-        let alerts = state.backlog.record_health(
-            &self.config.health,
-            started_at + elapsed,
-            &result,
-            (&state.spec.id, &state.spec.url),
-        );
+        // `alerts`: what the health record, moved as the job left the backlog, raised.
         // Kept at once when a line was crossed, else within a few seconds.
         self.health_changed(myself, state, !alerts.is_empty());
         for alert in alerts {

@@ -11,6 +11,7 @@ use super::attempts::{Attempt, EndedAttempt};
 use super::{Endpoint, Msg, State, FAILING_STREAK, PROBE_IN_FLIGHT, UNPROVEN_IN_FLIGHT};
 use crate::delivery::{AttemptResult, DeliveryError};
 use crate::event::Event;
+use crate::metrics::EngineMetrics;
 use crate::ports::{AttemptTrace, OutboundRequest, Transport};
 use crate::trace::TraceParent;
 use crate::webhook::WebhookSpec;
@@ -70,6 +71,7 @@ impl Endpoint {
             state.in_flight += 1;
             batch.push(self.attempt(
                 state.pools.pick(state.failing_streak),
+                state.attempt_metrics.clone(),
                 state.spec.clone(),
                 event,
                 key,
@@ -104,13 +106,13 @@ impl Endpoint {
     fn attempt(
         &self,
         transport: Arc<dyn Transport>,
+        metrics: Arc<EngineMetrics>,
         spec: Arc<WebhookSpec>,
         event: Arc<Event>,
         key: u64,
         number: u32,
     ) -> Attempt {
         let timeout = self.config.attempt_timeout;
-        let metrics = self.metrics.clone();
         let tracer = self.config.tracer.clone();
         let run = Box::pin(async move {
             // Counted here rather than in the actor, so that an attempt whose actor died

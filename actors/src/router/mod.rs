@@ -188,10 +188,11 @@ pub struct State {
     parts: BTreeMap<u16, Part>,
     next_seq: u64,
     /// Per event not yet settled (its window permits are still taken): its open tickets
-    /// and its weight in bytes ([`Window::weight`]).
-    events: HashMap<u64, (u32, u32)>,
+    /// and its weight in bytes ([`Window::weight`]). Keyed, like `tickets`, by the router's
+    /// own counter, touched for every event: a fast unkeyed hasher does.
+    events: HashMap<u64, (u32, u32), foldhash::fast::RandomState>,
     /// Ticket → (event, partition).
-    tickets: HashMap<u64, (u64, u16)>,
+    tickets: HashMap<u64, (u64, u16), foldhash::fast::RandomState>,
     /// Feed positions by sequence number, from the oldest any partition may still need.
     positions: BTreeMap<u64, Seen>,
     /// The newest position read, with its sequence number.
@@ -264,8 +265,8 @@ impl Actor for Router {
             retiring: HashMap::new(),
             parts: BTreeMap::new(),
             next_seq: 0,
-            events: HashMap::new(),
-            tickets: HashMap::new(),
+            events: HashMap::default(),
+            tickets: HashMap::default(),
             positions: BTreeMap::new(),
             last: None,
             look_ups: Vec::new(),
