@@ -1,0 +1,138 @@
+"""What herald asks of MongoDB: the commands one `herald serve` sends to the dev server,
+counted by the server's own profiler (level 2), idle and then at a steady event rate.
+
+    cargo build --release --bin herald --example receiver
+    .venv/bin/python benches/dbprofile/run.py [--herald target/release/herald]
+        [--receiver target/release/examples/receiver] [--rate 100] [--seconds 10]
+
+Starts SecantusDB, the example HTTPS receiver and herald (one webhook for every event type),
+all on 127.0.0.1, then prints per phase each kind of command (`update herald_partitions`,
+`insert deliveries`, ...) with its count and the server's milliseconds spent on it. Counts
+do not depend on how busy the machine is, so they compare builds where timings cannot;
+the milliseconds say which commands the server's time goes to. Event inserts made by this
+script are left out.
+"""
+import argparse
+import collections
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from pymongo import MongoClient
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, seconds=30):
+    until = time.time() + seconds
+    while time.time() < until:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"dbprofile: {what} did not come up within {seconds} s")
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--herald", default=os.path.join(root, "target/release/herald"))
+    parser.add_argument("--receiver", default=os.path.join(root, "target/release/examples/receiver"))
+    parser.add_argument("--rate", type=int, default=100, help="events per second in the load phase")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each phase")
+    args = parser.parse_args()
+
+    state = tempfile.mkdtemp(prefix="herald-dbprofile-")
+    procs = []
+
+    def start(cmd, log, env=None):
+        out = open(os.path.join(state, log), "w")
+        procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
+
+    try:
+        db_port, receiver_port, listen_port = free_port(), free_port(), free_port()
+        start([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(db_port),
+               "--storage-path", os.path.join(state, "db")], "db.log")
+        uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
+        client = MongoClient(uri)
+        wait_for("the dev server", lambda: client.admin.command("ping"))
+        pem = os.path.join(state, "receiver.pem")
+        start([args.receiver, "--listen", f"127.0.0.1:{receiver_port}", "--secret", SECRET,
+               "--cert-out", pem], "receiver.log")
+        wait_for("the receiver", lambda: os.path.getsize(pem) > 0)
+        db = client.dbprofile
+        now = datetime.datetime.now(datetime.timezone.utc)
+        db.webhooks.insert_one({
+            "_id": "wh_00000000000db000", "name": "dbprofile",
+            "url": f"https://127.0.0.1:{receiver_port}/hook", "event_types": ["*"],
+            "secret": SECRET, "enabled": True, "created_at": now, "updated_at": now})
+        start([args.herald, "serve", "--mongodb-uri", uri, "--database", "dbprofile",
+               "--listen", f"127.0.0.1:{listen_port}", "--ca-file", pem,
+               "--allow-private-networks", "127.0.0.1/32"], "herald.log",
+              env=dict(os.environ, HERALD_LOG="warn"))
+        wait_for("herald", lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{listen_port}/readyz").status == 200)
+        time.sleep(3)
+        db.command("profile", 2)
+        phase(db, "idle", args.seconds, 0)
+        phase(db, "load", args.seconds, args.rate)
+        print(f"deliveries recorded: {db.deliveries.count_documents({})}")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def phase(db, name, seconds, rate):
+    began = datetime.datetime.now(datetime.timezone.utc)
+    t0, n = time.time(), 0
+    while time.time() - t0 < seconds:
+        if rate:
+            db.events.insert_one({
+                "_id": f"evt_{name}_{n}", "event_type": "collection.documents.written",
+                "data": {"n": n}, "created_at": datetime.datetime.now(datetime.timezone.utc)})
+            n += 1
+            time.sleep(max(0.0, t0 + n / rate - time.time()))
+        else:
+            time.sleep(0.5)
+    time.sleep(2)
+    count, millis = collections.Counter(), collections.Counter()
+    for op in db.system.profile.find({}):
+        if op["ts"].replace(tzinfo=datetime.timezone.utc) < began:
+            continue
+        command = op.get("command", {})
+        verb = next(iter(command), "?")
+        if verb == "insert" and op.get("ns", "").endswith(".events"):
+            continue
+        target = command.get("collection") if verb == "getMore" else command.get(verb)
+        key = f"{verb} {target if isinstance(target, str) else ''}".strip()
+        count[key] += 1
+        millis[key] += op.get("millis", 0)
+    elapsed = time.time() - t0
+    print(f"== {name}: {elapsed:.0f} s, {n} events inserted ({n / seconds:.0f}/s asked {rate}/s)")
+    print(f"   {'commands':>8} {'server ms':>9}  command")
+    for key, c in count.most_common():
+        print(f"   {c:8d} {millis[key]:9d}  {key}")
+
+
+if __name__ == "__main__":
+    main()
