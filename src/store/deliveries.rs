@@ -25,7 +25,7 @@ pub use queries::{
 };
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -40,7 +40,6 @@ use mongodb::{Collection, Database};
 
 use tracing::warn;
 
-use super::health::{BatchedHealth, KeepError};
 use super::payloads::{self, PayloadRef};
 use super::{bson_date, id_string, DELIVERIES, DUPLICATE_KEY};
 use crate::text::one_line;
@@ -51,9 +50,6 @@ pub struct MongoLedger {
     db: Database,
     deliveries: Collection<Document>,
     alerts: super::alerts::AlertPublisher,
-    /// The kept endpoint health, read and written in batches; started by the first use
-    /// (within the runtime that uses it), shared by every clone.
-    health: Arc<OnceLock<BatchedHealth>>,
 }
 
 impl MongoLedger {
@@ -62,15 +58,7 @@ impl MongoLedger {
             db: db.clone(),
             deliveries: db.collection(DELIVERIES),
             alerts: super::alerts::AlertPublisher::new(db),
-            health: Arc::new(OnceLock::new()),
         }
-    }
-
-    /// The health batcher, started if it is not yet.
-    fn health(&self) -> BatchedHealth {
-        self.health
-            .get_or_init(|| BatchedHealth::start(&self.db))
-            .clone()
     }
 
     async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
@@ -137,10 +125,6 @@ impl MongoLedger {
 }
 
 fn ledger_error(error: &mongodb::error::Error) -> LedgerError {
-    LedgerError::Store(one_line(&error.to_string()))
-}
-
-fn keep_error(error: &KeepError) -> LedgerError {
     LedgerError::Store(one_line(&error.to_string()))
 }
 
@@ -342,12 +326,11 @@ impl Ledger for MongoLedger {
         webhook_id: &str,
         health: herald_actors::health::StoredHealth,
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
-        let (this, webhook_id) = (self.clone(), webhook_id.to_owned());
+        let (db, webhook_id) = (self.db.clone(), webhook_id.to_owned());
         async move {
-            this.health()
-                .save(webhook_id, health)
+            super::health::save(&db, &webhook_id, &health)
                 .await
-                .map_err(|e| keep_error(&e))
+                .map_err(|e| ledger_error(&e))
         }
         .boxed()
     }
@@ -356,12 +339,11 @@ impl Ledger for MongoLedger {
         &self,
         webhook_id: &str,
     ) -> BoxFuture<'static, Result<Option<herald_actors::health::StoredHealth>, LedgerError>> {
-        let (this, webhook_id) = (self.clone(), webhook_id.to_owned());
+        let (db, webhook_id) = (self.db.clone(), webhook_id.to_owned());
         async move {
-            this.health()
-                .load(webhook_id)
+            super::health::get(&db, &webhook_id)
                 .await
-                .map_err(|e| keep_error(&e))
+                .map_err(|e| ledger_error(&e))
         }
         .boxed()
     }
