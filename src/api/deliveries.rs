@@ -237,13 +237,10 @@ pub async fn recover(app: &AppState, req: &ApiRequest, webhook_id: &str) -> ApiR
     let mut recovered: u64 = 0;
     let mut request = Some(PageRequest::first(RECOVER_PAGE));
     while let Some(page) = request {
-        let ids = deliveries::failed_since(&app.db, &webhook_id, since, &page).await?;
-        for id in ids.items.iter().filter(|id| !id.is_empty()) {
-            if requeue(app, id).await? {
-                recovered += 1;
-            }
-        }
-        request = page.next(&ids);
+        let now = DateTime::now();
+        let requeued = deliveries::requeue_page(&app.db, &webhook_id, since, &page, now).await?;
+        recovered += hand_over(app, &requeued.documents, now).await?;
+        request = requeued.next;
     }
     if recovered > 0 {
         nudge_owner(app, &webhook_id).await;
@@ -293,23 +290,33 @@ pub(super) async fn nudge_owner(app: &AppState, webhook_id: &str) {
 /// `false` when it was not `failed` (or had no payload) at the moment of the update.
 async fn requeue(app: &AppState, id: &str) -> Result<bool, ApiError> {
     let now = DateTime::now();
-    let updated = deliveries::requeue(&app.db, id, now).await?;
-    let Some(updated) = updated else {
-        return Ok(false);
-    };
-    let Some(mut pending) = deliveries::load_pending(&app.db, &updated).await? else {
-        // Lacks the ids a retry needs (written by hand?) or its payload: put it back as it
-        // was.
-        tracing::warn!(delivery_id = %id, "delivery cannot be replayed (missing event_id, webhook_id, event_type or payload); left failed");
-        deliveries::unqueue(&app.db, id, now).await?;
-        return Ok(false);
-    };
-    pending.next_attempt_at = SystemTime::now();
-    if app.engine.resume(pending).is_err() {
-        // Shutting down: it is pending in the ledger, and re-loaded at the next start.
-        tracing::warn!(delivery_id = %id, "engine stopped; the re-queued delivery runs after restart");
+    match deliveries::requeue(&app.db, id, now).await? {
+        Some(updated) => Ok(hand_over(app, &[updated], now).await? == 1),
+        None => Ok(false),
     }
-    Ok(true)
+}
+
+/// Hands deliveries just turned `pending` to the engine, their bodies read in one go; how
+/// many it handed over. One that cannot be replayed after all (it lacks the ids a retry
+/// needs, or its stored body is gone) is put back to `failed`.
+async fn hand_over(app: &AppState, requeued: &[Document], now: DateTime) -> Result<u64, ApiError> {
+    let mut handed = 0;
+    let pending = deliveries::pending_each(&app.db, requeued).await?;
+    for (document, pending) in requeued.iter().zip(pending) {
+        let id = id_string(document.get("_id"));
+        let Some(mut pending) = pending else {
+            tracing::warn!(delivery_id = %id, "delivery cannot be replayed (missing event_id, webhook_id, event_type or payload); left failed");
+            deliveries::unqueue(&app.db, &id, now).await?;
+            continue;
+        };
+        pending.next_attempt_at = SystemTime::now();
+        if app.engine.resume(pending).is_err() {
+            // Shutting down: it is pending in the ledger, and re-loaded at the next start.
+            tracing::warn!(delivery_id = %id, "engine stopped; the re-queued delivery runs after restart");
+        }
+        handed += 1;
+    }
+    Ok(handed)
 }
 
 /// 409 for a delivery that is not `failed`.

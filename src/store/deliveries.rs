@@ -20,8 +20,8 @@ mod queries;
 
 pub use indexes::{ensure_indexes, ttl_indexes, OBSOLETE_INDEXES, TTL_FAILED, TTL_SUCCEEDED};
 pub use queries::{
-    count_pending, failed_since, get, get_replayable, get_status, insert_pending, list, payload,
-    requeue, retire_webhook, unqueue, DeliveryFilter, WEBHOOK_DELETED,
+    count_pending, get, get_replayable, get_status, insert_pending, list, payload, requeue,
+    requeue_page, retire_webhook, unqueue, DeliveryFilter, Requeued, WEBHOOK_DELETED,
 };
 
 use std::collections::HashSet;
@@ -233,17 +233,6 @@ pub fn replayable(d: &Document) -> bool {
             .all(|field| d.get_str(field).is_ok())
 }
 
-/// Reads one delivery back with its body, from `payloads` when stored there; `None` when
-/// the document lacks what a retry needs or its body is gone.
-pub async fn load_pending(
-    db: &Database,
-    d: &Document,
-) -> mongodb::error::Result<Option<PendingDelivery>> {
-    Ok(payloads::resolve(db, d)
-        .await?
-        .and_then(|body| pending_from_doc(d, body)))
-}
-
 /// Reads a page of deliveries back, each body read once for all of them (and shared with
 /// every other reader of it); those lacking what a retry needs are skipped, with a warning
 /// when it is their stored body that is missing.
@@ -251,6 +240,20 @@ async fn pending_page(
     db: &Database,
     docs: Vec<Document>,
 ) -> mongodb::error::Result<Vec<PendingDelivery>> {
+    Ok(pending_each(db, &docs)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Reads deliveries back with their bodies, from `payloads` when stored there, each body
+/// read once for all of them. One entry per document, in order: `None` where the document lacks what a retry needs
+/// (with a warning when it is its stored body that is missing).
+pub async fn pending_each(
+    db: &Database,
+    docs: &[Document],
+) -> mongodb::error::Result<Vec<Option<PendingDelivery>>> {
     let refs: Vec<Option<PayloadRef>> = docs.iter().map(PayloadRef::of).collect();
     let ids: Vec<String> = refs
         .iter()
@@ -263,13 +266,13 @@ async fn pending_page(
     Ok(docs
         .iter()
         .zip(refs)
-        .filter_map(|(d, r)| {
+        .map(|(d, r)| {
             let body = match r? {
                 PayloadRef::Inline(body) => body,
                 PayloadRef::Stored(id) => match bodies.get(&id) {
                     Some(body) => body.clone(),
                     None => {
-                        warn!(payload_id = %id, delivery_id = %id_string(d.get("_id")), "a pending delivery's payload is missing; left pending");
+                        warn!(payload_id = %id, delivery_id = %id_string(d.get("_id")), "a delivery's stored payload is missing");
                         return None;
                     }
                 },

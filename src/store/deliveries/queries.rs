@@ -3,6 +3,7 @@
 //! read by a listing, and the attempt log only where it is shown.
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
@@ -192,6 +193,64 @@ pub async fn failed_since(
     filter.insert("created_at", doc! {"$gte": since});
     let found = find_page(&collection(db), filter, Some(doc! {"_id": 1}), page).await?;
     Ok(found.map(|d| d.get_str("_id").unwrap_or_default().to_owned()))
+}
+
+/// What one page of a bulk re-queue did: the deliveries this call turned from `failed`
+/// into `pending` (without their attempt log), and the request for the next page.
+#[derive(Debug)]
+pub struct Requeued {
+    pub documents: Vec<Document>,
+    pub next: Option<PageRequest>,
+}
+
+/// [`requeue`] for one page of `webhook_id`'s failed, replayable deliveries created at or
+/// after `since`, in three statements however long the page: the ids, one conditional
+/// update of them all, and a read of those this call updated. Each update carries a token
+/// of this call (`requeued_by`), so that of two concurrent calls each hands over only
+/// what it turned `pending` itself.
+pub async fn requeue_page(
+    db: &Database,
+    webhook_id: &str,
+    since: DateTime,
+    page: &PageRequest,
+    now: DateTime,
+) -> mongodb::error::Result<Requeued> {
+    let ids = failed_since(db, webhook_id, since, page).await?;
+    let next = page.next(&ids);
+    let ids: Vec<&str> = ids
+        .items
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !id.is_empty())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Requeued {
+            documents: Vec::new(),
+            next,
+        });
+    }
+    let token = format!("{:016x}", rand::random::<u64>());
+    let mut filter = replayable_failed();
+    filter.insert("_id", doc! {"$in": &ids});
+    collection(db)
+        .update_many(
+            filter,
+            doc! {"$set": {
+                "status": "pending",
+                "next_attempt_at": now,
+                "completed_at": Bson::Null,
+                "updated_at": now,
+                "requeued_by": &token,
+            }},
+        )
+        .await?;
+    let documents = collection(db)
+        .find(doc! {"_id": {"$in": &ids}, "requeued_by": &token, "status": "pending"})
+        .projection(doc! {"attempt_log": 0})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(Requeued { documents, next })
 }
 
 /// Why [`retire_webhook`] ended a delivery (its `last_error`).

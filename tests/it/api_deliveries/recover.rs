@@ -115,3 +115,68 @@ async fn recover_requeues_a_webhooks_failed_deliveries_since_a_time() {
     wait_for_status(&db, &delivery_id("evt_old", WH_A), "succeeded").await;
     daemon.stop().await.unwrap();
 }
+
+/// Many failed deliveries (several pages of them), recovered by two requests at once: every
+/// one is re-queued, counted by exactly one of the two answers and sent exactly once more.
+#[tokio::test]
+async fn concurrent_recovers_requeue_every_page_once() {
+    const EVENTS: usize = 450;
+    let (uri, name, db) = database("api_recover_many").await;
+    let a = Receiver::start().await;
+    a.respond_with(500);
+    insert_webhook(&db, webhook(WH_A, &a.url, &[TYPE])).await;
+    let (daemon, api) = start(&uri, &name, |c| c.retry_max_attempts = 1).await;
+
+    let events: Vec<_> = (0..EVENTS)
+        .map(|i| json!({"event_type": TYPE, "event_id": format!("evt_many_{i:04}"), "data": {}}))
+        .collect();
+    let response = api
+        .post("/v1/events/batch", json!({ "events": events }))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let failed = mongodb::bson::doc! {"webhook_id": WH_A, "status": "failed"};
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while deliveries(&db, failed.clone()).await.len() < EVENTS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the {EVENTS} deliveries never all failed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first_round = a.count();
+    assert_eq!(first_round, EVENTS);
+
+    a.respond_with(200);
+    let path = format!("/v1/webhooks/{WH_A}/recover");
+    let body = json!({"since": "2020-01-01T00:00:00Z"});
+    let (one, two) = tokio::join!(api.post(&path, body.clone()), api.post(&path, body));
+    assert_eq!(one.status, 202, "{}", one.body);
+    assert_eq!(two.status, 202, "{}", two.body);
+    let recovered =
+        one.body["recovered"].as_u64().unwrap() + two.body["recovered"].as_u64().unwrap();
+    assert_eq!(recovered, EVENTS as u64, "{} + {}", one.body, two.body);
+
+    for i in 0..EVENTS {
+        let d = wait_for_status(
+            &db,
+            &delivery_id(&format!("evt_many_{i:04}"), WH_A),
+            "succeeded",
+        )
+        .await;
+        assert_eq!(d.get_i64("attempts").unwrap(), 2);
+    }
+    quiet_period().await;
+    let resent: BTreeSet<String> = a
+        .requests()
+        .iter()
+        .skip(first_round)
+        .filter_map(|r| header(r, "webhook-id").map(str::to_owned))
+        .collect();
+    assert_eq!(resent.len(), EVENTS);
+    assert_eq!(
+        a.count(),
+        2 * EVENTS,
+        "each delivery is sent once more, not twice"
+    );
+    daemon.stop().await.unwrap();
+}
