@@ -264,7 +264,7 @@ pub async fn heartbeat(db: &Database, beat: &Heartbeat<'_>) -> mongodb::error::R
 }
 
 /// Renews this member's leases: one more `beat` on each partition it still holds under the
-/// given epoch (one command). Which ones it still holds is read back by the caller.
+/// given epoch (a few commands of [`DOCUMENTS_PER_COMMAND`]). Which ones it still holds is read back by the caller.
 pub async fn renew(
     db: &Database,
     member_id: &str,
@@ -279,18 +279,57 @@ pub async fn renew(
         "$inc": {"beat": 1i64},
         "$set": {"renewed_at": bson_date(now), "expires_at": bson_date(now + ttl)},
     };
-    let statements: Vec<Document> = grouped(owned.iter().map(|&(p, epoch)| (p, epoch)))
-        .map(|(epoch, partitions)| {
-            statement(
+    let statements: Vec<(usize, Document)> = grouped(owned.iter().map(|&(p, epoch)| (p, epoch)))
+        .flat_map(|(epoch, partitions)| {
+            statements(
                 partitions,
                 doc! {"owner": member_id, "epoch": epoch as i64},
                 update.clone(),
             )
         })
         .collect();
-    db.run_command(doc! {"update": PARTITION_LEASES, "updates": statements, "ordered": false})
-        .await
-        .map(|_| ())
+    update_in_slices(db, statements).await.map(|_| ())
+}
+
+/// Most partition documents one `update` command writes. The dev server runs one command
+/// at a time, ~1 ms per document written: one command for all 64 partitions held the
+/// change stream (and every publish) for ~60 ms at every renewal. In slices, other
+/// commands go between them; a real MongoDB takes the few extra round trips in stride.
+const DOCUMENTS_PER_COMMAND: usize = 8;
+
+/// Runs `statements` (each with the number of documents it writes) as unordered `update`
+/// commands of at most [`DOCUMENTS_PER_COMMAND`] documents, one after the other; the
+/// documents matched in all (`n`). Stops at the first command that fails.
+async fn update_in_slices(
+    db: &Database,
+    statements: Vec<(usize, Document)>,
+) -> mongodb::error::Result<usize> {
+    let mut matched = 0;
+    let mut slice: Vec<Document> = Vec::new();
+    let mut documents = 0;
+    let mut statements = statements.into_iter().peekable();
+    while let Some((count, statement)) = statements.next() {
+        slice.push(statement);
+        documents += count;
+        let full = statements
+            .peek()
+            .is_none_or(|(next, _)| documents + next > DOCUMENTS_PER_COMMAND);
+        if full {
+            let updates = std::mem::take(&mut slice);
+            documents = 0;
+            let reply = db
+                .run_command(
+                    doc! {"update": PARTITION_LEASES, "updates": updates, "ordered": false},
+                )
+                .await?;
+            matched += match reply.get("n") {
+                Some(Bson::Int32(n)) => *n as usize,
+                Some(Bson::Int64(n)) => *n as usize,
+                _ => 0,
+            };
+        }
+    }
+    Ok(matched)
 }
 
 /// Partitions grouped by a key they share, in order of first appearance.
@@ -307,16 +346,26 @@ fn grouped<K: PartialEq>(
     groups.into_iter()
 }
 
-/// One statement of an `update` command: `update` applied to each of `partitions` that
-/// also matches `filter` (its `n` counts them).
-fn statement(partitions: Vec<u16>, mut filter: Document, update: Document) -> Document {
-    let ids: Vec<i32> = partitions.into_iter().map(i32::from).collect();
-    if let [id] = ids[..] {
-        filter.insert("_id", id);
-        return doc! {"q": filter, "u": update};
-    }
-    filter.insert("_id", doc! {"$in": ids});
-    doc! {"q": filter, "u": update, "multi": true}
+/// Statements of an `update` command that apply `update` to each of `partitions` that also
+/// matches `filter` (their `n` counts them), at most [`DOCUMENTS_PER_COMMAND`] partitions
+/// each; with the number of partitions each names.
+fn statements(partitions: Vec<u16>, filter: Document, update: Document) -> Vec<(usize, Document)> {
+    partitions
+        .chunks(DOCUMENTS_PER_COMMAND)
+        .map(|slice| {
+            let mut filter = filter.clone();
+            let ids: Vec<i32> = slice.iter().copied().map(i32::from).collect();
+            if let [id] = ids[..] {
+                filter.insert("_id", id);
+                return (1, doc! {"q": filter, "u": update.clone()});
+            }
+            filter.insert("_id", doc! {"$in": &ids});
+            (
+                ids.len(),
+                doc! {"q": filter, "u": update.clone(), "multi": true},
+            )
+        })
+        .collect()
 }
 
 /// Takes over a partition if it is still exactly as observed (same owner, epoch and beat):
@@ -408,7 +457,7 @@ pub async fn server_time(db: &Database) -> Option<u64> {
 }
 
 /// Stores partition checkpoints, each only under its epoch; answers the partitions whose
-/// epoch has moved on (one command, plus one read when some were refused).
+/// epoch has moved on (a command per [`DOCUMENTS_PER_COMMAND`] partitions, plus one read when some were refused).
 pub async fn store_checkpoints(
     db: &Database,
     checkpoints: &[PartitionCheckpoint],
@@ -416,12 +465,12 @@ pub async fn store_checkpoints(
     let now = bson_date(SystemTime::now());
     // Partitions of one epoch moving to one position (most of them, when few are busy)
     // share one statement: a statement costs the server more than the documents it writes.
-    let statements: Vec<Document> = grouped(
+    let statements: Vec<(usize, Document)> = grouped(
         checkpoints
             .iter()
             .map(|c| (c.partition, (c.epoch, &c.position))),
     )
-    .map(|((epoch, position), partitions)| {
+    .flat_map(|((epoch, position), partitions)| {
         let mut set = doc! {
             "checkpoint": binary(&position.checkpoint),
             "checkpoint_at": now,
@@ -434,17 +483,10 @@ pub async fn store_checkpoints(
                 Bson::Null
             },
         );
-        statement(partitions, doc! {"epoch": epoch as i64}, doc! {"$set": set})
+        statements(partitions, doc! {"epoch": epoch as i64}, doc! {"$set": set})
     })
     .collect();
-    let reply = db
-        .run_command(doc! {"update": PARTITION_LEASES, "updates": statements, "ordered": false})
-        .await?;
-    let matched = match reply.get("n") {
-        Some(Bson::Int32(n)) => *n as usize,
-        Some(Bson::Int64(n)) => *n as usize,
-        _ => 0,
-    };
+    let matched = update_in_slices(db, statements).await?;
     if matched >= checkpoints.len() {
         return Ok(Vec::new());
     }

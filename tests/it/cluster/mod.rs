@@ -24,6 +24,7 @@ mod kill_loop;
 mod kill_one;
 mod rate_limit;
 mod rolling_restart;
+mod slices;
 mod slow_neighbour;
 mod steady_state;
 mod stop_and_continue;
