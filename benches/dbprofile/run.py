@@ -3,9 +3,9 @@ counted by the server's own profiler (level 2), idle and then at a steady event 
 
     cargo build --release --bin herald --example receiver
     .venv/bin/python benches/dbprofile/run.py [--herald target/release/herald]
-        [--receiver target/release/examples/receiver] [--rate 100] [--seconds 10]
+        [--receiver target/release/examples/receiver] [--rate 100] [--seconds 10] [--webhooks 1]
 
-Starts SecantusDB, the example HTTPS receiver and herald (one webhook for every event type),
+Starts SecantusDB, the example HTTPS receiver and herald (webhooks for every event type),
 all on 127.0.0.1, then prints per phase each kind of command (`update herald_partitions`,
 `insert deliveries`, ...) with its count and the server's milliseconds spent on it. Counts
 do not depend on how busy the machine is, so they compare builds where timings cannot;
@@ -54,6 +54,9 @@ def main():
     parser.add_argument("--receiver", default=os.path.join(root, "target/release/examples/receiver"))
     parser.add_argument("--rate", type=int, default=100, help="events per second in the load phase")
     parser.add_argument("--seconds", type=int, default=10, help="length of each phase")
+    parser.add_argument("--webhooks", type=int, default=1, help="webhooks, each for every event type")
+    parser.add_argument("--burst", type=int, default=0,
+                        help="then this many events inserted at once (batches of 500), counted until every delivery is recorded")
     args = parser.parse_args()
 
     state = tempfile.mkdtemp(prefix="herald-dbprofile-")
@@ -76,10 +79,11 @@ def main():
         wait_for("the receiver", lambda: os.path.getsize(pem) > 0)
         db = client.dbprofile
         now = datetime.datetime.now(datetime.timezone.utc)
-        db.webhooks.insert_one({
-            "_id": "wh_00000000000db000", "name": "dbprofile",
+        db.webhooks.insert_many([{
+            "_id": f"wh_00000000000d{i:04x}", "name": f"dbprofile-{i}",
             "url": f"https://127.0.0.1:{receiver_port}/hook", "event_types": ["*"],
-            "secret": SECRET, "enabled": True, "created_at": now, "updated_at": now})
+            "secret": SECRET, "enabled": True, "created_at": now, "updated_at": now}
+            for i in range(args.webhooks)])
         start([args.herald, "serve", "--mongodb-uri", uri, "--database", "dbprofile",
                "--listen", f"127.0.0.1:{listen_port}", "--ca-file", pem,
                "--allow-private-networks", "127.0.0.1/32"], "herald.log",
@@ -90,6 +94,8 @@ def main():
         db.command("profile", 2)
         phase(db, "idle", args.seconds, 0)
         phase(db, "load", args.seconds, args.rate)
+        if args.burst:
+            burst(db, args.burst, args.webhooks)
         print(f"deliveries recorded: {db.deliveries.count_documents({})}")
     finally:
         for p in reversed(procs):
@@ -100,6 +106,46 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def burst(db, n, webhooks):
+    """`n` events inserted in batches of 500 as fast as the server takes them; reports once
+    every delivery of them is recorded."""
+    already = db.deliveries.estimated_document_count()
+    began = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.time()
+    for start in range(0, n, 500):
+        db.events.insert_many([{
+            "_id": f"evt_burst_{i}", "event_type": "collection.documents.written",
+            "data": {"n": i}, "created_at": datetime.datetime.now(datetime.timezone.utc)}
+            for i in range(start, min(n, start + 500))])
+    wanted = n * webhooks
+    # Cheap to ask (the script's own `count` commands show in the table).
+    until = time.time() + 600
+    while db.deliveries.estimated_document_count() < already + wanted:
+        if time.time() > until:
+            sys.exit(f"dbprofile: the burst's {wanted} deliveries were not recorded within 600 s")
+        time.sleep(0.5)
+    elapsed = time.time() - t0
+    report(db, f"burst: {n} events × {webhooks} webhooks recorded in {elapsed:.1f} s "
+               f"({wanted / elapsed:.0f} deliveries/s)", began)
+
+
+def report(db, title, began):
+    count, millis = collections.Counter(), collections.Counter()
+    for op in db.system.profile.find({"ts": {"$gte": began}}):
+        command = op.get("command", {})
+        verb = next(iter(command), "?")
+        if verb == "insert" and op.get("ns", "").endswith(".events"):
+            continue
+        target = command.get("collection") if verb == "getMore" else command.get(verb)
+        key = f"{verb} {target if isinstance(target, str) else ''}".strip()
+        count[key] += 1
+        millis[key] += op.get("millis", 0)
+    print(f"== {title}")
+    print(f"   {'commands':>8} {'server ms':>9}  command")
+    for key, c in count.most_common():
+        print(f"   {c:8d} {millis[key]:9d}  {key}")
 
 
 def phase(db, name, seconds, rate):
@@ -115,24 +161,9 @@ def phase(db, name, seconds, rate):
         else:
             time.sleep(0.5)
     time.sleep(2)
-    count, millis = collections.Counter(), collections.Counter()
-    for op in db.system.profile.find({}):
-        if op["ts"].replace(tzinfo=datetime.timezone.utc) < began:
-            continue
-        command = op.get("command", {})
-        verb = next(iter(command), "?")
-        if verb == "insert" and op.get("ns", "").endswith(".events"):
-            continue
-        target = command.get("collection") if verb == "getMore" else command.get(verb)
-        key = f"{verb} {target if isinstance(target, str) else ''}".strip()
-        count[key] += 1
-        millis[key] += op.get("millis", 0)
     elapsed = time.time() - t0
-    print(f"== {name}: {elapsed:.0f} s, {n} events inserted ({n / seconds:.0f}/s asked {rate}/s)")
-    print(f"   {'commands':>8} {'server ms':>9}  command")
-    for key, c in count.most_common():
-        print(f"   {c:8d} {millis[key]:9d}  {key}")
-
+    report(db, f"{name}: {elapsed:.0f} s, {n} events inserted ({n / seconds:.0f}/s asked {rate}/s)",
+           began)
 
 if __name__ == "__main__":
     main()

@@ -50,6 +50,7 @@ pub struct MongoLedger {
     db: Database,
     deliveries: Collection<Document>,
     alerts: super::alerts::AlertPublisher,
+    stored: payloads::StoredRecently,
 }
 
 impl MongoLedger {
@@ -58,23 +59,25 @@ impl MongoLedger {
             db: db.clone(),
             deliveries: db.collection(DELIVERIES),
             alerts: super::alerts::AlertPublisher::new(db),
+            stored: payloads::StoredRecently::default(),
         }
     }
 
     async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
-        // Each event's body once, before any delivery names it (and touched again when the
-        // batch is written again, which keeps it from the sweep).
-        let mut bodies: Vec<(&str, &Bytes)> = Vec::new();
-        for r in batch {
-            if let Some(body) = &r.payload {
-                if !bodies.iter().any(|(id, _)| *id == r.event_id) {
-                    bodies.push((&r.event_id, body));
-                }
-            }
-        }
+        // Each event's body once, before any delivery names it: stored unless this process
+        // stored it lately (then it is touched recently enough that no sweep removes it).
+        let mut named: HashSet<&str> = HashSet::new();
+        let bodies: Vec<(&str, &Bytes)> = batch
+            .iter()
+            .filter_map(|r| Some((r.event_id.as_str(), r.payload.as_ref()?)))
+            .filter(|(id, _)| named.insert(id))
+            .collect();
+        let bodies = self.stored.stale(bodies);
+        let storing_at = std::time::Instant::now();
         payloads::store(&self.db, &bodies)
             .await
             .map_err(|e| ledger_error(&e))?;
+        self.stored.stored(&bodies, storing_at);
         let (inserts, updates): (Vec<&DeliveryRecord>, Vec<&DeliveryRecord>) =
             batch.iter().partition(|r| r.first_write);
         let mut replays = Vec::new();

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
-use herald::store::payloads::sweep;
+use herald::store::payloads::{store, sweep};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::json;
 
@@ -181,4 +181,49 @@ async fn a_payload_goes_once_no_delivery_that_may_be_sent_again_needs_it() {
         .unwrap();
     assert_eq!(sweep(&db, cutoff).await.unwrap(), 1);
     assert_eq!(left(db.clone()).await, ["evt_fresh", "evt_pending"]);
+}
+
+/// Storing a body again (a ledger batch written again, an event spilled again) keeps the
+/// first body stored under its id and only touches it, so the sweep leaves it; new bodies
+/// stored beside it in the same call are stored whole.
+#[tokio::test]
+async fn storing_again_keeps_the_first_body_and_touches_it() {
+    let (_, _, db) = database("payloads_store").await;
+    let first = bytes::Bytes::from_static(b"{\"v\":1}");
+    store(&db, &[("evt_a", &first)]).await.unwrap();
+    let before = all(&db, "payloads").await;
+    assert_eq!(before.len(), 1);
+    let touched = *before[0].get_datetime("touched_at").unwrap();
+    assert_eq!(before[0].get_i64("size"), Ok(7));
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let other = bytes::Bytes::from_static(b"{\"v\":2}");
+    let new = bytes::Bytes::from(vec![0xff, 0x00, 0x7f]);
+    store(&db, &[("evt_b", &new), ("evt_a", &other)])
+        .await
+        .unwrap();
+    let mut after = all(&db, "payloads").await;
+    after.sort_by_key(|d| d.get_str("_id").unwrap().to_owned());
+    assert_eq!(after.len(), 2);
+    assert_eq!(
+        after[0].get_str("body"),
+        Ok("{\"v\":1}"),
+        "the first body stays"
+    );
+    assert!(
+        *after[0].get_datetime("touched_at").unwrap() > touched,
+        "stored again, it is touched"
+    );
+    assert_eq!(
+        after[0].get_datetime("created_at"),
+        before[0].get_datetime("created_at")
+    );
+    // Not UTF-8: kept as binary, byte for byte.
+    match after[1].get("body") {
+        Some(Bson::Binary(binary)) => assert_eq!(binary.bytes, [0xff, 0x00, 0x7f]),
+        other => panic!("evt_b's body: {other:?}"),
+    }
+    // Touched now: a sweep with an earlier cutoff leaves both.
+    let cutoff = SystemTime::now() - Duration::from_secs(60);
+    assert_eq!(sweep(&db, cutoff).await.unwrap(), 0);
 }
