@@ -25,7 +25,7 @@ pub use queries::{
 };
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -40,6 +40,7 @@ use mongodb::{Collection, Database};
 
 use tracing::warn;
 
+use super::health::{BatchedHealth, KeepError};
 use super::payloads::{self, PayloadRef};
 use super::{bson_date, id_string, DELIVERIES, DUPLICATE_KEY};
 use crate::text::one_line;
@@ -51,6 +52,9 @@ pub struct MongoLedger {
     deliveries: Collection<Document>,
     alerts: super::alerts::AlertPublisher,
     stored: payloads::StoredRecently,
+    /// The kept endpoint health, read and written in batches; started by the first use
+    /// (within the runtime that uses it), shared by every clone.
+    health: Arc<OnceLock<BatchedHealth>>,
 }
 
 impl MongoLedger {
@@ -60,7 +64,15 @@ impl MongoLedger {
             deliveries: db.collection(DELIVERIES),
             alerts: super::alerts::AlertPublisher::new(db),
             stored: payloads::StoredRecently::default(),
+            health: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The health batcher, started if it is not yet.
+    fn health(&self) -> BatchedHealth {
+        self.health
+            .get_or_init(|| BatchedHealth::start(&self.db))
+            .clone()
     }
 
     async fn write_batch(&self, batch: &[DeliveryRecord]) -> Result<(), LedgerError> {
@@ -128,6 +140,10 @@ impl MongoLedger {
 }
 
 fn ledger_error(error: &mongodb::error::Error) -> LedgerError {
+    LedgerError::Store(one_line(&error.to_string()))
+}
+
+fn keep_error(error: &KeepError) -> LedgerError {
     LedgerError::Store(one_line(&error.to_string()))
 }
 
@@ -332,11 +348,12 @@ impl Ledger for MongoLedger {
         webhook_id: &str,
         health: herald_actors::health::StoredHealth,
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
-        let (db, webhook_id) = (self.db.clone(), webhook_id.to_owned());
+        let (this, webhook_id) = (self.clone(), webhook_id.to_owned());
         async move {
-            super::health::save(&db, &webhook_id, &health)
+            this.health()
+                .save(webhook_id, health)
                 .await
-                .map_err(|e| ledger_error(&e))
+                .map_err(|e| keep_error(&e))
         }
         .boxed()
     }
@@ -345,11 +362,12 @@ impl Ledger for MongoLedger {
         &self,
         webhook_id: &str,
     ) -> BoxFuture<'static, Result<Option<herald_actors::health::StoredHealth>, LedgerError>> {
-        let (db, webhook_id) = (self.db.clone(), webhook_id.to_owned());
+        let (this, webhook_id) = (self.clone(), webhook_id.to_owned());
         async move {
-            super::health::get(&db, &webhook_id)
+            this.health()
+                .load(webhook_id)
                 .await
-                .map_err(|e| ledger_error(&e))
+                .map_err(|e| keep_error(&e))
         }
         .boxed()
     }

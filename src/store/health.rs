@@ -4,25 +4,35 @@
 //! from the kept failing streak instead of alerting again, and a daemon that does not run
 //! the endpoint shows the kept health in `GET /v1/webhooks/{id}`.
 //!
-//! The endpoint's owner writes it ([`save`], through the ledger port) when its health
-//! changes: at once when a line is crossed (failing, recovered, disable requested), else at
-//! most every couple of seconds; never per attempt. A write carries `updated_at` and never
-//! replaces a copy taken later, so a late write of a daemon that has just lost the endpoint
-//! cannot undo its new owner's. The success-rate window is kept too (its minutes with
-//! attempts, at most 60), so every daemon shows the same rate.
+//! The endpoint's owner reads it once when it starts and writes it ([`save_many`], through
+//! the ledger port) when its health changes: at once when a line is crossed (failing,
+//! recovered, disable requested), else at most every couple of seconds; never per
+//! attempt. A write carries `updated_at` and never replaces a copy taken later, so a late
+//! write of a daemon that has just lost the endpoint cannot undo its new owner's. The
+//! success-rate window is kept too (its minutes with attempts, at most 60), so every
+//! daemon shows the same rate. Reads and writes of many endpoints at once share round
+//! trips ([`BatchedHealth`]): thousands of endpoints start together when a daemon starts,
+//! and the dev server answers about a thousand single round trips a second.
 //!
 //! Deleting a webhook through the API deletes its document ([`delete`]); one removed
 //! otherwise (by hand) leaves it to the TTL index, which drops a document not written for
 //! [`TTL_HEALTH_DAYS`] days (an endpoint without attempts that long has no health to show).
 
+mod batched;
+
+pub use batched::BatchedHealth;
+
+use std::collections::HashMap;
 use std::time::SystemTime;
 
+use futures::TryStreamExt;
 use herald_actors::health::StoredHealth;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Collection, Database};
 
 use super::retention::{days, TtlIndex};
-use super::{bson_date, is_duplicate_key};
+use super::{bson_date, DUPLICATE_KEY};
+use crate::text::one_line;
 
 pub const ENDPOINT_HEALTH: &str = "endpoint_health";
 
@@ -44,31 +54,97 @@ pub fn ttl_index() -> TtlIndex {
     }
 }
 
-/// Keeps `health` as the health of `webhook_id`, unless the kept copy was taken later.
-pub async fn save(
+/// Why a copy of the kept health was not written or read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeepError {
+    /// The round trip failed as a whole (the server unreachable, a command refused).
+    #[error(transparent)]
+    Store(#[from] mongodb::error::Error),
+    /// The server refused this copy, or did not make the write durable as asked.
+    #[error("the server refused the health write: {0}")]
+    Refused(String),
+    /// The task that batches reads and writes has stopped (the daemon is shutting down).
+    #[error("the health batcher has stopped")]
+    Stopped,
+}
+
+/// Keeps each `(webhook_id, health)` as the health of its webhook, unless the kept copy was
+/// taken later, in one unordered `update` command (one upsert per copy, at most one copy
+/// per webhook). Answers each copy's outcome in order; `Err` when the command failed as a
+/// whole.
+pub async fn save_many(
     db: &Database,
-    webhook_id: &str,
-    health: &StoredHealth,
-) -> mongodb::error::Result<()> {
-    let updated_at = bson_date(health.updated_at);
-    let written = collection(db)
-        .update_one(
-            doc! {
-                "_id": webhook_id,
-                "$or": [
-                    {"updated_at": {"$lte": updated_at}},
-                    {"updated_at": {"$exists": false}},
-                ],
-            },
-            doc! {"$set": fields(health)},
-        )
-        .upsert(true)
-        .await;
-    match written {
-        // The filter missed an existing document: it holds a later copy, which stays.
-        Err(e) if is_duplicate_key(&e) => Ok(()),
-        other => other.map(|_| ()),
+    copies: &[(String, StoredHealth)],
+) -> Result<Vec<Result<(), KeepError>>, KeepError> {
+    if copies.is_empty() {
+        return Ok(Vec::new());
     }
+    let statements: Vec<Document> = copies
+        .iter()
+        .map(|(webhook_id, health)| {
+            let updated_at = bson_date(health.updated_at);
+            doc! {
+                // Not later than this copy, or none kept: said without `$or`, which the
+                // dev server answers by scanning the collection, once per statement.
+                "q": {
+                    "_id": webhook_id,
+                    "updated_at": {"$not": {"$gt": updated_at}},
+                },
+                "u": {"$set": fields(health)},
+                "upsert": true,
+            }
+        })
+        .collect();
+    let reply = db
+        .run_command(doc! {
+            "update": ENDPOINT_HEALTH,
+            "updates": statements,
+            "ordered": false,
+        })
+        .await?;
+    if let Ok(concern) = reply.get_document("writeConcernError") {
+        return Err(KeepError::Refused(format!("write concern: {concern}")));
+    }
+    let mut outcomes: Vec<Result<(), KeepError>> = vec![Ok(()); copies.len()];
+    for error in reply.get_array("writeErrors").into_iter().flatten() {
+        let Some(error) = error.as_document() else {
+            continue;
+        };
+        let index = number(error, "index").and_then(|i| usize::try_from(i).ok());
+        let code = number(error, "code");
+        match index.and_then(|i| outcomes.get_mut(i)) {
+            // The filter missed an existing document: it holds a later copy, which stays.
+            Some(_) if code == Some(i64::from(DUPLICATE_KEY)) => {}
+            Some(outcome) => {
+                let message = error.get_str("errmsg").unwrap_or("no message");
+                *outcome = Err(KeepError::Refused(one_line(message)));
+            }
+            // An error the reply does not place: no copy can be trusted to be written.
+            None => return Err(KeepError::Refused(format!("update: {error}"))),
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The kept health of each of `webhook_ids` that has any, by id, in one query.
+pub async fn get_many(
+    db: &Database,
+    webhook_ids: &[&str],
+) -> mongodb::error::Result<HashMap<String, StoredHealth>> {
+    if webhook_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found: Vec<Document> = collection(db)
+        .find(doc! {"_id": {"$in": webhook_ids}})
+        // All of them in the first reply: one round trip.
+        .batch_size(u32::try_from(webhook_ids.len()).unwrap_or(u32::MAX))
+        .await?
+        .try_collect()
+        .await?;
+    Ok(found
+        .iter()
+        .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), from_doc(d))))
+        .collect())
 }
 
 /// The kept health of `webhook_id`, if any.

@@ -6,7 +6,7 @@
 //! leases as the API reads them ([`cluster`]), the endpoint health each webhook's owner
 //! keeps so that every daemon knows it ([`health`]), each event's body stored once for the
 //! deliveries that may send it again ([`payloads`]). Every list route pages the same way
-//! ([`page`]).
+//! ([`page`]); requests that arrive together share one round trip ([`batcher`]).
 //!
 //! Collection names are part of the contract (`events`, `objects`, `webhooks`,
 //! `deliveries`, `connections`, `inbound_events`); `herald_members` and `herald_partitions`
@@ -24,6 +24,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod batcher;
 pub mod cluster;
 pub mod connections;
 pub mod deliveries;

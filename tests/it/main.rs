@@ -20,6 +20,7 @@ mod fixtures;
 mod hardening;
 mod harness_smoke;
 mod health;
+mod health_batched;
 mod health_cluster;
 mod hostile;
 mod ledger;

@@ -6,11 +6,12 @@
 //! which writes what has gathered in one unordered `insert_many` and answers each request
 //! once its own document is durable — as a database's log writer commits transactions.
 //!
-//! When to write: at once when no write is in flight, so a single quiet publish waits for
-//! nothing but its own write (and no timer runs while idle); otherwise when [`MAX_BATCH`]
-//! documents have gathered, or the window (`--publish-window-ms`) after the first of them,
-//! with at most `--publish-writes-in-flight` writes outstanding. Under load the batches grow
-//! by themselves: what arrives during a write goes in the next.
+//! When to write is the [batcher](crate::store::batcher)'s: at once when no write is in
+//! flight, so a single quiet publish waits for nothing but its own write (and no timer runs
+//! while idle); otherwise when [`MAX_BATCH`] documents have gathered, or the window
+//! (`--publish-window-ms`) after the first of them, with at most
+//! `--publish-writes-in-flight` writes outstanding. Under load the batches grow by
+//! themselves: what arrives during a write goes in the next.
 //!
 //! Each document's answer is what `insert_one` gave it before: inserted, a duplicate `_id`
 //! (the first insert stands), or the server's error; a write that fails as a whole answers
@@ -21,12 +22,10 @@ use std::time::Duration;
 
 use mongodb::bson::Document;
 use mongodb::Database;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{self, Published};
+use crate::store::batcher::{self, Batcher, Request};
 
 /// Most documents in one write.
 pub const MAX_BATCH: usize = 1_000;
@@ -40,9 +39,6 @@ pub struct Options {
     /// is written.
     pub writes_in_flight: usize,
 }
-
-/// Requests waiting for the task, at most (then a request waits to queue).
-const QUEUE: usize = 4 * MAX_BATCH;
 
 /// Why a publish has no answer from the database.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,16 +54,13 @@ pub enum PublishError {
     Stopped,
 }
 
-/// One request's document and where its answer goes.
-struct Pending {
-    document: Document,
-    reply: oneshot::Sender<Result<bool, PublishError>>,
-}
+/// A request's answer: `true` when inserted, `false` when its `_id` was published already.
+type Answer = Result<bool, PublishError>;
 
 /// A handle on the group-commit task: cheap to clone, one per daemon.
 #[derive(Clone)]
 pub struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
+    batcher: Batcher<Document, Answer>,
 }
 
 impl GroupCommit {
@@ -77,82 +70,35 @@ impl GroupCommit {
         options: Options,
         stop: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (queue, requests) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(db, requests, options, stop));
-        (Self { queue }, task)
+        let (batcher, task) = Batcher::start(
+            batcher::Options {
+                max_batch: MAX_BATCH,
+                window: options.window,
+                in_flight: options.writes_in_flight,
+            },
+            move |batch| commit(db.clone(), batch),
+            stop,
+        );
+        (Self { batcher }, task)
     }
 
     /// Publishes one event, together with whatever else is being published: `true` when
     /// inserted, `false` when its `_id` was published already (as
     /// [`outbox::publish`](super::outbox::publish)).
     pub async fn publish(&self, document: Document) -> Result<bool, PublishError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { document, reply })
+        self.batcher
+            .call(document)
             .await
-            .map_err(|_| PublishError::Stopped)?;
-        answer.await.unwrap_or(Err(PublishError::Stopped))
-    }
-}
-
-/// The task: gathers requests and writes them, until stopped and drained.
-async fn run(
-    db: Database,
-    mut requests: mpsc::Receiver<Pending>,
-    options: Options,
-    stop: CancellationToken,
-) {
-    let most = options.writes_in_flight.max(1);
-    let mut queued: Vec<Pending> = Vec::new();
-    let mut writes: JoinSet<()> = JoinSet::new();
-    // When the oldest queued document stops waiting for company; `None` when none waits.
-    let mut due: Option<Instant> = None;
-    let mut open = true;
-    let mut closing = false;
-    loop {
-        // Write what is ready to go, while there is room for another write.
-        while !queued.is_empty() && writes.len() < most {
-            let ready = writes.is_empty()
-                || queued.len() >= MAX_BATCH
-                || due.is_some_and(|due| due <= Instant::now())
-                || !open;
-            if !ready {
-                break;
-            }
-            let take = queued.len().min(MAX_BATCH);
-            let batch: Vec<Pending> = queued.drain(..take).collect();
-            writes.spawn(commit(db.clone(), batch));
-            due = None;
-        }
-        if !queued.is_empty() && due.is_none() {
-            due = Some(Instant::now() + options.window);
-        }
-        if !open && queued.is_empty() && writes.is_empty() {
-            return;
-        }
-        let room = MAX_BATCH.saturating_sub(queued.len());
-        tokio::select! {
-            received = requests.recv_many(&mut queued, room), if open && room > 0 => {
-                if received == 0 {
-                    open = false;
-                }
-            }
-            Some(_) = writes.join_next(), if !writes.is_empty() => {}
-            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)),
-                if due.is_some() && writes.len() < most => {}
-            () = stop.cancelled(), if !closing => {
-                // No new requests; those already queued are written and answered.
-                requests.close();
-                closing = true;
-            }
-        }
+            .unwrap_or(Err(PublishError::Stopped))
     }
 }
 
 /// One write of `batch`, each request answered with its own document's outcome.
-async fn commit(db: Database, batch: Vec<Pending>) {
-    let (documents, replies): (Vec<Document>, Vec<_>) =
-        batch.into_iter().map(|p| (p.document, p.reply)).unzip();
+async fn commit(db: Database, batch: Vec<Request<Document, Answer>>) {
+    let (documents, replies): (Vec<Document>, Vec<_>) = batch
+        .into_iter()
+        .map(|Request { query, reply }| (query, reply))
+        .unzip();
     match outbox::publish_many(&db, documents).await {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -162,12 +108,12 @@ async fn commit(db: Database, batch: Vec<Pending>) {
                     Published::Refused(message) => Err(PublishError::Refused(message)),
                 };
                 // The request may have gone (its client hung up); its event is published.
-                let _ = reply.send(answer);
+                reply.send(answer);
             }
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(PublishError::Store(e.clone())));
+                reply.send(Err(PublishError::Store(e.clone())));
             }
         }
     }
