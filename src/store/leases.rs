@@ -264,7 +264,8 @@ pub async fn heartbeat(db: &Database, beat: &Heartbeat<'_>) -> mongodb::error::R
 }
 
 /// Renews this member's leases: one more `beat` on each partition it still holds under the
-/// given epoch (a few commands of [`DOCUMENTS_PER_COMMAND`]). Which ones it still holds is read back by the caller.
+/// given epoch (a command per [`DOCUMENTS_PER_COMMAND`] partitions). Which ones it still
+/// holds is read back by the caller.
 pub async fn renew(
     db: &Database,
     member_id: &str,
@@ -457,7 +458,8 @@ pub async fn server_time(db: &Database) -> Option<u64> {
 }
 
 /// Stores partition checkpoints, each only under its epoch; answers the partitions whose
-/// epoch has moved on (a command per [`DOCUMENTS_PER_COMMAND`] partitions, plus one read when some were refused).
+/// epoch has moved on (a command per [`DOCUMENTS_PER_COMMAND`] partitions, plus one read
+/// when some were refused).
 pub async fn store_checkpoints(
     db: &Database,
     checkpoints: &[PartitionCheckpoint],
