@@ -10,7 +10,9 @@ all on 127.0.0.1, then prints per phase each kind of command (`update herald_par
 `insert deliveries`, ...) with its count and the server's milliseconds spent on it. Counts
 do not depend on how busy the machine is, so they compare builds where timings cannot;
 the milliseconds say which commands the server's time goes to. Event inserts made by this
-script are left out.
+script are left out (its own `count` commands, while it waits for a burst, are not).
+With DBPROFILE_EXAMPLES=1 in the environment, each kind of command is shown with one
+example of it (its filter, sort, projection).
 """
 import argparse
 import collections
@@ -125,7 +127,7 @@ def burst(db, n, webhooks):
     while db.deliveries.estimated_document_count() < already + wanted:
         if time.time() > until:
             sys.exit(f"dbprofile: the burst's {wanted} deliveries were not recorded within 600 s")
-        time.sleep(0.5)
+        time.sleep(1.0)
     elapsed = time.time() - t0
     report(db, f"burst: {n} events × {webhooks} webhooks recorded in {elapsed:.1f} s "
                f"({wanted / elapsed:.0f} deliveries/s)", began)
@@ -133,6 +135,7 @@ def burst(db, n, webhooks):
 
 def report(db, title, began):
     count, millis = collections.Counter(), collections.Counter()
+    example = {}
     for op in db.system.profile.find({"ts": {"$gte": began}}):
         command = op.get("command", {})
         verb = next(iter(command), "?")
@@ -142,10 +145,14 @@ def report(db, title, began):
         key = f"{verb} {target if isinstance(target, str) else ''}".strip()
         count[key] += 1
         millis[key] += op.get("millis", 0)
+        example.setdefault(key, command)
     print(f"== {title}")
     print(f"   {'commands':>8} {'server ms':>9}  command")
     for key, c in count.most_common():
         print(f"   {c:8d} {millis[key]:9d}  {key}")
+        if os.environ.get("DBPROFILE_EXAMPLES"):
+            shown = {k: v for k, v in example[key].items() if k not in ("documents", "updates", "lsid", "$clusterTime", "$db")}
+            print(f"   {'':8} {'':9}    e.g. {str(shown)[:300]}")
 
 
 def phase(db, name, seconds, rate):
