@@ -35,14 +35,13 @@ use herald_actors::delivery::{AttemptLogEntry, DeliveryRecord, PendingDelivery};
 use herald_actors::ports::{Ledger, LedgerError, PendingStream};
 use herald_actors::PartitionCheckpoint;
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::error::ErrorKind;
 use mongodb::{Collection, Database};
 
 use tracing::warn;
 
 use super::health::{BatchedHealth, KeepError};
 use super::payloads::{self, PayloadRef};
-use super::{bson_date, id_string, DELIVERIES, DUPLICATE_KEY};
+use super::{bson_date, id_string, DELIVERIES};
 use crate::text::one_line;
 
 /// [`Ledger`] over a MongoDB database.
@@ -95,24 +94,10 @@ impl MongoLedger {
         let mut replays = Vec::new();
         if !inserts.is_empty() {
             let docs: Vec<Document> = inserts.iter().map(|r| insert_doc(r)).collect();
-            match self.deliveries.insert_many(docs).ordered(false).await {
-                Ok(_) => {}
-                Err(error) => match *error.kind {
-                    ErrorKind::InsertMany(ref failure)
-                        if failure.write_concern_error.is_none()
-                            && failure
-                                .write_errors
-                                .iter()
-                                .flatten()
-                                .all(|e| e.code == DUPLICATE_KEY) =>
-                    {
-                        for e in failure.write_errors.iter().flatten() {
-                            replays.push(inserts[e.index]);
-                        }
-                    }
-                    _ => return Err(ledger_error(&error)),
-                },
-            }
+            let taken = super::insert_unless_present(&self.deliveries, docs)
+                .await
+                .map_err(|e| ledger_error(&e))?;
+            replays.extend(taken.into_iter().map(|i| inserts[i]));
         }
         let statements: Vec<Document> = replays
             .iter()

@@ -75,6 +75,37 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
+/// Inserts `documents` unordered; the indexes (in `documents`) of those refused because
+/// their `_id` (or another unique key) is taken. Any other failure — another write error,
+/// a write-concern error, the round trip itself — is the error.
+pub async fn insert_unless_present(
+    collection: &mongodb::Collection<mongodb::bson::Document>,
+    documents: Vec<mongodb::bson::Document>,
+) -> mongodb::error::Result<Vec<usize>> {
+    let count = documents.len();
+    let Err(error) = collection.insert_many(documents).ordered(false).await else {
+        return Ok(Vec::new());
+    };
+    match &*error.kind {
+        mongodb::error::ErrorKind::InsertMany(failure)
+            if failure.write_concern_error.is_none()
+                && failure
+                    .write_errors
+                    .iter()
+                    .flatten()
+                    .all(|e| e.code == DUPLICATE_KEY && e.index < count) =>
+        {
+            Ok(failure
+                .write_errors
+                .iter()
+                .flatten()
+                .map(|e| e.index)
+                .collect())
+        }
+        _ => Err(error),
+    }
+}
+
 /// How long a change stream (the event feed, the webhook watcher) waits before it is
 /// reopened after the `failures`-th failure in a row: 200 ms doubling to 6.4 s.
 pub fn reopen_backoff(failures: u32) -> Duration {

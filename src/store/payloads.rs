@@ -43,12 +43,11 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
-use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
 use tracing::{debug, info, warn};
 
-use super::{bson_date, DELIVERIES, DUPLICATE_KEY};
+use super::{bson_date, DELIVERIES};
 use crate::text::one_line;
 
 /// The collection.
@@ -145,27 +144,11 @@ pub async fn store(db: &Database, bodies: &[(&str, &Bytes)]) -> mongodb::error::
         .map(|(id, body)| payload_doc(id, body, now))
         .collect();
     let collection = db.collection::<Document>(PAYLOADS);
-    let stored: Vec<&str> = match collection.insert_many(documents).ordered(false).await {
-        Ok(_) => return Ok(()),
-        Err(error) => match *error.kind {
-            ErrorKind::InsertMany(ref failure)
-                if failure.write_concern_error.is_none()
-                    && failure
-                        .write_errors
-                        .iter()
-                        .flatten()
-                        .all(|e| e.code == DUPLICATE_KEY && e.index < bodies.len()) =>
-            {
-                failure
-                    .write_errors
-                    .iter()
-                    .flatten()
-                    .map(|e| bodies[e.index].0)
-                    .collect()
-            }
-            _ => return Err(error),
-        },
-    };
+    let taken = super::insert_unless_present(&collection, documents).await?;
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let stored: Vec<&str> = taken.into_iter().map(|i| bodies[i].0).collect();
     collection
         .update_many(
             doc! {"_id": {"$in": stored}},
