@@ -143,6 +143,16 @@ fn replayable_failed() -> Document {
     filter
 }
 
+/// What a re-queue sets: `pending`, due `now`, no longer completed.
+fn requeued(now: DateTime) -> Document {
+    doc! {
+        "status": "pending",
+        "next_attempt_at": now,
+        "completed_at": Bson::Null,
+        "updated_at": now,
+    }
+}
+
 /// Turns delivery `id` from `failed` into `pending`, due `now` — only if it is still
 /// `failed` and has a payload, so that concurrent requests queue it once. The updated
 /// document (without its attempt log), or `None` when nothing matched.
@@ -154,15 +164,7 @@ pub async fn requeue(
     let mut filter = replayable_failed();
     filter.insert("_id", id);
     collection(db)
-        .find_one_and_update(
-            filter,
-            doc! {"$set": {
-                "status": "pending",
-                "next_attempt_at": now,
-                "completed_at": Bson::Null,
-                "updated_at": now,
-            }},
-        )
+        .find_one_and_update(filter, doc! {"$set": requeued(now)})
         .projection(doc! {"attempt_log": 0})
         .return_document(ReturnDocument::After)
         .await
@@ -230,19 +232,12 @@ pub async fn requeue_page(
         });
     }
     let token = format!("{:016x}", rand::random::<u64>());
+    let mut set = requeued(now);
+    set.insert("requeued_by", &token);
     let mut filter = replayable_failed();
     filter.insert("_id", doc! {"$in": &ids});
     collection(db)
-        .update_many(
-            filter,
-            doc! {"$set": {
-                "status": "pending",
-                "next_attempt_at": now,
-                "completed_at": Bson::Null,
-                "updated_at": now,
-                "requeued_by": &token,
-            }},
-        )
+        .update_many(filter, doc! {"$set": set})
         .await?;
     let documents = collection(db)
         .find(doc! {"_id": {"$in": &ids}, "requeued_by": &token, "status": "pending"})
