@@ -35,18 +35,23 @@ fn integer(value: Option<&Bson>) -> Option<i64> {
     }
 }
 
-/// Every lease, by partition.
-pub async fn leases(db: &Database) -> Vec<Lease> {
-    let docs: Vec<Document> = db
-        .collection::<Document>("herald_partitions")
+/// Every partition document as stored, in partition order.
+pub async fn partition_documents(db: &Database) -> Vec<Document> {
+    db.collection::<Document>("herald_partitions")
         .find(doc! {})
         .sort(doc! {"_id": 1})
         .await
         .unwrap()
         .try_collect()
         .await
-        .unwrap();
-    docs.iter()
+        .unwrap()
+}
+
+/// Every lease, by partition.
+pub async fn leases(db: &Database) -> Vec<Lease> {
+    partition_documents(db)
+        .await
+        .iter()
         .filter_map(|d| {
             Some(Lease {
                 partition: i32::try_from(integer(d.get("_id"))?).ok()?,

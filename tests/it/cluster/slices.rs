@@ -28,23 +28,22 @@ async fn renewals_and_checkpoints_of_every_partition_land_and_refusals_name_thei
         owned.push((taken.partition, taken.epoch));
     }
     assert_eq!(owned.len(), PARTITIONS);
-    let partitions = db.collection::<Document>("herald_partitions");
     let beats = |docs: Vec<Document>| -> Vec<i64> {
         docs.iter()
             .map(|d| d.get_i64("beat").unwrap_or_default())
             .collect()
     };
-    let before = beats(all(&partitions).await);
+    let before = beats(partition_documents(&db).await);
 
     store::renew(&db, MEMBER, &owned, ttl).await.unwrap();
-    let after = beats(all(&partitions).await);
+    let after = beats(partition_documents(&db).await);
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         assert_eq!(*a, b + 1, "partition {i} renewed once");
     }
 
     // Three partitions move on to a new epoch (taken over), one in each of three slices.
     let moved = [3i32, 20, 61];
-    partitions
+    db.collection::<Document>("herald_partitions")
         .update_many(
             doc! {"_id": {"$in": moved.to_vec()}},
             doc! {"$inc": {"epoch": 1i64}},
@@ -77,16 +76,4 @@ async fn renewals_and_checkpoints_of_every_partition_land_and_refusals_name_thei
             );
         }
     }
-}
-
-async fn all(partitions: &mongodb::Collection<Document>) -> Vec<Document> {
-    use futures::TryStreamExt;
-    partitions
-        .find(doc! {})
-        .sort(doc! {"_id": 1})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
 }
