@@ -37,6 +37,13 @@ pub const LEDGER_BATCH_SIZE: &str = "herald_ledger_batch_size";
 pub const LEDGER_WRITE_ERRORS_TOTAL: &str = "herald_ledger_write_errors_total";
 /// `herald_deliveries_paused`: deliveries held by paused endpoints.
 pub const DELIVERIES_PAUSED: &str = "herald_deliveries_paused";
+/// `herald_deliveries_recorded_ahead_total`: deliveries recorded `pending` before any
+/// attempt ended them: spilled for lack of room, or held but likely to wait (beyond the
+/// endpoint's horizon, paused, failing). Each costs the database a write, and a spilled one
+/// a read back too.
+pub const DELIVERIES_RECORDED_AHEAD_TOTAL: &str = "herald_deliveries_recorded_ahead_total";
+/// `herald_deliveries_read_back_total`: pending deliveries read back from the ledger.
+pub const DELIVERIES_READ_BACK_TOTAL: &str = "herald_deliveries_read_back_total";
 
 /// The `result` label of [`ATTEMPTS_TOTAL`], in index order.
 pub const ATTEMPT_RESULTS: [&str; 9] = [
@@ -83,6 +90,14 @@ pub fn describe() {
         "Failed ledger writes (retried until they succeed)"
     );
     describe_gauge!(DELIVERIES_PAUSED, "Deliveries held by paused webhooks");
+    describe_counter!(
+        DELIVERIES_RECORDED_AHEAD_TOTAL,
+        "Deliveries recorded pending before an attempt ended them (spilled, or likely to wait)"
+    );
+    describe_counter!(
+        DELIVERIES_READ_BACK_TOTAL,
+        "Pending deliveries read back from the ledger"
+    );
 }
 
 /// The index of an attempt's result in [`ATTEMPT_RESULTS`].
@@ -115,6 +130,8 @@ pub struct EngineMetrics {
     pub ledger_batch_size: Histogram,
     pub ledger_write_errors: Counter,
     pub paused: Gauge,
+    pub recorded_ahead: Counter,
+    pub read_back: Counter,
 }
 
 impl EngineMetrics {
@@ -132,6 +149,8 @@ impl EngineMetrics {
             ledger_batch_size: metrics::histogram!(LEDGER_BATCH_SIZE),
             ledger_write_errors: metrics::counter!(LEDGER_WRITE_ERRORS_TOTAL),
             paused: metrics::gauge!(DELIVERIES_PAUSED),
+            recorded_ahead: metrics::counter!(DELIVERIES_RECORDED_AHEAD_TOTAL),
+            read_back: metrics::counter!(DELIVERIES_READ_BACK_TOTAL),
         }
     }
 

@@ -156,6 +156,9 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     assert!(after.contains_key("herald_attempts_in_flight"));
     assert!(after.contains_key("herald_change_stream_lag_seconds"));
     assert!(after.contains_key("herald_ledger_batch_size_count"));
+    // What goes through the ledger ahead of an attempt, for operators to see a spill.
+    assert!(after.contains_key("herald_deliveries_recorded_ahead_total"));
+    assert!(after.contains_key("herald_deliveries_read_back_total"));
     // The cluster as this daemon, alone, sees it: itself, owning every partition.
     let labelled = |name: &str| {
         after

@@ -30,7 +30,7 @@ impl Endpoint {
             let due = job.due_at.unwrap_or(now);
             if !job.persisted {
                 let record = job.record_pending(&state.spec.id, due);
-                state.outbox.push(record, job.seq);
+                state.outbox.push_ahead(record, job.seq);
             }
             state.backlog.spilled(|spilled| match later {
                 Some(due) => spilled.note(due),
@@ -46,7 +46,7 @@ impl Endpoint {
         } else if state.spec.paused || state.failing_streak >= FAILING_STREAK {
             // It may wait long: recorded now, it no longer holds the checkpoint back.
             let record = job.record_pending(&state.spec.id, now);
-            state.outbox.push(record, job.seq);
+            state.outbox.push_ahead(record, job.seq);
         }
         match later {
             Some(due) => schedule(myself, state, job, due),
@@ -91,7 +91,7 @@ fn record_unrecorded(state: &mut State, under_way: bool) {
     let (outbox, webhook_id) = (&mut state.outbox, &state.spec.id);
     state.backlog.for_each_unrecorded(under_way, |job| {
         let record = job.record_pending(webhook_id, now);
-        outbox.push(record, job.seq);
+        outbox.push_ahead(record, job.seq);
     });
 }
 

@@ -227,7 +227,7 @@ impl Actor for Endpoint {
         };
         let mut state = State {
             attempts: Attempts::new(Arc::new(report)),
-            outbox: Outbox::new(self.ledger.clone()),
+            outbox: Outbox::new(self.ledger.clone(), self.metrics.recorded_ahead.clone()),
             pools: Pools::new(self.transport.clone()),
             limiter: limiter_for(&args.spec),
             spec: args.spec,

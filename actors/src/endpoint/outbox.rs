@@ -3,6 +3,7 @@
 //! sweep still sees this endpoint's earlier writes). Whatever is left when the actor stops,
 //! even by a crash, is sent as it is dropped.
 
+use metrics::Counter;
 use ractor::ActorRef;
 
 use crate::delivery::DeliveryRecord;
@@ -12,14 +13,17 @@ pub(super) struct Outbox {
     writer: ActorRef<ledger_writer::Msg>,
     records: Vec<DeliveryRecord>,
     retire: Vec<u64>,
+    /// `herald_deliveries_recorded_ahead_total`.
+    recorded_ahead: Counter,
 }
 
 impl Outbox {
-    pub(super) fn new(writer: ActorRef<ledger_writer::Msg>) -> Self {
+    pub(super) fn new(writer: ActorRef<ledger_writer::Msg>, recorded_ahead: Counter) -> Self {
         Self {
             writer,
             records: Vec::new(),
             retire: Vec::new(),
+            recorded_ahead,
         }
     }
 
@@ -27,6 +31,13 @@ impl Outbox {
     pub(super) fn push(&mut self, record: DeliveryRecord, retire: Option<u64>) {
         self.records.push(record);
         self.retire.extend(retire);
+    }
+
+    /// A `pending` record of a delivery no attempt has ended yet (spilled, or held but
+    /// likely to wait); `retire` as in [`Outbox::push`].
+    pub(super) fn push_ahead(&mut self, record: DeliveryRecord, retire: Option<u64>) {
+        self.recorded_ahead.increment(1);
+        self.push(record, retire);
     }
 
     pub(super) fn flush(&mut self) {

@@ -170,7 +170,7 @@ impl Endpoint {
         let mut record = |job: &mut super::Job| {
             if !job.persisted {
                 let record = job.record_pending(webhook_id, now);
-                outbox.push(record, job.seq);
+                outbox.push_ahead(record, job.seq);
                 recorded += 1;
             }
         };

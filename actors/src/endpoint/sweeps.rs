@@ -104,6 +104,7 @@ impl Endpoint {
         let read_all = matches!(result, Ok((_, true)));
         let mut done = match result {
             Ok((page, done)) => {
+                self.metrics.read_back.increment(page.len() as u64);
                 for pending in page {
                     if sweep.excludes(&pending.event_id) || backlog.holds(&pending.event_id) {
                         continue;

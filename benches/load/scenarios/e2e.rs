@@ -148,13 +148,18 @@ pub async fn e2e(ctx: &Ctx) -> Vec<Outcome> {
         bar.finish_and_clear();
         let rate = deliveries as f64 / started.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu;
+        let ahead = daemon
+            .metric("herald_deliveries_recorded_ahead_total")
+            .await;
+        let read_back = daemon.metric("herald_deliveries_read_back_total").await;
         inserter.await.unwrap();
         daemon.stop();
         let outcome = Outcome::new("e2e", &format!("deliveries/s, fan-out {fanout}"), rate)
             .cpu(cpu, deliveries);
         let recording = format!(
             "the server's own limit, a consumer that only records (no HTTP): {recording:.0}/s, \
-             herald {:.0} % of it",
+             herald {:.0} % of it; recorded pending ahead of an attempt {ahead:.0}, read back \
+             {read_back:.0}",
             100.0 * rate / recording
         );
         out.push(match consumer {

@@ -69,6 +69,7 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
         let mut rounds = Vec::new();
         let mut last_receipt = Vec::new();
         let mut beside = Vec::new();
+        let mut ahead = Vec::new();
         for round in 1..=ROUNDS {
             // A database per round: a daemon started on the previous round's would resume
             // from its checkpoint.
@@ -110,6 +111,11 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
                 cpu_seconds: cpu_seconds() - cpu,
             });
             last_receipt.push(elapsed.as_secs_f64());
+            ahead.push(
+                daemon
+                    .metric("herald_deliveries_recorded_ahead_total")
+                    .await,
+            );
             daemon.stop();
         }
         let (median, ratios) = median_round(&rounds);
@@ -129,7 +135,7 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
             .note(format!(
                 "{events} event(s); median of {ROUNDS} rounds ({ratios}); insert→last receipt \
                      {receipts} s; ceiling: bare client, 256 in flight; the same while the dev \
-                     server ingests the records: {}",
+                     server ingests the records: {}; recorded pending ahead of an attempt: {}",
                 rounds
                     .iter()
                     .zip(&beside)
@@ -137,6 +143,11 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
                         "{beside:.0}/s (herald {:.0} %)",
                         100.0 * round.value / beside
                     ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ahead
+                    .iter()
+                    .map(|n| format!("{n:.0}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
