@@ -16,6 +16,7 @@ use tokio::sync::{AcquireError, Semaphore};
 pub struct Window {
     events: Semaphore,
     bytes: Semaphore,
+    max_events: usize,
     max_bytes: u32,
 }
 
@@ -38,9 +39,11 @@ impl Window {
     /// beyond 4 GiB counts as 4 GiB, far above the largest event).
     pub fn new(max_events: usize, max_bytes: u64) -> Self {
         let max_bytes = max_bytes.clamp(1, u64::from(u32::MAX)) as u32;
+        let max_events = max_events.clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            events: Semaphore::new(max_events.clamp(1, Semaphore::MAX_PERMITS)),
+            events: Semaphore::new(max_events),
             bytes: Semaphore::new(max_bytes as usize),
+            max_events,
             max_bytes,
         }
     }
@@ -76,6 +79,14 @@ impl Window {
         if released.bytes > 0 {
             self.bytes.add_permits(released.bytes);
         }
+    }
+
+    /// Whether the window is nearly full: less than a quarter of either bound is free, so the
+    /// feed will soon wait for events to settle. Until then an endpoint that holds
+    /// deliveries unrecorded holds no one back.
+    pub fn pressed(&self) -> bool {
+        self.events.available_permits() < self.max_events / 4
+            || self.bytes.available_permits() < self.max_bytes as usize / 4
     }
 
     /// Byte permits free now (for tests and stats).

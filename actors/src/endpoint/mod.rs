@@ -76,7 +76,7 @@ use crate::webhook::WebhookSpec;
 pub use self::backlog::{Backlog, Stats};
 pub use self::job::{delivery_id, Job};
 pub use self::keeping::{HEALTH_IO_TIMEOUT, HEALTH_SAVE_EVERY};
-pub use self::pace::HORIZON;
+pub use self::pace::{HOLD_FEED_FOR, HORIZON};
 
 pub enum Msg {
     /// A new delivery (or a re-loaded one, when `job.due_at` is set).
@@ -131,6 +131,8 @@ pub struct Endpoint {
     pub held_total: Arc<AtomicUsize>,
     /// Records the ledger writer has not made durable yet.
     pub unwritten: Arc<AtomicUsize>,
+    /// The feed window: while it has room, an endpoint's pace holds no one back.
+    pub window: Arc<crate::window::Window>,
     /// No attempt starts while the daemon's leases may have passed to another member.
     pub lease: Arc<crate::partition::LeaseClock>,
 }

@@ -8,7 +8,13 @@
 //! - failing: nothing (it probes, and whatever it holds is recorded already);
 //! - rate-limited: its rate × [`HORIZON`], or what it sent in the last [`HORIZON`] if less;
 //! - otherwise: what it sent in the last [`HORIZON`], once work has waited for an attempt
-//!   all that time. Until then it has shown no pace to judge it by, and has no horizon.
+//!   all that time. Until then it has shown no pace to judge it by, and has no horizon. And
+//!   only once holding costs someone: while the feed window has room, the feed reads on and
+//!   no neighbour waits, so a burst the endpoint works through at its own pace (a receiver
+//!   slower than the feed, a CPU shared with the database) stays in memory rather than
+//!   taking a write and a read back per delivery through the ledger. The measured pace
+//!   counts when the window is [nearly full](crate::window::Window::pressed), or when work
+//!   has waited here for [`HOLD_FEED_FOR`], which bounds how long the checkpoint trails it.
 //!
 //! A queued delivery beyond the horizon is recorded `pending` (so it no longer holds the
 //! feed) and memory keeps the horizon — never less than `max_in_flight_per_endpoint`, so that
@@ -36,6 +42,13 @@ use super::{Endpoint, Msg, State, FAILING_STREAK};
 /// How far ahead an endpoint keeps deliveries in memory unrecorded, and the span its pace is
 /// measured over.
 pub const HORIZON: Duration = Duration::from_secs(2);
+
+/// How long an endpoint keeping its own pace (neither failing nor rate-limited) may hold
+/// work unrecorded while the feed window has room: the feed's checkpoint trails it that long
+/// at most, far inside any oplog's retention. Meanwhile a burst waits in memory rather than
+/// going through the ledger (a write and a read back per delivery, on a database that the
+/// burst's own records already keep busy).
+pub const HOLD_FEED_FOR: Duration = Duration::from_secs(60);
 
 /// While work waits for an attempt, the endpoint looks at its pace this often (one that
 /// does not answer hears nothing else until its attempt times out).
@@ -96,6 +109,12 @@ impl Pace {
         }
     }
 
+    /// How long work has waited for an attempt, without a break.
+    pub fn waited(&self, now: Instant) -> Duration {
+        self.waiting_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+
     /// What the endpoint sent in the last [`HORIZON`], if work waited for an attempt all
     /// that time (so that is what it can send); `None` while it has not shown a pace.
     pub fn sent_in_horizon(&self, now: Instant) -> Option<usize> {
@@ -134,7 +153,13 @@ impl Endpoint {
             .rate_limit_per_second
             .filter(|r| *r > 0)
             .map(|r| (f64::from(r) * HORIZON.as_secs_f64()) as usize);
-        let measured = state.pace.sent_in_horizon(Instant::now());
+        let now = Instant::now();
+        // A measured pace bounds what the endpoint holds only once holding costs someone:
+        // the feed window is nearly full, or the checkpoint has trailed this endpoint's work
+        // for `HOLD_FEED_FOR`.
+        let measured = (self.window.pressed() || state.pace.waited(now) >= HOLD_FEED_FOR)
+            .then(|| state.pace.sent_in_horizon(now))
+            .flatten();
         match (limited, measured) {
             (Some(limited), Some(measured)) => Some(limited.min(measured)),
             (limited, measured) => limited.or(measured),

@@ -255,6 +255,7 @@ impl Actor for Router {
                 metrics: metrics.clone(),
                 held_total: Arc::new(AtomicUsize::new(0)),
                 unwritten,
+                window: self.window.clone(),
                 lease: self.lease.clone(),
             },
             ledger_writer,

@@ -1,6 +1,8 @@
 //! No endpoint holds the feed: what an endpoint cannot send within its horizon (two seconds
 //! of its rate limit or of its measured pace; nothing while it fails) is recorded as
 //! pending and read back in its turn, while its neighbours get every event at their own pace.
+//! A measured pace counts once holding costs someone: the feed window nearly full, or work
+//! waiting for [`HOLD_FEED_FOR`]; until then a burst stays in memory, off the ledger.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -13,8 +15,8 @@ use super::{
     watch_held, webhook,
 };
 use crate::delivery::DeliveryStatus;
-use crate::endpoint::HORIZON;
-use crate::engine::EngineHandle;
+use crate::endpoint::{HOLD_FEED_FOR, HORIZON};
+use crate::engine::{Engine, EngineHandle};
 use crate::fakes::{Answer, MemoryLedger, Moment, ScriptedTransport};
 use crate::webhook::WebhookSpec;
 
@@ -119,24 +121,36 @@ async fn a_rate_limited_endpoint_records_its_backlog_and_its_neighbour_gets_ever
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
-/// On paused time while the slow receiver shows its pace, then on real time: the endpoint
-/// reads its backlog back when it falls due on the wall clock.
-#[tokio::test(start_paused = true)]
-async fn a_slow_receiver_keeps_what_it_sends_in_two_seconds_and_records_the_rest() {
-    const EVENTS: usize = 300;
+/// A slow receiver (4 in flight, 400 ms each: 10 a second, 20 within the horizon) beside a
+/// fast one, both subscribed to everything.
+async fn slow_beside_fast(
+    max_events_in_flight: usize,
+) -> (Engine, ScriptedTransport, MemoryLedger) {
     let mut config = config();
     config.max_in_flight_per_endpoint = 4;
     config.attempt_timeout = Duration::from_secs(5);
+    config.max_events_in_flight = max_events_in_flight;
     let (engine, transport, ledger) = start(config).await;
     let handle = engine.handle();
     handle.upsert_webhook(webhook("slow", &["*"])).unwrap();
     handle.upsert_webhook(webhook("fast", &["*"])).unwrap();
     settle_webhooks(&handle).await;
-    // 4 in flight, 400 ms each: 10 a second, 20 within the horizon.
     transport.set_default(
         "https://slow.example/hook",
         Answer::Slow(Duration::from_millis(400)),
     );
+    (engine, transport, ledger)
+}
+
+/// On paused time while the slow receiver shows its pace, then on real time: the endpoint
+/// reads its backlog back when it falls due on the wall clock.
+#[tokio::test(start_paused = true)]
+async fn a_slow_receiver_keeps_what_it_sends_in_two_seconds_and_records_the_rest() {
+    const EVENTS: usize = 300;
+    // The burst fills all but 20 of the window's 320 events: the window is nearly full, so
+    // the slow endpoint's pace holds its neighbour back.
+    let (engine, transport, ledger) = slow_beside_fast(EVENTS + 20).await;
+    let handle = engine.handle();
 
     burst(&handle, EVENTS).await;
     until("the fast endpoint has every event", || {
@@ -168,12 +182,62 @@ async fn a_slow_receiver_keeps_what_it_sends_in_two_seconds_and_records_the_rest
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+/// While the window has room, the slow endpoint's burst holds no one back: it stays in
+/// memory, unrecorded, and nothing of it goes through the ledger until the endpoint has
+/// worked on it for `HOLD_FEED_FOR`; then what it cannot send within its horizon is recorded
+/// and the checkpoint passes the burst. All on paused time.
+#[tokio::test(start_paused = true)]
+async fn a_slow_receiver_holds_its_burst_while_the_window_has_room_until_it_has_held_the_feed_too_long(
+) {
+    // 100 s of the slow endpoint's work; the default window (20,000 events) holds it all.
+    const EVENTS: usize = 1_000;
+    let (engine, transport, ledger) = slow_beside_fast(20_000).await;
+    let handle = engine.handle();
+    let began = Moment::now();
+
+    burst(&handle, EVENTS).await;
+    until("the fast endpoint has every event", || {
+        delivered(&ledger, "fast") == EVENTS
+    })
+    .await;
+    // Well past its horizon (it sends 20 in two seconds), well before `HOLD_FEED_FOR`.
+    quiet_for(HOLD_FEED_FOR / 2).await;
+    let sent = transport.sent_to("https://slow.example/hook");
+    assert!(sent < EVENTS, "the slow endpoint sent all {sent} already");
+    let by_status = recorded(&ledger, "slow");
+    assert_eq!(
+        by_status.get(DeliveryStatus::Pending.as_str()),
+        None,
+        "recorded ahead while the window had room: {by_status:?}"
+    );
+    assert!(held(&handle, "slow").await > 20);
+    assert!(!checkpoint_at(&ledger, EVENTS - 1));
+
+    quiet_for(HOLD_FEED_FOR / 2).await;
+    until("the checkpoint at the last event", || {
+        checkpoint_at(&ledger, EVENTS - 1)
+    })
+    .await;
+    let after = Moment::now().since(&began);
+    assert!(after >= HOLD_FEED_FOR, "recorded ahead after {after:?}");
+    let kept = held(&handle, "slow").await;
+    assert!(kept <= 20, "the slow endpoint holds {kept} deliveries");
+    let pending = recorded(&ledger, "slow")
+        .get(DeliveryStatus::Pending.as_str())
+        .copied()
+        .unwrap_or_default();
+    assert!(pending > 0);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_endpoint_that_never_answers_records_its_burst_once_it_has_waited_its_horizon() {
     const EVENTS: usize = 200;
     let mut config = config();
     config.max_in_flight_per_endpoint = 4;
     config.attempt_timeout = Duration::from_secs(30);
+    // The burst leaves 20 of the window's 220 events free: it is nearly full.
+    config.max_events_in_flight = EVENTS + 20;
     let (engine, transport, ledger) = start(config).await;
     let handle = engine.handle();
     handle.upsert_webhook(webhook("dead", &["*"])).unwrap();
