@@ -1,7 +1,7 @@
 //! In-memory implementations of the [ports](crate::ports), for unit tests and benchmarks.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -508,6 +508,22 @@ impl Ledger for MemoryLedger {
             due.into_iter().map(|(_, _, p)| Ok(p)),
         ));
         futures::future::ready(Ok(stream)).boxed()
+    }
+
+    fn with_pending(
+        &self,
+        webhook_ids: Vec<Arc<str>>,
+    ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>> {
+        let asked: HashSet<&str> = webhook_ids.iter().map(|id| &**id).collect();
+        let inner = self.inner.lock().unwrap();
+        let found = inner
+            .deliveries
+            .values()
+            .filter(|d| d.record.status == DeliveryStatus::Pending)
+            .filter(|d| asked.contains(d.record.webhook_id.as_str()))
+            .map(|d| d.record.webhook_id.to_string())
+            .collect();
+        futures::future::ready(Ok(found)).boxed()
     }
 
     fn next_due_for(

@@ -115,6 +115,14 @@ pub trait Ledger: Send + Sync + 'static {
         after: SystemTime,
     ) -> BoxFuture<'static, Result<Option<SystemTime>, LedgerError>>;
 
+    /// Which of these webhooks have pending deliveries (a query per few thousand webhooks,
+    /// not per webhook): endpoints that start without knowing what the ledger holds for
+    /// them read it back only if named.
+    fn with_pending(
+        &self,
+        webhook_ids: Vec<Arc<str>>,
+    ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>>;
+
     /// Publishes an operational alert (an endpoint failing or recovered, a delivery
     /// exhausted) as an event, and acts on a disable request. Must be idempotent: the same
     /// alert may be handed over again after a failed attempt.

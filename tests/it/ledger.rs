@@ -203,3 +203,44 @@ async fn a_late_record_never_sets_a_succeeded_delivery_back() {
     }
     assert_eq!(stored(&db, "evt_l5").await, (2, 2, "succeeded".into()));
 }
+
+/// `webhook_id`'s copy of a record.
+fn of_webhook(record: DeliveryRecord, webhook_id: &str) -> DeliveryRecord {
+    DeliveryRecord {
+        delivery_id: format!("{}:{webhook_id}", record.event_id),
+        webhook_id: webhook_id.to_owned(),
+        ..record
+    }
+}
+
+#[tokio::test]
+async fn the_ledger_names_the_webhooks_with_pending_deliveries_among_thousands_asked() {
+    let (_, _, db) = database("ledger_with_pending").await;
+    let ledger = MongoLedger::new(&db);
+    let at = SystemTime::now();
+    ledger
+        .write(Arc::new(vec![
+            // Pending: spilled before its first attempt, or retrying.
+            of_webhook(spilled("evt_p1", at), "wh_pending_spilled"),
+            of_webhook(record("evt_p2", 1, at, 500), "wh_pending_retry"),
+            // Not pending: delivered.
+            of_webhook(record("evt_p3", 1, at, 200), "wh_delivered"),
+            // Pending, but not asked about.
+            of_webhook(spilled("evt_p4", at), "wh_not_asked"),
+        ]))
+        .await
+        .unwrap();
+    // More webhooks than one question names: the last one asked about falls in the second.
+    let mut asked: Vec<Arc<str>> = (0..6_000)
+        .map(|i| Arc::from(format!("wh_quiet_{i:04}")))
+        .collect();
+    asked.extend(
+        ["wh_pending_spilled", "wh_delivered", "wh_pending_retry"]
+            .into_iter()
+            .map(Arc::from),
+    );
+    let found = ledger.with_pending(asked).await.unwrap();
+    let mut found: Vec<String> = found.into_iter().collect();
+    found.sort();
+    assert_eq!(found, ["wh_pending_retry", "wh_pending_spilled"]);
+}

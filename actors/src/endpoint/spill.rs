@@ -23,8 +23,10 @@
 //! with only a few spilled meanwhile, new deliveries are held in memory again.
 //!
 //! So a delivery is never held twice and none is left behind. At start-up (and when a
-//! webhook is enabled again) the endpoint does not know what the ledger holds for it: it
-//! sweeps, then asks the ledger when its next pending delivery falls due, until the answer
+//! webhook is enabled again, or its partition taken over) the endpoint does not know what
+//! the ledger holds for it. The router asks the ledger once, for all endpoints starting,
+//! which have pending deliveries ([`router`](crate::router)'s `pending`); those it names
+//! sweep, then ask the ledger when their next pending delivery falls due, until the answer
 //! is "never".
 
 use std::collections::{BTreeSet, HashSet};

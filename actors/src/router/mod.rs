@@ -54,11 +54,13 @@ use crate::webhook::{SubscriptionIndex, WebhookSpec};
 mod checkpoints;
 mod look_ups;
 mod partitions;
+mod pending;
 mod routing;
 
 use checkpoints::{due_checkpoint, Due};
 use look_ups::{looked_up, LookUp, LOOK_UP_BATCH, LOOK_UP_LINGER};
 use partitions::{Part, Seen};
+use pending::pending_known;
 use routing::{close_ticket, settle};
 
 /// Where a rewound feed starts reading again.
@@ -115,6 +117,8 @@ pub enum Msg {
     /// The first records of deliveries holding these tickets are durable (one entry per
     /// delivery).
     Durable(Vec<u64>),
+    /// The ledger answered which of these webhooks have pending deliveries.
+    PendingKnown(Vec<Arc<str>>, Result<HashSet<String>, LedgerError>),
     /// A batch of look-ups answered: the ids among them the ledger already has.
     LookedUp(Vec<LookUp>, Result<HashSet<String>, LedgerError>),
     LookUpTick,
@@ -199,6 +203,11 @@ pub struct State {
     last: Option<(u64, Position)>,
     look_ups: Vec<LookUp>,
     look_up_timer_armed: bool,
+    /// Endpoints started without knowing whether the ledger holds pending deliveries of
+    /// theirs, not asked about yet ([`pending`]).
+    unasked: Vec<Arc<str>>,
+    /// A question about pending deliveries is out.
+    asking_pending: bool,
     checkpoint_writing: bool,
     /// On tokio's clock, like the timer that spaces the writes.
     last_checkpoint_check: Option<Instant>,
@@ -272,6 +281,8 @@ impl Actor for Router {
             last: None,
             look_ups: Vec::new(),
             look_up_timer_armed: false,
+            unasked: Vec::new(),
+            asking_pending: false,
             checkpoint_writing: false,
             last_checkpoint_check: None,
             checkpoint_tick_at: None,
@@ -342,6 +353,10 @@ impl Actor for Router {
                 self.flush_look_ups(&myself, state);
             }
             Msg::LookedUp(batch, found) => looked_up(&self.window, state, batch, found),
+            Msg::PendingKnown(webhook_ids, found) => {
+                pending_known(state, webhook_ids, found);
+                self.ask_pending(&myself, state);
+            }
             Msg::CheckpointTick => state.checkpoint_tick_at = None,
             Msg::CheckpointsSaved(written, result) => {
                 state.checkpoint_writing = false;
@@ -531,7 +546,8 @@ impl Router {
         let backlog = Backlog::default();
         let actor = spawn_endpoint(myself, state, spec.clone(), backlog.clone()).await?;
         if read_pending {
-            let _ = actor.cast(endpoint::Msg::Spilled);
+            state.unasked.push(spec.id.clone());
+            self.ask_pending(myself, state);
         }
         info!(webhook_id = %spec.id, url = %crate::webhook::loggable_url(&spec.url), paused = spec.paused, "endpoint started");
         state.metrics.endpoint_actors.increment(1.0);

@@ -187,6 +187,47 @@ async fn pending_deliveries_of_a_previous_run_are_paged_in_not_loaded_at_once() 
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+/// Endpoints starting without knowing what the ledger holds for them are asked about
+/// together: only the one with deliveries left pending reads the ledger, and delivers them;
+/// the other fifty go straight to new events.
+#[tokio::test]
+async fn only_endpoints_with_pending_deliveries_read_the_ledger_as_they_start() {
+    let ledger = MemoryLedger::default();
+    let now = SystemTime::now();
+    ledger.insert_pending((0..5).map(|i| pending(&format!("evt_{i:03}"), "left", now)));
+    let (engine, transport, ledger) = start_with(super::config(), ledger).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("left", &["*"])).unwrap();
+    for i in 0..50 {
+        handle
+            .upsert_webhook(webhook(&format!("new{i:02}"), &["*"]))
+            .unwrap();
+    }
+    settle_webhooks(&handle).await;
+
+    until("the deliveries left pending delivered", || {
+        delivered(&ledger, "left") == 5
+    })
+    .await;
+    handle
+        .submit(event("evt_new", "x"), Some(pos("t_new")))
+        .await
+        .unwrap();
+    until("the new event at all 51 endpoints", || {
+        ledger
+            .deliveries()
+            .iter()
+            .filter(|d| d.record.event_id == "evt_new" && d.record.status.as_str() == "succeeded")
+            .count()
+            == 51
+    })
+    .await;
+    quiet_for(Duration::from_millis(300)).await;
+    assert_eq!(ledger.sweeps(), 1, "endpoints that read the ledger");
+    assert_eq!(transport.sent_to("https://left.example/hook"), 6);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn all_endpoints_together_hold_at_most_the_total_bound() {
     let mut config = bounded(1_000, 50);
