@@ -10,7 +10,10 @@
 //! attempts in flight is time the endpoint's connection sits idle). Attempts not started yet
 //! are returned on [`Attempts::recall`] ([`Report::Returned`]): the actor does
 //! so whenever what may start changes (the endpoint fails, is paused, changed or drained).
-//! An attempt is signed when it starts, never before.
+//! An attempt is signed when it starts, never before. Nor does a lined-up attempt start once
+//! the actor's gate closes (the daemon's leases may have passed to another member, say
+//! after it was frozen past them): the task returns it instead, as on a recall, so what
+//! runs on past the gate is at most the attempts already running.
 //!
 //! One task rather than a task per attempt saves a task spawn per attempt (and the move of
 //! the attempt's future into the task), the wake-ups between the tasks, and a message to
@@ -70,16 +73,25 @@ pub enum Report {
 /// How the task reaches the actor; `false` once the actor is gone.
 pub type Reporter = Arc<dyn Fn(Report) -> bool + Send + Sync>;
 
+/// Whether a lined-up attempt may start now.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The actor's handle on its attempts task.
 pub struct Attempts {
     report: Reporter,
+    gate: Gate,
     task: Option<mpsc::UnboundedSender<Order>>,
 }
 
 impl Attempts {
-    /// No task runs until the first batch; each task reports through `report`.
-    pub fn new(report: Reporter) -> Self {
-        Self { report, task: None }
+    /// No task runs until the first batch; each task reports through `report`, and starts
+    /// an attempt only while `gate` says it may.
+    pub fn new(report: Reporter, gate: Gate) -> Self {
+        Self {
+            report,
+            gate,
+            task: None,
+        }
     }
 
     /// Runs `batch` after the attempts handed over before, at most `cap` at a time, in the
@@ -103,7 +115,7 @@ impl Attempts {
         };
         let (task, inbox) = mpsc::unbounded_channel();
         task.send(order).expect("the receiver is right here");
-        tokio::spawn(run(self.report.clone(), inbox));
+        tokio::spawn(run(self.report.clone(), self.gate.clone(), inbox));
         self.task = Some(task);
     }
 
@@ -121,7 +133,7 @@ impl Attempts {
     }
 }
 
-async fn run(report: Reporter, mut inbox: mpsc::UnboundedReceiver<Order>) {
+async fn run(report: Reporter, gate: Gate, mut inbox: mpsc::UnboundedReceiver<Order>) {
     let mut running = FuturesUnordered::new();
     let mut waiting = VecDeque::new();
     let mut cap = 1;
@@ -144,11 +156,14 @@ async fn run(report: Reporter, mut inbox: mpsc::UnboundedReceiver<Order>) {
                 }
             }
             loop {
-                while running.len() < cap {
-                    let Some(attempt) = waiting.pop_front() else {
+                while running.len() < cap && !waiting.is_empty() {
+                    if !gate() {
+                        returned.extend(waiting.drain(..).map(|attempt: Attempt| attempt.key));
                         break;
-                    };
-                    running.push(attempt.run);
+                    }
+                    if let Some(attempt) = waiting.pop_front() {
+                        running.push(attempt.run);
+                    }
                 }
                 // Polls every new attempt once (each queues its request) before this task
                 // yields to the connection's.
@@ -196,7 +211,7 @@ mod tests {
             };
             tx.send(keys).is_ok()
         });
-        (Attempts::new(report), rx)
+        (Attempts::new(report, Arc::new(|| true)), rx)
     }
 
     /// An attempt that ends, answering 200, when `go` fires.
@@ -321,5 +336,49 @@ mod tests {
         rest.sort_unstable();
         assert_eq!(rest, [2, 3]);
         assert_eq!(started_now(), 3, "a returned attempt never starts");
+    }
+
+    #[tokio::test]
+    async fn once_the_gate_closes_lined_up_attempts_are_returned_not_started() {
+        let (mut attempts, mut reports) = reports();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        attempts.gate = {
+            let open = open.clone();
+            Arc::new(move || open.load(Ordering::SeqCst))
+        };
+        let started = Arc::new(AtomicUsize::new(0));
+        let (go, wait): (Vec<_>, Vec<_>) = (0..4).map(|_| oneshot::channel()).unzip();
+        let batch: Vec<Attempt> = wait
+            .into_iter()
+            .zip(1..)
+            .map(|(wait, key)| attempt_counted(key, wait, started.clone()))
+            .collect();
+        attempts.start(batch, 2);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while started.load(Ordering::SeqCst) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "two never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        // The gate closes (the leases lapsed while frozen): the two running end as they
+        // will, the two lined up go back to the actor unstarted.
+        open.store(false, Ordering::SeqCst);
+        let mut go = go.into_iter();
+        go.next().unwrap().send(()).unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            seen.extend(next(&mut reports).await);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, [-4, -3, 1]);
+        go.for_each(|go| {
+            let _ = go.send(());
+        });
+        assert_eq!(next(&mut reports).await, [2]);
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            2,
+            "nothing started past the gate"
+        );
     }
 }

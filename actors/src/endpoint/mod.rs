@@ -228,7 +228,11 @@ impl Actor for Endpoint {
                 .is_ok()
         };
         let mut state = State {
-            attempts: Attempts::new(Arc::new(report)),
+            attempts: Attempts::new(Arc::new(report), {
+                // No lined-up attempt starts while the daemon's leases may have passed on.
+                let lease = self.lease.clone();
+                Arc::new(move || lease.valid())
+            }),
             outbox: Outbox::new(self.ledger.clone(), self.metrics.recorded_ahead.clone()),
             pools: Pools::new(self.transport.clone()),
             limiter: limiter_for(&args.spec),
