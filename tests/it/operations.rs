@@ -201,6 +201,7 @@ async fn a_paused_webhook_holds_every_delivery_and_resuming_delivers_them_all() 
         true
     );
 
+    let before = scrape(&api).await;
     for i in 0..5 {
         let published = api
             .post(
@@ -225,6 +226,14 @@ async fn a_paused_webhook_holds_every_delivery_and_resuming_delivers_them_all() 
         .await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.body["results"].as_array().unwrap().len(), 5);
+    // Each was recorded ahead of any attempt, and operators can see it. (At least: under
+    // `cargo test` other stories' daemons share this process's recorder.)
+    let ahead = delta(
+        &before,
+        &scrape(&api).await,
+        "herald_deliveries_recorded_ahead_total",
+    );
+    assert!(ahead >= 5.0, "{ahead} deliveries counted as recorded ahead");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.count(), 0, "a paused webhook was sent something");
 
