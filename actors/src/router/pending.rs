@@ -3,9 +3,10 @@
 //! previous run or owner. Each reading its own would cost a query or two per endpoint —
 //! thousands at start-up, on the database the first events need — so the router asks the
 //! ledger once which of them have any, for every endpoint that started while the last
-//! question was out, and only those read theirs back. Asked after the endpoints started,
-//! the question sees every record a sweep of theirs would have; if it fails, each endpoint
-//! reads its own, as it would have.
+//! question was out, and only those read theirs back. Like a sweep, the question waits for
+//! the ledger writer's barrier and is asked after the endpoints started, so it sees every
+//! record a sweep of theirs would have; if it fails, each endpoint reads its own, as it
+//! would have.
 
 use super::*;
 
@@ -21,12 +22,21 @@ impl Router {
         }
         state.asking_pending = true;
         let webhook_ids = std::mem::take(&mut state.unasked);
-        let question = self.ledger.with_pending(webhook_ids.clone());
+        let (ledger, writer) = (self.ledger.clone(), state.ledger_writer.clone());
         let myself = myself.clone();
         tokio::spawn(async move {
-            let found = match tokio::time::timeout(ASK_TIMEOUT, question).await {
-                Ok(found) => found,
-                Err(_) => Err(LedgerError::TimedOut(ASK_TIMEOUT)),
+            // Every record this engine handed the writer before now is durable first.
+            let barrier = writer
+                .call(ledger_writer::Msg::Barrier, Some(ASK_TIMEOUT))
+                .await;
+            let found = if matches!(barrier, Ok(ractor::rpc::CallResult::Success(()))) {
+                let question = ledger.with_pending(webhook_ids.clone());
+                match tokio::time::timeout(ASK_TIMEOUT, question).await {
+                    Ok(found) => found,
+                    Err(_) => Err(LedgerError::TimedOut(ASK_TIMEOUT)),
+                }
+            } else {
+                Err(LedgerError::Unconfirmed)
             };
             let _ = myself.cast(Msg::PendingKnown(webhook_ids, found));
         });
