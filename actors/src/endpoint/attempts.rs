@@ -291,23 +291,41 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn at_most_cap_run_the_next_starts_as_one_ends_and_a_recall_returns_the_rest() {
-        let (mut attempts, mut reports) = reports();
-        let started = Arc::new(AtomicUsize::new(0));
-        let (go, wait): (Vec<_>, Vec<_>) = (0..5).map(|_| oneshot::channel()).unzip();
-        let batch: Vec<Attempt> = wait
+    /// `n` attempts keyed 1 to `n`, each counting its start in `started` and ending when
+    /// its sender fires.
+    fn counted_batch(
+        n: usize,
+        started: &Arc<AtomicUsize>,
+    ) -> (Vec<oneshot::Sender<()>>, Vec<Attempt>) {
+        let (go, wait): (Vec<_>, Vec<_>) = (0..n).map(|_| oneshot::channel()).unzip();
+        let batch = wait
             .into_iter()
             .zip(1..)
             .map(|(wait, key)| attempt_counted(key, wait, started.clone()))
             .collect();
+        (go, batch)
+    }
+
+    /// Waits until at least `n` attempts have started; fails at `deadline`.
+    async fn started_at_least(started: &AtomicUsize, n: usize, deadline: tokio::time::Instant) {
+        while started.load(Ordering::SeqCst) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} attempts never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn at_most_cap_run_the_next_starts_as_one_ends_and_a_recall_returns_the_rest() {
+        let (mut attempts, mut reports) = reports();
+        let started = Arc::new(AtomicUsize::new(0));
+        let (go, batch) = counted_batch(5, &started);
         attempts.start(batch, 2);
         let started_now = || started.load(Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while started_now() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "two never started");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        started_at_least(&started, 2, deadline).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(started_now(), 2, "a cap of 2 lets two run");
 
@@ -315,13 +333,7 @@ mod tests {
         let mut go = go.into_iter();
         go.next().unwrap().send(()).unwrap();
         assert_eq!(next(&mut reports).await, [1]);
-        while started_now() < 3 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the third never started"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        started_at_least(&started, 3, deadline).await;
 
         // A recall returns the two not started; those running go on.
         attempts.recall();
@@ -347,18 +359,10 @@ mod tests {
             Arc::new(move || open.load(Ordering::SeqCst))
         };
         let started = Arc::new(AtomicUsize::new(0));
-        let (go, wait): (Vec<_>, Vec<_>) = (0..4).map(|_| oneshot::channel()).unzip();
-        let batch: Vec<Attempt> = wait
-            .into_iter()
-            .zip(1..)
-            .map(|(wait, key)| attempt_counted(key, wait, started.clone()))
-            .collect();
+        let (go, batch) = counted_batch(4, &started);
         attempts.start(batch, 2);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while started.load(Ordering::SeqCst) < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "two never started");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        started_at_least(&started, 2, deadline).await;
 
         // The gate closes (the leases lapsed while frozen): the two running end as they
         // will, the two lined up go back to the actor unstarted.
