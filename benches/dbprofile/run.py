@@ -70,7 +70,9 @@ def main():
 
     try:
         db_port, receiver_port, listen_port = free_port(), free_port(), free_port()
-        start([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(db_port),
+        # Without the TTL sweeper, whose stalls would land in the commands' milliseconds.
+        start([sys.executable, os.path.join(root, "scripts/secantus_without_ttl_sweep.py"),
+               "--host", "127.0.0.1", "--port", str(db_port),
                "--storage-path", os.path.join(state, "db")], "db.log")
         uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
         client = MongoClient(uri)

@@ -194,22 +194,17 @@ impl Database {
         // The dev server's TTL sweeper decodes every document of every collection each
         // minute while holding the GIL (mongod's uses the index); with herald's retention
         // indexes that stalls the server for seconds mid-run. Benchmarks measure herald,
-        // not that sweep, so it is switched off here (test setup only).
+        // not that sweep, so it is switched off by the launcher (its own config key is
+        // ignored by the server's command line; test setup only). The empty config keeps a
+        // developer's `./secantusd.toml` out.
         let config = tempfile::Builder::new()
             .prefix("herald-bench-secantus-")
             .suffix(".toml")
             .tempfile()
             .unwrap();
-        std::fs::write(config.path(), "[storage]\nttl_sweep_seconds = 0\n").unwrap();
         let child = Command::new(&python)
-            .args([
-                "-m",
-                "secantus",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
+            .arg(root.join("scripts/secantus_without_ttl_sweep.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--storage-path", ":memory:"])
             .arg("--config")
             .arg(config.path())

@@ -72,18 +72,16 @@ impl OwnServer {
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
             });
         let dir = tempfile::tempdir().unwrap();
+        // Empty: keeps a developer's `./secantusd.toml` out.
         let config = dir.path().join("secantusd.toml");
-        std::fs::write(&config, "[storage]\nttl_sweep_seconds = 0\n").unwrap();
+        std::fs::write(&config, "").unwrap();
         let port = free_port();
+        // With its TTL sweeper off (see the launcher: the config key for it is ignored).
+        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scripts/secantus_without_ttl_sweep.py");
         let child = std::process::Command::new(&python)
-            .args([
-                "-m",
-                "secantus",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
+            .arg(launcher)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--storage-path", ":memory:", "--log-level", "WARNING"])
             .arg("--config")
             .arg(&config)
