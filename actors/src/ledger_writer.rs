@@ -151,6 +151,9 @@ impl Actor for LedgerWriter {
                 state.consecutive_failures = 0;
                 if let Some(batch) = state.writing.take() {
                     state.durable += batch.records.len() as u64;
+                    self.metrics
+                        .ledger_records_written
+                        .increment(batch.records.len() as u64);
                     self.unwritten
                         .fetch_sub(batch.records.len(), std::sync::atomic::Ordering::Relaxed);
                     let durable = state.durable;

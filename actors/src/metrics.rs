@@ -33,6 +33,10 @@ pub const ENDPOINT_ACTORS: &str = "herald_endpoint_actors";
 pub const ENDPOINT_RESTARTS_TOTAL: &str = "herald_endpoint_restarts_total";
 /// `herald_ledger_batch_size`: delivery records per ledger write.
 pub const LEDGER_BATCH_SIZE: &str = "herald_ledger_batch_size";
+/// `herald_ledger_records_written_total`: delivery records the ledger has made durable.
+/// Beside the sum of [`LEDGER_BATCH_SIZE`] (records handed to the ledger) it shows how far
+/// the ledger's writes trail.
+pub const LEDGER_RECORDS_WRITTEN_TOTAL: &str = "herald_ledger_records_written_total";
 /// `herald_ledger_write_errors_total`: failed ledger writes (each is retried).
 pub const LEDGER_WRITE_ERRORS_TOTAL: &str = "herald_ledger_write_errors_total";
 /// `herald_deliveries_paused`: deliveries held by paused endpoints.
@@ -86,6 +90,10 @@ pub fn describe() {
     );
     describe_histogram!(LEDGER_BATCH_SIZE, "Delivery records per ledger write");
     describe_counter!(
+        LEDGER_RECORDS_WRITTEN_TOTAL,
+        "Delivery records the ledger has made durable"
+    );
+    describe_counter!(
         LEDGER_WRITE_ERRORS_TOTAL,
         "Failed ledger writes (retried until they succeed)"
     );
@@ -128,6 +136,7 @@ pub struct EngineMetrics {
     pub endpoint_actors: Gauge,
     pub endpoint_restarts: Counter,
     pub ledger_batch_size: Histogram,
+    pub ledger_records_written: Counter,
     pub ledger_write_errors: Counter,
     pub paused: Gauge,
     pub recorded_ahead: Counter,
@@ -147,6 +156,7 @@ impl EngineMetrics {
             endpoint_actors: metrics::gauge!(ENDPOINT_ACTORS),
             endpoint_restarts: metrics::counter!(ENDPOINT_RESTARTS_TOTAL),
             ledger_batch_size: metrics::histogram!(LEDGER_BATCH_SIZE),
+            ledger_records_written: metrics::counter!(LEDGER_RECORDS_WRITTEN_TOTAL),
             ledger_write_errors: metrics::counter!(LEDGER_WRITE_ERRORS_TOTAL),
             paused: metrics::gauge!(DELIVERIES_PAUSED),
             recorded_ahead: metrics::counter!(DELIVERIES_RECORDED_AHEAD_TOTAL),

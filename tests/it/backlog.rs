@@ -307,6 +307,24 @@ async fn a_dead_endpoint_with_200000_pending_deliveries_keeps_herald_bounded_and
         .filter(|r| header(r, "webhook-id").is_some_and(|id| id.starts_with("evt_backlog_")))
         .count();
 
+    // Those deliveries exist only in the ledger: each was read back before its first
+    // attempt, and operators see it counted.
+    let backlog_attempted: HashSet<String> = dead
+        .requests()
+        .iter()
+        .filter_map(|r| header(r, "webhook-id"))
+        .filter(|id| id.starts_with("evt_backlog_"))
+        .map(str::to_owned)
+        .collect();
+    let metrics =
+        crate::operations::scrape(&crate::api_client::Api::new(daemon.listen(), None)).await;
+    let read_back = crate::operations::sample(&metrics, "herald_deliveries_read_back_total");
+    assert!(
+        read_back >= backlog_attempted.len() as f64,
+        "{read_back} deliveries counted as read back, {} backlog deliveries attempted",
+        backlog_attempted.len()
+    );
+
     let peak = status_kib(pid, "VmHWM:").expect("the child's /proc status");
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();

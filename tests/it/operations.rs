@@ -32,7 +32,7 @@ async fn start(uri: &str, name: &str, tweak: impl FnOnce(&mut Config)) -> (InPro
 }
 
 /// One scrape: every sample by name and sorted labels (`name{a="1",b="2"}` → value).
-async fn scrape(api: &Api) -> BTreeMap<String, f64> {
+pub(crate) async fn scrape(api: &Api) -> BTreeMap<String, f64> {
     // No API key: Prometheus scrapers carry none.
     let response = api.anonymous().get("/metrics").await;
     assert_eq!(response.status, 200, "{}", response.body);
@@ -64,7 +64,7 @@ fn normalise(series: &str) -> String {
     }
 }
 
-fn sample(metrics: &BTreeMap<String, f64>, series: &str) -> f64 {
+pub(crate) fn sample(metrics: &BTreeMap<String, f64>, series: &str) -> f64 {
     metrics.get(&normalise(series)).copied().unwrap_or(0.0)
 }
 
@@ -156,6 +156,18 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     assert!(after.contains_key("herald_attempts_in_flight"));
     assert!(after.contains_key("herald_change_stream_lag_seconds"));
     assert!(after.contains_key("herald_ledger_batch_size_count"));
+    // Every record handed to the ledger is counted once durable: each of the six
+    // deliveries' last records at least (the failing ones' retries add theirs).
+    let handed = delta(&before, &after, "herald_ledger_batch_size_sum");
+    assert!(handed >= 6.0, "{handed} records handed to the ledger");
+    support::eventually(DEADLINE, "every handed record counted as written", || {
+        let (api, before) = (&api, &before);
+        async move {
+            let now = scrape(api).await;
+            delta(before, &now, "herald_ledger_records_written_total") == handed
+        }
+    })
+    .await;
     // What goes through the ledger ahead of an attempt, for operators to see a spill.
     assert!(after.contains_key("herald_deliveries_recorded_ahead_total"));
     assert!(after.contains_key("herald_deliveries_read_back_total"));
