@@ -136,7 +136,7 @@ def burst(db, n, webhooks):
 
 
 def report(db, title, began):
-    count, millis = collections.Counter(), collections.Counter()
+    count, millis, longest = collections.Counter(), collections.Counter(), collections.Counter()
     example = {}
     for op in db.system.profile.find({"ts": {"$gte": began}}):
         command = op.get("command", {})
@@ -147,14 +147,17 @@ def report(db, title, began):
         key = f"{verb} {target if isinstance(target, str) else ''}".strip()
         count[key] += 1
         millis[key] += op.get("millis", 0)
+        # What a change stream's next read may wait behind: the server runs one command at
+        # a time.
+        longest[key] = max(longest[key], op.get("millis", 0))
         example.setdefault(key, command)
     print(f"== {title}")
-    print(f"   {'commands':>8} {'server ms':>9}  command")
+    print(f"   {'commands':>8} {'server ms':>9} {'longest':>7}  command")
     for key, c in count.most_common():
-        print(f"   {c:8d} {millis[key]:9d}  {key}")
+        print(f"   {c:8d} {millis[key]:9d} {longest[key]:7d}  {key}")
         if os.environ.get("DBPROFILE_EXAMPLES"):
             shown = {k: v for k, v in example[key].items() if k not in ("documents", "updates", "lsid", "$clusterTime", "$db")}
-            print(f"   {'':8} {'':9}    e.g. {str(shown)[:300]}")
+            print(f"   {'':8} {'':9} {'':7}    e.g. {str(shown)[:300]}")
 
 
 def phase(db, name, seconds, rate):
