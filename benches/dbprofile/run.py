@@ -70,8 +70,9 @@ def main():
 
     try:
         db_port, receiver_port, listen_port = free_port(), free_port(), free_port()
-        # Without the TTL sweeper, whose stalls would land in the commands' milliseconds.
-        start([sys.executable, os.path.join(root, "scripts/secantus_without_ttl_sweep.py"),
+        # Without the TTL sweeper and full collections, whose stalls would land in the
+        # commands' milliseconds (scripts/secantus_quiet.py).
+        start([sys.executable, os.path.join(root, "scripts/secantus_quiet.py"),
                "--host", "127.0.0.1", "--port", str(db_port),
                "--storage-path", os.path.join(state, "db")], "db.log")
         uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"

@@ -191,19 +191,18 @@ impl Database {
             .local_addr()
             .unwrap()
             .port();
-        // The dev server's TTL sweeper decodes every document of every collection each
-        // minute while holding the GIL (mongod's uses the index); with herald's retention
-        // indexes that stalls the server for seconds mid-run. Benchmarks measure herald,
-        // not that sweep, so it is switched off by the launcher (its own config key is
-        // ignored by the server's command line; test setup only). The empty config keeps a
-        // developer's `./secantusd.toml` out.
+        // Without two pauses of the dev server's own that mongod does not have (its TTL
+        // sweeper, seconds of stall with herald's retention indexes; its interpreter's full
+        // garbage collections, 25–96 ms each): see `scripts/secantus_quiet.py`. Benchmarks
+        // measure herald, not those (test setup only). The empty config keeps a developer's
+        // `./secantusd.toml` out.
         let config = tempfile::Builder::new()
             .prefix("herald-bench-secantus-")
             .suffix(".toml")
             .tempfile()
             .unwrap();
         let child = Command::new(&python)
-            .arg(root.join("scripts/secantus_without_ttl_sweep.py"))
+            .arg(root.join("scripts/secantus_quiet.py"))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--storage-path", ":memory:"])
             .arg("--config")

@@ -76,9 +76,9 @@ impl OwnServer {
         let config = dir.path().join("secantusd.toml");
         std::fs::write(&config, "").unwrap();
         let port = free_port();
-        // With its TTL sweeper off (see the launcher: the config key for it is ignored).
-        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scripts/secantus_without_ttl_sweep.py");
+        // Without its TTL sweeper (and its full garbage collections): see the launcher.
+        let launcher =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/secantus_quiet.py");
         let child = std::process::Command::new(&python)
             .arg(launcher)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
