@@ -16,6 +16,7 @@
 //! long that it fills up, further alerts are dropped and logged (the deliveries themselves
 //! are never dropped).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,7 +84,12 @@ struct InFlightBatch {
 pub struct State {
     on_durable: OnDurable,
     buffer: Vec<DeliveryRecord>,
-    retire: Vec<u64>,
+    /// Feed sequence numbers to retire, each with the count of records received up to and
+    /// including those of its `Write`: they retire with the batch that makes that many
+    /// durable (every record of theirs, and all received before them).
+    retire: VecDeque<(u64, Vec<u64>)>,
+    /// Records taken into batches so far (the first `taken` received).
+    taken: u64,
     writing: Option<InFlightBatch>,
     timer_armed: bool,
     consecutive_failures: u32,
@@ -111,7 +117,8 @@ impl Actor for LedgerWriter {
         Ok(State {
             on_durable: args.on_durable,
             buffer: Vec::new(),
-            retire: Vec::new(),
+            retire: VecDeque::new(),
+            taken: 0,
             writing: None,
             timer_armed: false,
             consecutive_failures: 0,
@@ -135,7 +142,9 @@ impl Actor for LedgerWriter {
                 self.unwritten
                     .fetch_add(records.len(), std::sync::atomic::Ordering::Relaxed);
                 state.buffer.extend(records);
-                state.retire.extend(retire);
+                if !retire.is_empty() {
+                    state.retire.push_back((state.received, retire));
+                }
                 if state.buffer.len() >= self.config.ledger_batch_max {
                     self.start_write(&myself, state);
                 } else if !state.timer_armed && state.writing.is_none() {
@@ -218,13 +227,19 @@ impl LedgerWriter {
         }
         let take = state.buffer.len().min(self.config.ledger_batch_max);
         let records: Vec<DeliveryRecord> = state.buffer.drain(..take).collect();
-        // Sequence numbers retire with the batch that carries their records; when a batch
-        // is cut short, the rest retire with the next one, which is never earlier.
-        let retire = if state.buffer.is_empty() {
-            std::mem::take(&mut state.retire)
-        } else {
-            Vec::new()
-        };
+        // Sequence numbers retire with the batch that carries the last of their records.
+        // Under a steady load the buffer never empties, so they must not wait for that.
+        state.taken += take as u64;
+        let mut retire = Vec::new();
+        while state
+            .retire
+            .front()
+            .is_some_and(|(upto, _)| *upto <= state.taken)
+        {
+            if let Some((_, seqs)) = state.retire.pop_front() {
+                retire.extend(seqs);
+            }
+        }
         self.metrics.ledger_batch_size.record(records.len() as f64);
         let records = Arc::new(records);
         self.spawn_write(myself, records.clone());
@@ -263,4 +278,167 @@ fn spawn_alert_publisher(ledger: Arc<dyn Ledger>) -> mpsc::Sender<Alert> {
 /// 50 ms doubling to 5 s.
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << failures.min(7)).min(5_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::time::SystemTime;
+
+    use futures::future::BoxFuture;
+    use futures::FutureExt;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::delivery::DeliveryStatus;
+    use crate::fakes::MemoryLedger;
+    use crate::partition::PartitionCheckpoint;
+    use crate::ports::PendingStream;
+
+    /// The memory ledger, each of whose writes waits for a permit: the test decides when
+    /// each batch becomes durable.
+    struct GatedLedger {
+        inner: MemoryLedger,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Ledger for GatedLedger {
+        fn write(
+            &self,
+            batch: Arc<Vec<DeliveryRecord>>,
+        ) -> BoxFuture<'static, Result<(), LedgerError>> {
+            let (inner, gate) = (self.inner.clone(), self.gate.clone());
+            async move {
+                gate.acquire().await.expect("gate open").forget();
+                inner.write(batch).await
+            }
+            .boxed()
+        }
+        fn checkpoint(
+            &self,
+            checkpoints: Vec<PartitionCheckpoint>,
+        ) -> BoxFuture<'static, Result<Vec<u16>, LedgerError>> {
+            self.inner.checkpoint(checkpoints)
+        }
+        fn recorded(
+            &self,
+            delivery_ids: Vec<String>,
+        ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>> {
+            self.inner.recorded(delivery_ids)
+        }
+        fn pending_for(
+            &self,
+            webhook_id: &str,
+            due_before: SystemTime,
+            batch_size: usize,
+        ) -> BoxFuture<'static, Result<PendingStream, LedgerError>> {
+            self.inner.pending_for(webhook_id, due_before, batch_size)
+        }
+        fn next_due_for(
+            &self,
+            webhook_id: &str,
+            after: SystemTime,
+        ) -> BoxFuture<'static, Result<Option<SystemTime>, LedgerError>> {
+            self.inner.next_due_for(webhook_id, after)
+        }
+        fn with_pending(
+            &self,
+            webhook_ids: Vec<Arc<str>>,
+        ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>> {
+            self.inner.with_pending(webhook_ids)
+        }
+    }
+
+    fn records(first: usize, n: usize) -> Vec<DeliveryRecord> {
+        (first..first + n)
+            .map(|i| DeliveryRecord {
+                delivery_id: format!("evt_{i}:wh_1"),
+                event_id: format!("evt_{i}"),
+                webhook_id: "wh_1".into(),
+                event_type: "t".into(),
+                task_id: None,
+                status: DeliveryStatus::Succeeded,
+                attempts: 1,
+                next_attempt_at: None,
+                last_status_code: Some(200),
+                last_error: None,
+                new_attempts: Vec::new(),
+                first_write: true,
+                created_at: SystemTime::now(),
+                completed_at: Some(SystemTime::now()),
+                payload: None,
+            })
+            .collect()
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < until, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Under a steady load the buffer never empties between batches. A feed sequence
+    /// number must retire once the batch carrying its records is durable, not wait for the
+    /// buffer to run dry: the feed window and the checkpoint wait on it.
+    #[tokio::test]
+    async fn sequence_numbers_retire_with_their_records_while_the_buffer_never_empties() {
+        let gate = Arc::new(Semaphore::new(0));
+        let ledger = Arc::new(GatedLedger {
+            inner: MemoryLedger::default(),
+            gate: gate.clone(),
+        });
+        let retired = Arc::new(Mutex::new(Vec::<u64>::new()));
+        let on_durable: OnDurable = {
+            let retired = retired.clone();
+            Box::new(move |seqs| retired.lock().unwrap().extend(seqs))
+        };
+        let config = EngineConfig {
+            ledger_batch_max: 2,
+            ..EngineConfig::default()
+        };
+        let (writer, _) = Actor::spawn(
+            None,
+            LedgerWriter {
+                config: Arc::new(config),
+                ledger: ledger.clone(),
+                metrics: EngineMetrics::new(),
+                unwritten: Arc::default(),
+            },
+            Args { on_durable },
+        )
+        .await
+        .unwrap();
+        let write = |first, n, seq| {
+            writer
+                .cast(Msg::Write {
+                    records: records(first, n),
+                    retire: vec![seq],
+                })
+                .unwrap()
+        };
+        // Batch 1 takes records 0–1 at once (a full batch) and waits at the gate; record 2
+        // stays behind.
+        write(0, 3, 1);
+        write(3, 2, 2);
+        // Batch 1 durable; batch 2 (records 2–3) carries the last of sequence 1's records.
+        gate.add_permits(1);
+        wait_until("batch 1 durable", || ledger.inner.writes() == 1).await;
+        write(5, 2, 3);
+        gate.add_permits(1);
+        wait_until("batch 2 durable", || ledger.inner.writes() == 2).await;
+        wait_until("sequence 1 retired", || !retired.lock().unwrap().is_empty()).await;
+        // Records 4–6 are still buffered or being written: 2 and 3 wait for theirs.
+        assert_eq!(*retired.lock().unwrap(), vec![1]);
+        gate.add_permits(2);
+        wait_until("every sequence retired", || {
+            retired.lock().unwrap().len() == 3
+        })
+        .await;
+        assert_eq!(*retired.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(ledger.inner.deliveries().len(), 7);
+        writer.stop(None);
+    }
 }
