@@ -1,0 +1,131 @@
+"""A burst larger than the feed window, to several webhooks: does every delivery succeed?
+
+    cargo build --bin herald --example receiver
+    .venv/bin/python benches/burst/run.py [--window 3000] [--events 12000] [--webhooks 10]
+
+Starts SecantusDB (through scripts/secantus_quiet.py), the example HTTPS receiver and one
+`herald serve --max-events-in-flight WINDOW`, all on 127.0.0.1; inserts EVENTS events at
+once (batches of 500) for WEBHOOKS webhooks; then prints, every 5 s, the deliveries that
+succeeded, the events routed, and what was recorded ahead and read back. It ends with DONE
+once every delivery has succeeded, or STUCK after 60 s without one more (exit status 1),
+leaving the processes running with `--keep` so that their state can be read.
+
+A window smaller than the burst makes endpoints spill to the ledger and read back: the
+path this script exists to watch.
+"""
+import argparse
+import datetime
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from pymongo import MongoClient
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, seconds=60):
+    until = time.time() + seconds
+    while time.time() < until:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"burst: {what} did not come up within {seconds} s")
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--herald", default=os.path.join(root, "target/debug/herald"))
+    parser.add_argument("--receiver", default=os.path.join(root, "target/debug/examples/receiver"))
+    parser.add_argument("--window", type=int, default=3000, help="--max-events-in-flight")
+    parser.add_argument("--events", type=int, default=12000)
+    parser.add_argument("--webhooks", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="leave everything running at the end")
+    args = parser.parse_args()
+    state = tempfile.mkdtemp(prefix="herald-burst-")
+    print(f"logs in {state}", flush=True)
+    procs = []
+
+    def start(cmd, log, env=None):
+        out = open(os.path.join(state, log), "w")
+        procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
+
+    stuck = False
+    try:
+        db_port, receiver_port, listen_port = free_port(), free_port(), free_port()
+        start([sys.executable, os.path.join(root, "scripts/secantus_quiet.py"), "--host",
+               "127.0.0.1", "--port", str(db_port), "--storage-path", ":memory:"], "db.log")
+        client = MongoClient(f"mongodb://127.0.0.1:{db_port}/?directConnection=true")
+        wait_for("the dev server", lambda: client.admin.command("ping"))
+        pem = os.path.join(state, "receiver.pem")
+        start([args.receiver, "--listen", f"127.0.0.1:{receiver_port}", "--secret", SECRET,
+               "--cert-out", pem], "receiver.log")
+        wait_for("the receiver", lambda: os.path.getsize(pem) > 0)
+        db = client.burst
+        now = datetime.datetime.now(datetime.timezone.utc)
+        db.webhooks.insert_many([{
+            "_id": f"wh_00000000000b{i:04x}", "url": f"https://127.0.0.1:{receiver_port}/hook",
+            "event_types": ["*"], "secret": SECRET, "enabled": True, "created_at": now,
+            "updated_at": now} for i in range(args.webhooks)])
+        start([args.herald, "serve", "--mongodb-uri",
+               f"mongodb://127.0.0.1:{db_port}/?directConnection=true", "--database", "burst",
+               "--listen", f"127.0.0.1:{listen_port}", "--ca-file", pem,
+               "--allow-private-networks", "127.0.0.1/32",
+               "--max-events-in-flight", str(args.window)], "herald.log",
+              env=dict(os.environ, HERALD_LOG=os.environ.get("HERALD_LOG", "info")))
+        metrics_url = f"http://127.0.0.1:{listen_port}/metrics"
+        wait_for("herald", lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{listen_port}/readyz").status == 200)
+        for first in range(0, args.events, 500):
+            db.events.insert_many([{
+                "_id": f"evt_{i:08d}", "event_type": "collection.documents.written",
+                "data": {"n": i}, "created_at": datetime.datetime.now(datetime.timezone.utc)}
+                for i in range(first, min(args.events, first + 500))])
+        wanted = args.events * args.webhooks
+        began, last, last_moved = time.time(), -1, time.time()
+        while True:
+            text = urllib.request.urlopen(metrics_url).read().decode()
+
+            def metric(prefix):
+                return sum(float(line.split()[-1]) for line in text.splitlines()
+                           if line.startswith(prefix))
+
+            succeeded = int(metric('herald_deliveries_total{outcome="succeeded"'))
+            print(f"{time.time() - began:6.0f} s  succeeded {succeeded}/{wanted}  routed "
+                  f"{int(metric('herald_events_routed_total'))}  recorded ahead "
+                  f"{int(metric('herald_deliveries_recorded_ahead_total'))}  read back "
+                  f"{int(metric('herald_deliveries_read_back_total'))}", flush=True)
+            if succeeded >= wanted:
+                print("DONE")
+                break
+            if succeeded != last:
+                last, last_moved = succeeded, time.time()
+            elif time.time() - last_moved > 60:
+                pending = db.deliveries.count_documents({"status": "pending"})
+                print(f"STUCK: no delivery succeeded for 60 s; {pending} pending in the ledger")
+                stuck = True
+                break
+            time.sleep(5)
+    finally:
+        if not args.keep:
+            for p in procs:
+                p.terminate()
+    sys.exit(1 if stuck else 0)
+
+
+if __name__ == "__main__":
+    main()
