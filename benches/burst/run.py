@@ -7,7 +7,9 @@ Starts SecantusDB (through scripts/secantus_quiet.py), the example HTTPS receive
 `herald serve --max-events-in-flight WINDOW`, all on 127.0.0.1; inserts EVENTS events at
 once (batches of 500) for WEBHOOKS webhooks; then prints, every 5 s, the deliveries that
 succeeded, the events routed, and what was recorded ahead and read back. It ends with DONE
-once every delivery has succeeded, or STUCK after 60 s without one more (exit status 1),
+once every delivery has succeeded, or STUCK after 180 s in which neither a delivery
+succeeded nor a record was written (exit status 1; one ledger write of 1,000 updates can
+take the dev server minutes once `deliveries` is large),
 leaving the processes running with `--keep` so that their state can be read.
 
 A window smaller than the burst makes endpoints spill to the ledger and read back: the
@@ -96,7 +98,7 @@ def main():
                 "data": {"n": i}, "created_at": datetime.datetime.now(datetime.timezone.utc)}
                 for i in range(first, min(args.events, first + 500))])
         wanted = args.events * args.webhooks
-        began, last, last_moved = time.time(), -1, time.time()
+        began, last, last_moved = time.time(), None, time.time()
         while True:
             text = urllib.request.urlopen(metrics_url).read().decode()
 
@@ -105,18 +107,21 @@ def main():
                            if line.startswith(prefix))
 
             succeeded = int(metric('herald_deliveries_total{outcome="succeeded"'))
-            print(f"{time.time() - began:6.0f} s  succeeded {succeeded}/{wanted}  routed "
+            written = int(metric("herald_ledger_records_written_total"))
+            print(f"{time.time() - began:6.0f} s  succeeded {succeeded}/{wanted}  written "
+                  f"{written}  routed "
                   f"{int(metric('herald_events_routed_total'))}  recorded ahead "
                   f"{int(metric('herald_deliveries_recorded_ahead_total'))}  read back "
                   f"{int(metric('herald_deliveries_read_back_total'))}", flush=True)
             if succeeded >= wanted:
                 print("DONE")
                 break
-            if succeeded != last:
-                last, last_moved = succeeded, time.time()
-            elif time.time() - last_moved > 60:
+            if (succeeded, written) != last:
+                last, last_moved = (succeeded, written), time.time()
+            elif time.time() - last_moved > 180:
                 pending = db.deliveries.count_documents({"status": "pending"})
-                print(f"STUCK: no delivery succeeded for 60 s; {pending} pending in the ledger")
+                print(f"STUCK: nothing succeeded or written for 180 s; {pending} pending in the "
+                      "ledger")
                 stuck = True
                 break
             time.sleep(5)
