@@ -88,8 +88,6 @@ pub struct State {
     /// including those of its `Write`: they retire with the batch that makes that many
     /// durable (every record of theirs, and all received before them).
     retire: VecDeque<(u64, Vec<u64>)>,
-    /// Records taken into batches so far (the first `taken` received).
-    taken: u64,
     writing: Option<InFlightBatch>,
     timer_armed: bool,
     consecutive_failures: u32,
@@ -118,7 +116,6 @@ impl Actor for LedgerWriter {
             on_durable: args.on_durable,
             buffer: Vec::new(),
             retire: VecDeque::new(),
-            taken: 0,
             writing: None,
             timer_armed: false,
             consecutive_failures: 0,
@@ -229,13 +226,10 @@ impl LedgerWriter {
         let records: Vec<DeliveryRecord> = state.buffer.drain(..take).collect();
         // Sequence numbers retire with the batch that carries the last of their records.
         // Under a steady load the buffer never empties, so they must not wait for that.
-        state.taken += take as u64;
+        // No batch is in flight here, so every record taken before this one is durable.
+        let taken = state.durable + take as u64;
         let mut retire = Vec::new();
-        while state
-            .retire
-            .front()
-            .is_some_and(|(upto, _)| *upto <= state.taken)
-        {
+        while state.retire.front().is_some_and(|(upto, _)| *upto <= taken) {
             if let Some((_, seqs)) = state.retire.pop_front() {
                 retire.extend(seqs);
             }
