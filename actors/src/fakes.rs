@@ -10,7 +10,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::delivery::{
-    AttemptResponse, AttemptResult, DeliveryRecord, DeliveryStatus, PendingDelivery,
+    AttemptLogEntry, AttemptResponse, AttemptResult, DeliveryRecord, DeliveryStatus,
+    PendingDelivery,
 };
 use crate::partition::PartitionCheckpoint;
 use crate::ports::{Ledger, LedgerError, OutboundRequest, PendingStream, Transport};
@@ -574,5 +575,32 @@ impl Ledger for MemoryLedger {
                 .boxed();
         }
         futures::future::ready(Ok(inner.health.get(webhook_id).cloned())).boxed()
+    }
+}
+
+/// The first and only record of a delivery whose first attempt answered 200.
+pub fn succeeded_record(event_id: &str, webhook_id: &str, event_type: &str) -> DeliveryRecord {
+    let now = SystemTime::now();
+    DeliveryRecord {
+        delivery_id: format!("{event_id}:{webhook_id}"),
+        event_id: event_id.to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        event_type: event_type.to_owned(),
+        task_id: None,
+        status: DeliveryStatus::Succeeded,
+        attempts: 1,
+        next_attempt_at: None,
+        last_status_code: Some(200),
+        last_error: None,
+        new_attempts: vec![AttemptLogEntry {
+            at: now,
+            status_code: Some(200),
+            error: None,
+            duration_ms: 1,
+        }],
+        first_write: true,
+        created_at: now,
+        completed_at: Some(now),
+        payload: None,
     }
 }

@@ -285,8 +285,7 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::delivery::DeliveryStatus;
-    use crate::fakes::MemoryLedger;
+    use crate::fakes::{succeeded_record, MemoryLedger};
     use crate::partition::PartitionCheckpoint;
     use crate::ports::PendingStream;
 
@@ -346,23 +345,7 @@ mod tests {
 
     fn records(first: usize, n: usize) -> Vec<DeliveryRecord> {
         (first..first + n)
-            .map(|i| DeliveryRecord {
-                delivery_id: format!("evt_{i}:wh_1"),
-                event_id: format!("evt_{i}"),
-                webhook_id: "wh_1".into(),
-                event_type: "t".into(),
-                task_id: None,
-                status: DeliveryStatus::Succeeded,
-                attempts: 1,
-                next_attempt_at: None,
-                last_status_code: Some(200),
-                last_error: None,
-                new_attempts: Vec::new(),
-                first_write: true,
-                created_at: SystemTime::now(),
-                completed_at: Some(SystemTime::now()),
-                payload: None,
-            })
+            .map(|i| succeeded_record(&format!("evt_{i}"), "wh_1", "t"))
             .collect()
     }
 

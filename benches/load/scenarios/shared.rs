@@ -6,7 +6,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald::config::Config;
 use herald::transport::{HttpsTransport, TransportOptions};
-use herald_actors::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use herald_actors::fakes::MemoryLedger;
 use herald_actors::signing::{Signer, SigningKey};
 use herald_actors::{Engine, EngineConfig, Event, EventFilter, Payload, WebhookSpec};
@@ -205,28 +204,4 @@ pub(super) async fn ledger_as_herald_makes_it(
 }
 
 /// The first and only record of a delivery whose first attempt answered 200.
-pub(super) fn succeeded(event_id: &str, webhook_id: &str, event_type: &str) -> DeliveryRecord {
-    let now = SystemTime::now();
-    DeliveryRecord {
-        delivery_id: format!("{event_id}:{webhook_id}"),
-        event_id: event_id.to_owned(),
-        webhook_id: webhook_id.to_owned(),
-        event_type: event_type.to_owned(),
-        task_id: None,
-        status: DeliveryStatus::Succeeded,
-        attempts: 1,
-        next_attempt_at: None,
-        last_status_code: Some(200),
-        last_error: None,
-        new_attempts: vec![AttemptLogEntry {
-            at: now,
-            status_code: Some(200),
-            error: None,
-            duration_ms: 1,
-        }],
-        first_write: true,
-        created_at: now,
-        completed_at: Some(now),
-        payload: None,
-    }
-}
+pub(super) use herald_actors::fakes::succeeded_record as succeeded;
