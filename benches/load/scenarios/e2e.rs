@@ -64,7 +64,7 @@ async fn recording_consumer(db: &mongodb::Database, n: usize, fanout: usize) -> 
         .await
         .unwrap();
     let (records, mut incoming) = tokio::sync::mpsc::unbounded_channel::<DeliveryRecord>();
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         let mut batch = Vec::new();
         while incoming.recv_many(&mut batch, 1_000).await > 0 {
             ledger
@@ -88,7 +88,6 @@ async fn recording_consumer(db: &mongodb::Database, n: usize, fanout: usize) -> 
         }
     }
     drop(records);
-    let mut writer = writer;
     loop {
         tokio::select! {
             written = &mut writer => {
