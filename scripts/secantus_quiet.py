@@ -1,5 +1,6 @@
 """Runs SecantusDB's command line (`python -m secantus ARGS…`) without two pauses mongod
-does not have: its TTL sweeper, and the interpreter's full garbage collections.
+does not have (its TTL sweeper, and the interpreter's full garbage collections), and with
+an oplog that holds as much as mongod's.
 
 - **The TTL sweeper.** SecantusDB 0.7.0b3 reads `[storage] ttl_sweep_seconds` from its
   config file, but its command line never passes the value on to the server, so the
@@ -12,11 +13,20 @@ does not have: its TTL sweeper, and the interpreter's full garbage collections.
   while it finds almost nothing to free (0–86 objects per collection in a 35 s `latency`
   run). Young objects are still collected; only full collections are pushed out beyond any
   run's length, and reference counting frees everything else as always.
+- **The oplog.** SecantusDB keeps 100,000 oplog entries unless told otherwise, and a
+  change stream whose cursor falls behind the entries it prunes does not fail as mongod's
+  does (`ChangeStreamHistoryLost`): its next `getMore` silently goes on from the oldest
+  entry left, and the events in between are never returned. A burst of 12,000 events to 10
+  webhooks writes more than 100,000 entries of delivery records before herald has read the
+  last events, so herald never saw them and its feed stopped for good
+  (`benches/burst/run.py`). mongod's oplog is sized in bytes, 990 MB at the least: about
+  a million of herald's records. The launcher passes `--oplog-max-entries`
+  [`OPLOG_MAX_ENTRIES`] unless the command line names one.
 
 Benchmarks (`benches/load`, `benches/dbprofile`) and the backlog story, which must not
 stall for reasons of the dev server's own, start the server through this file; everything
-else (`scripts/dev-db`, the shared test server) runs it as it comes. Test and benchmark
-setup only: herald itself never depends on it.
+else (`scripts/dev-db`, the test servers) runs it as it comes, with the same oplog bound.
+Test and benchmark setup only: herald itself never depends on it.
 """
 import gc
 import inspect
@@ -39,6 +49,11 @@ def _without_sweeper(self, *args, **kwargs):
 
 
 SecantusDBServer.__init__ = _without_sweeper
+
+# Keep in step with `tests/it/support/mongo.rs` and `scripts/dev-db`.
+OPLOG_MAX_ENTRIES = 1_000_000
+if not any(a.startswith("--oplog-max-entries") for a in sys.argv[1:]):
+    sys.argv += ["--oplog-max-entries", str(OPLOG_MAX_ENTRIES)]
 young, middle, _ = gc.get_threshold()
 gc.set_threshold(young, middle, 1_000_000)
 sys.argv[0] = "secantus"

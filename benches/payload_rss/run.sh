@@ -6,7 +6,7 @@ PY=/work/main/.venv/bin/python
 DBPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 RPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 cd "$(dirname "$0")"
-$PY -m secantus --host 127.0.0.1 --port $DBPORT --storage-path :memory: > db-$LABEL.log 2>&1 &
+$PY -m secantus --host 127.0.0.1 --port $DBPORT --storage-path :memory: --oplog-max-entries 1000000 > db-$LABEL.log 2>&1 &
 DBPID=$!
 $PY receiver.py $RPORT > recv-$LABEL.log 2>&1 &
 RPID=$!

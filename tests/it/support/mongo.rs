@@ -269,6 +269,23 @@ impl TestMongo {
     }
 }
 
+/// Oplog entries a test server keeps unless its config says otherwise. SecantusDB keeps
+/// 100,000 by default, and a change stream whose cursor falls behind what it prunes
+/// silently skips the pruned events instead of failing with `ChangeStreamHistoryLost` as
+/// mongod does; every test shares one server's oplog. mongod's smallest default oplog
+/// (990 MB) holds about a million of herald's records. Kept in step with
+/// `scripts/secantus_quiet.py` and `scripts/dev-db`.
+const OPLOG_MAX_ENTRIES: u32 = 1_000_000;
+
+/// `config`, with the default oplog bound unless it sets one of its own.
+fn with_oplog(config: &str) -> String {
+    if config.contains("[oplog]") {
+        config.to_owned()
+    } else {
+        format!("[oplog]\nmax_entries = {OPLOG_MAX_ENTRIES}\n{config}")
+    }
+}
+
 /// One SecantusDB child and the directory holding its storage, config and log.
 #[derive(Debug)]
 struct ServerProcess {
@@ -292,9 +309,9 @@ impl ServerProcess {
                 .tempdir()
                 .expect("create a temporary directory for SecantusDB");
             std::fs::create_dir_all(dir.path().join("db")).expect("create the storage dir");
-            // An explicit (empty) config file stops SecantusDB from picking up a
-            // developer's ./secantusd.toml or ~/.secantus/secantusd.toml.
-            std::fs::write(dir.path().join("secantusd.toml"), config)
+            // An explicit config file stops SecantusDB from picking up a developer's
+            // ./secantusd.toml or ~/.secantus/secantusd.toml.
+            std::fs::write(dir.path().join("secantusd.toml"), with_oplog(config))
                 .expect("write secantusd.toml");
             let mut server = ServerProcess {
                 port: free_port(),
