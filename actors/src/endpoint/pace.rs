@@ -220,9 +220,13 @@ impl Endpoint {
     /// After the turn's attempts started: notes whether work still waits, and while it does,
     /// looks at the pace again in a while.
     pub(super) fn watch_pace(&self, myself: &ActorRef<Msg>, state: &mut State) {
+        // Work held back by a lapsed lease waits for the daemon, not for the receiver: that
+        // is no pace of the endpoint's (a store too busy to renew would have every endpoint
+        // judged to send nothing and record its whole backlog through that same store).
         let waiting = !state.spec.paused
             && state.draining.is_none()
             && state.failing_streak < FAILING_STREAK
+            && self.lease.valid()
             && !state.backlog.queue_is_empty();
         state.pace.waiting(Instant::now(), waiting);
         if waiting && !state.pace.look_armed {

@@ -286,6 +286,36 @@ async fn an_endpoint_working_through_a_burst_within_its_horizon_records_each_del
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+/// On real time: the lease clock reads the wall clock.
+#[tokio::test]
+async fn an_endpoint_held_back_by_a_lapsed_lease_is_not_judged_slow() {
+    const EVENTS: usize = 200;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    // The burst leaves 20 of the window's 220 events free: it is nearly full.
+    config.max_events_in_flight = EVENTS + 20;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    // The store is too busy to renew the leases: no attempt may start.
+    let lease = handle.lease_clock();
+    lease.hold_until(std::time::Instant::now());
+    burst(&handle, EVENTS).await;
+    // Longer than the horizon, with the whole burst waiting and nothing sent.
+    tokio::time::sleep(HORIZON + Duration::from_secs(1)).await;
+    assert_eq!(transport.sent_to("https://a.example/hook"), 0);
+    assert_eq!(held(&handle, "a").await, EVENTS);
+
+    lease.hold_until(std::time::Instant::now() + Duration::from_secs(3600));
+    until("every delivery", || delivered(&ledger, "a") == EVENTS).await;
+    // Nothing was recorded ahead and read back: each delivery was recorded once, as it ended.
+    assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
+    assert_eq!(ledger.sweeps(), 0);
+    each_sent_once(&ledger, &transport, "a", EVENTS);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
 /// On real time: its retries are spilled due later on the wall clock.
 #[tokio::test]
 async fn a_failing_endpoint_holds_no_more_than_its_attempts_in_flight() {
