@@ -27,6 +27,11 @@ pub const ATTEMPT_DURATION_SECONDS: &str = "herald_attempt_duration_seconds";
 pub const ATTEMPTS_IN_FLIGHT: &str = "herald_attempts_in_flight";
 /// `herald_events_routed_total`: events the router matched against the subscriptions.
 pub const EVENTS_ROUTED_TOTAL: &str = "herald_events_routed_total";
+/// `herald_events_in_flight`: events read from the feed whose deliveries are not all
+/// durable yet. The feed waits while they number `max_events_in_flight` (or weigh
+/// `max_bytes_in_flight`): a gauge that stays at that bound says deliveries, or their
+/// records, are what holds the feed back.
+pub const EVENTS_IN_FLIGHT: &str = "herald_events_in_flight";
 /// `herald_endpoint_actors`: endpoint actors alive.
 pub const ENDPOINT_ACTORS: &str = "herald_endpoint_actors";
 /// `herald_endpoint_restarts_total`: endpoint actors restarted after a failure.
@@ -81,6 +86,10 @@ pub fn describe() {
     describe_gauge!(ATTEMPTS_IN_FLIGHT, "Delivery attempts under way");
     describe_counter!(EVENTS_ROUTED_TOTAL, "Events routed to their subscribers");
     describe_gauge!(
+        EVENTS_IN_FLIGHT,
+        "Events read from the feed whose deliveries are not all durable yet"
+    );
+    describe_gauge!(
         ENDPOINT_ACTORS,
         "Endpoint actors alive (one per enabled webhook)"
     );
@@ -133,6 +142,7 @@ pub struct EngineMetrics {
     pub attempt_duration: Histogram,
     pub in_flight: Gauge,
     pub events_routed: Counter,
+    pub events_in_flight: Gauge,
     pub endpoint_actors: Gauge,
     pub endpoint_restarts: Counter,
     pub ledger_batch_size: Histogram,
@@ -153,6 +163,7 @@ impl EngineMetrics {
             attempt_duration: metrics::histogram!(ATTEMPT_DURATION_SECONDS),
             in_flight: metrics::gauge!(ATTEMPTS_IN_FLIGHT),
             events_routed: metrics::counter!(EVENTS_ROUTED_TOTAL),
+            events_in_flight: metrics::gauge!(EVENTS_IN_FLIGHT),
             endpoint_actors: metrics::gauge!(ENDPOINT_ACTORS),
             endpoint_restarts: metrics::counter!(ENDPOINT_RESTARTS_TOTAL),
             ledger_batch_size: metrics::histogram!(LEDGER_BATCH_SIZE),

@@ -192,6 +192,56 @@ async fn metrics_count_deliveries_that_succeed_and_fail_by_event_type() {
     assert_eq!(herald.terminate(), Some(0), "{}", herald.log_text());
 }
 
+/// The feed window in use: an event counts from when it is read until its delivery's
+/// record is durable.
+#[tokio::test]
+async fn the_events_in_flight_gauge_counts_an_event_until_its_delivery_is_recorded() {
+    let (uri, name, db) = database("ops_in_flight").await;
+    let receiver = Receiver::start().await;
+    // The first attempt hangs until it times out; the retry succeeds.
+    receiver.script([support::Response::hang()]);
+    const WH: &str = "wh_0000000000000a03";
+    insert_webhook(
+        &db,
+        webhook(WH, &receiver.url, &["collection.documents.written"]),
+    )
+    .await;
+    let mut config = crate::daemon::test_config(&uri, &name, &receiver.ca_pem_path);
+    // Long enough for the scrapes to see the event held.
+    config.attempt_timeout_ms = 10_000;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut herald = crate::daemon::ChildDaemon::spawn_command(
+        crate::daemon::ChildDaemon::command(&config),
+        log.path(),
+    );
+    herald.wait_ready().await;
+    let api = Api::new(herald.listen(), None);
+    assert_eq!(sample(&scrape(&api).await, "herald_events_in_flight"), 0.0);
+
+    insert_event(&db, "evt_ops_in_flight", "collection.documents.written").await;
+    support::eventually(DEADLINE, "the event counted in flight", || {
+        let api = &api;
+        async move { sample(&scrape(api).await, "herald_events_in_flight") == 1.0 }
+    })
+    .await;
+    assert_eq!(receiver.count(), 1);
+    // The attempt times out and its record (pending, a retry due) settles the event.
+    support::eventually(DEADLINE, "the event no longer in flight", || {
+        let api = &api;
+        async move { sample(&scrape(api).await, "herald_events_in_flight") == 0.0 }
+    })
+    .await;
+    wait_for_count(
+        &db,
+        doc! {"webhook_id": WH, "status": "succeeded"},
+        1,
+        "the retry",
+    )
+    .await;
+    assert_eq!(sample(&scrape(&api).await, "herald_events_in_flight"), 0.0);
+    assert_eq!(herald.terminate(), Some(0), "{}", herald.log_text());
+}
+
 #[tokio::test]
 async fn a_paused_webhook_holds_every_delivery_and_resuming_delivers_them_all() {
     let (uri, name, db) = database("ops_pause").await;

@@ -217,6 +217,9 @@ pub struct State {
     draining: bool,
     events_settled: u64,
     endpoint_restarts: u64,
+    /// `events.len()` as last added to the process-wide gauge (engines in one process,
+    /// the tests', share it: each adds its own change).
+    reported_in_flight: usize,
     metrics: EngineMetrics,
 }
 /// A final checkpoint write waiting for the periodic one in flight (never before it).
@@ -290,6 +293,7 @@ impl Actor for Router {
             draining: false,
             events_settled: 0,
             endpoint_restarts: 0,
+            reported_in_flight: 0,
             metrics,
         })
     }
@@ -304,6 +308,10 @@ impl Actor for Router {
             .metrics
             .endpoint_actors
             .decrement(state.endpoints.len() as f64);
+        state
+            .metrics
+            .events_in_flight
+            .decrement(state.reported_in_flight as f64);
         Ok(())
     }
 
@@ -440,6 +448,7 @@ impl Actor for Router {
         if state.deferred_finals.is_empty() {
             self.write_checkpoints(&myself, state);
         }
+        report_in_flight(state);
         Ok(())
     }
 
@@ -484,6 +493,16 @@ impl Actor for Router {
         Ok(())
     }
 }
+/// Moves the events-in-flight gauge by what changed since it was last moved.
+fn report_in_flight(state: &mut State) {
+    let now = state.events.len();
+    if now != state.reported_in_flight {
+        let gauge = &state.metrics.events_in_flight;
+        gauge.increment(now as f64 - state.reported_in_flight as f64);
+        state.reported_in_flight = now;
+    }
+}
+
 fn resume(state: &mut State, pending: PendingDelivery) {
     let Some(entry) = state.endpoints.get(pending.webhook_id.as_str()) else {
         // Disabled, deleted, or owned by another daemon: the delivery stays pending in the
