@@ -129,6 +129,9 @@ pub struct Endpoint {
     pub metrics: EngineMetrics,
     /// Deliveries held by all endpoints (each adds what it holds), for `max_held_total`.
     pub held_total: Arc<AtomicUsize>,
+    /// Endpoints that could take more work now (each adds itself while it could): while
+    /// none could, a full feed window holds no one back ([`pace`]).
+    pub idle: Arc<AtomicUsize>,
     /// Records the ledger writer has not made durable yet.
     pub unwritten: Arc<AtomicUsize>,
     /// The feed window: while it has room, an endpoint's pace holds no one back.
@@ -181,6 +184,8 @@ pub struct State {
     ledger_wake_at: Option<SystemTime>,
     /// What this actor last added to the shared count of held deliveries.
     reported_held: usize,
+    /// Whether this endpoint counts itself in `idle`.
+    reported_idle: bool,
     /// What the endpoint sent lately, for its horizon.
     pace: Pace,
     /// The kept copy of the endpoint's health: read at start, written as it changes.
@@ -251,6 +256,7 @@ impl Actor for Endpoint {
             asking: false,
             ledger_wake_at: None,
             reported_held: 0,
+            reported_idle: false,
             pace: Pace::new(tokio::time::Instant::now()),
             keeping: Keeping::default(),
         };
@@ -258,6 +264,7 @@ impl Actor for Endpoint {
         if state.spec.paused {
             self.record_held(&mut state);
         }
+        self.report_idle(&mut state);
         Ok(state)
     }
 
@@ -270,6 +277,9 @@ impl Actor for Endpoint {
         self.metrics.paused.decrement(state.reported_paused as f64);
         self.held_total
             .fetch_sub(state.reported_held, Ordering::Relaxed);
+        if state.reported_idle {
+            self.idle.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -384,6 +394,7 @@ impl Actor for Endpoint {
         self.refill(&myself, state);
         self.report_paused(state);
         self.report_held(state);
+        self.report_idle(state);
         Ok(())
     }
 }
@@ -403,6 +414,29 @@ impl Endpoint {
     }
 
     /// Keeps `herald_deliveries_paused` equal to what paused endpoints hold.
+    /// Counts this endpoint in `idle` while it could take more work now: it may send, it
+    /// has nothing queued and room for more attempts, and the ledger holds nothing of its
+    /// that is due.
+    fn report_idle(&self, state: &mut State) {
+        let now = SystemTime::now();
+        let idle = !state.spec.paused
+            && state.draining.is_none()
+            && state.failing_streak < FAILING_STREAK
+            && state.in_flight < self.config.max_in_flight_per_endpoint
+            && state.backlog.queue_is_empty()
+            && !state.backlog.spilled(|spilled| {
+                spilled.behind() || spilled.next_sweep_at().is_some_and(|at| at <= now)
+            });
+        if idle != state.reported_idle {
+            if idle {
+                self.idle.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.idle.fetch_sub(1, Ordering::Relaxed);
+            }
+            state.reported_idle = idle;
+        }
+    }
+
     fn report_paused(&self, state: &mut State) {
         let held = if state.spec.paused {
             state.backlog.len()

@@ -13,8 +13,14 @@
 //!   no neighbour waits, so a burst the endpoint works through at its own pace (a receiver
 //!   slower than the feed, a CPU shared with the database) stays in memory rather than
 //!   taking a write and a read back per delivery through the ledger. The measured pace
-//!   counts when the window is [nearly full](crate::window::Window::pressed), or when work
-//!   has waited here for [`HOLD_FEED_FOR`], which bounds how long the checkpoint trails it.
+//!   counts when the window is [nearly full](crate::window::Window::pressed) while another
+//!   endpoint could take more work (nothing queued, room for attempts: `Endpoint::idle`),
+//!   or when work has waited here for [`HOLD_FEED_FOR`], which bounds how long the
+//!   checkpoint trails it. While every endpoint is busy, a full window costs no one: the
+//!   feed would read on only to have them all record what they cannot send yet, a write
+//!   and a read back per delivery, and the burst is sent no sooner.
+//! - Work held back by the daemon (its leases lapsed: no attempt may start) shows no pace of
+//!   the endpoint's: it is not measured.
 //!
 //! A queued delivery beyond the horizon is recorded `pending` (so it no longer holds the
 //! feed) and memory keeps the horizon — never less than `max_in_flight_per_endpoint`, so that
@@ -31,6 +37,7 @@
 //! of the default window.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use ractor::ActorRef;
@@ -155,9 +162,10 @@ impl Endpoint {
             .map(|r| (f64::from(r) * HORIZON.as_secs_f64()) as usize);
         let now = Instant::now();
         // A measured pace bounds what the endpoint holds only once holding costs someone:
-        // the feed window is nearly full, or the checkpoint has trailed this endpoint's work
-        // for `HOLD_FEED_FOR`.
-        let measured = (self.window.pressed() || state.pace.waited(now) >= HOLD_FEED_FOR)
+        // the feed window is nearly full while another endpoint could take more work, or the
+        // checkpoint has trailed this endpoint's work for `HOLD_FEED_FOR`.
+        let starving = self.window.pressed() && self.idle.load(Ordering::Relaxed) > 0;
+        let measured = (starving || state.pace.waited(now) >= HOLD_FEED_FOR)
             .then(|| state.pace.sent_in_horizon(now))
             .flatten();
         match (limited, measured) {

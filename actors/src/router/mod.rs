@@ -266,6 +266,7 @@ impl Actor for Router {
                 store: self.ledger.clone(),
                 metrics: metrics.clone(),
                 held_total: Arc::new(AtomicUsize::new(0)),
+                idle: Arc::new(AtomicUsize::new(0)),
                 unwritten,
                 window: self.window.clone(),
                 lease: self.lease.clone(),

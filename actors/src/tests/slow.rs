@@ -1,8 +1,9 @@
 //! No endpoint holds the feed: what an endpoint cannot send within its horizon (two seconds
 //! of its rate limit or of its measured pace; nothing while it fails) is recorded as
 //! pending and read back in its turn, while its neighbours get every event at their own pace.
-//! A measured pace counts once holding costs someone: the feed window nearly full, or work
-//! waiting for [`HOLD_FEED_FOR`]; until then a burst stays in memory, off the ledger.
+//! A measured pace counts once holding costs someone: the feed window nearly full while
+//! another endpoint could take more work, or work waiting for [`HOLD_FEED_FOR`]; until then
+//! a burst stays in memory, off the ledger.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -230,6 +231,7 @@ async fn a_slow_receiver_holds_its_burst_while_the_window_has_room_until_it_has_
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+/// Beside an endpoint that could take more work (it waits for events of another type).
 #[tokio::test(start_paused = true)]
 async fn an_endpoint_that_never_answers_records_its_burst_once_it_has_waited_its_horizon() {
     const EVENTS: usize = 200;
@@ -240,7 +242,8 @@ async fn an_endpoint_that_never_answers_records_its_burst_once_it_has_waited_its
     config.max_events_in_flight = EVENTS + 20;
     let (engine, transport, ledger) = start(config).await;
     let handle = engine.handle();
-    handle.upsert_webhook(webhook("dead", &["*"])).unwrap();
+    handle.upsert_webhook(webhook("dead", &["x"])).unwrap();
+    handle.upsert_webhook(webhook("idle", &["y"])).unwrap();
     settle_webhooks(&handle).await;
     transport.set_default("https://dead.example/hook", Answer::Hang);
     let began = Moment::now();
@@ -286,6 +289,46 @@ async fn an_endpoint_working_through_a_burst_within_its_horizon_records_each_del
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+/// Two equally slow receivers (4 in flight, 200 ms each: 20 a second, 40 within the
+/// horizon), both subscribed to a burst three times the feed window: each is busy with the
+/// whole window all along, so reading on would give no endpoint anything it could send
+/// sooner. The burst stays in memory and nothing goes through the ledger ahead of its
+/// attempt. On paused time.
+#[tokio::test(start_paused = true)]
+async fn endpoints_all_busy_with_a_burst_larger_than_the_window_hold_it_in_memory() {
+    const EVENTS: usize = 300;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    config.attempt_timeout = Duration::from_secs(5);
+    config.max_events_in_flight = 100;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    for name in ["a", "b"] {
+        handle.upsert_webhook(webhook(name, &["*"])).unwrap();
+        transport.set_default(
+            &format!("https://{name}.example/hook"),
+            Answer::Slow(Duration::from_millis(200)),
+        );
+    }
+    settle_webhooks(&handle).await;
+
+    burst(&handle, EVENTS).await;
+    until("every delivery", || {
+        delivered(&ledger, "a") == EVENTS && delivered(&ledger, "b") == EVENTS
+    })
+    .await;
+    // Each delivery was recorded once, as its attempt ended; the ledger was never read.
+    assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
+    assert_eq!(ledger.sweeps(), 0);
+    each_sent_once(&ledger, &transport, "a", EVENTS);
+    each_sent_once(&ledger, &transport, "b", EVENTS);
+    until("the checkpoint at the last event", || {
+        checkpoint_at(&ledger, EVENTS - 1)
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
 /// On real time: the lease clock reads the wall clock.
 #[tokio::test]
 async fn an_endpoint_held_back_by_a_lapsed_lease_is_not_judged_slow() {
@@ -296,7 +339,9 @@ async fn an_endpoint_held_back_by_a_lapsed_lease_is_not_judged_slow() {
     config.max_events_in_flight = EVENTS + 20;
     let (engine, transport, ledger) = start(config).await;
     let handle = engine.handle();
-    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    handle.upsert_webhook(webhook("a", &["x"])).unwrap();
+    // One that could take more work: holding the window would cost it.
+    handle.upsert_webhook(webhook("idle", &["y"])).unwrap();
     settle_webhooks(&handle).await;
     // The store is too busy to renew the leases: no attempt may start.
     let lease = handle.lease_clock();
