@@ -324,6 +324,18 @@ impl Coordinator {
         // judged them expired before a lease period after this renewal began, so attempts
         // may go on until then.
         self.engine.lease_clock().hold_until(renewing_since + ttl);
+        let took = renewing_since.elapsed();
+        if took >= ttl {
+            // Held until a moment already past: attempts wait for a round that answers in
+            // time. Counted like a round that failed, for the same reason.
+            crate::metrics::count_renewal_failure(&me);
+            warn!(
+                took_ms = took.as_millis() as u64,
+                lease_ttl_ms = ttl.as_millis() as u64,
+                "the lease round took longer than the lease period (the store is slow); \
+                 no attempt starts until a round answers in time"
+            );
+        }
 
         // Deliveries re-queued through any member's API.
         let mut nudged = Vec::new();

@@ -35,7 +35,7 @@ pub const PARTITIONS_OWNED: &str = "herald_partitions_owned";
 /// owned partition's stored checkpoint was current in the feed.
 pub const FEED_CHECKPOINT_AGE_SECONDS: &str = "herald_feed_checkpoint_age_seconds";
 /// `herald_lease_renewal_failures_total{member}`: rounds whose renewal the store refused
-/// or did not answer.
+/// or did not answer, or answered only after a lease period (attempts waited meanwhile).
 pub const LEASE_RENEWAL_FAILURES_TOTAL: &str = "herald_lease_renewal_failures_total";
 
 /// `herald_deliveries_pending{database}`: deliveries waiting for an attempt (status
@@ -116,7 +116,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             );
             describe_counter!(
                 LEASE_RENEWAL_FAILURES_TOTAL,
-                "Lease rounds the store refused or did not answer"
+                "Lease rounds the store refused, did not answer, or answered only after a lease period"
             );
             describe_counter!(
                 INBOUND_WEBHOOKS_TOTAL,
