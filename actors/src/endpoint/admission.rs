@@ -15,6 +15,9 @@ impl Endpoint {
     /// ledger has not seen it).
     pub(super) fn admit(&self, myself: &ActorRef<Msg>, state: &mut State, mut job: Job) {
         let now = SystemTime::now();
+        if job.seq.is_some() {
+            state.last_fed = Some(tokio::time::Instant::now());
+        }
         let reserved = state.sweep.as_ref().map_or(0, |sweep| sweep.requested);
         // A re-loaded delivery (a manual retry) that is here already.
         if job.persisted && state.backlog.holds(&job.event.id) {

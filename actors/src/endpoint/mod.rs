@@ -105,6 +105,9 @@ pub enum Msg {
     LedgerWake,
     /// Time to look at the endpoint's pace again (work waits for an attempt).
     Pace,
+    /// Time to look again whether this endpoint still counts as idle (its last delivery
+    /// from the feed is getting old).
+    IdleCheck,
     /// The webhook was disabled: record what is held and stop.
     Retire,
     /// The health the ledger kept, read at start.
@@ -186,6 +189,10 @@ pub struct State {
     reported_held: usize,
     /// Whether this endpoint counts itself in `idle`.
     reported_idle: bool,
+    /// When the feed last brought it a delivery.
+    last_fed: Option<tokio::time::Instant>,
+    /// An `IdleCheck` is scheduled.
+    idle_check_armed: bool,
     /// What the endpoint sent lately, for its horizon.
     pace: Pace,
     /// The kept copy of the endpoint's health: read at start, written as it changes.
@@ -257,6 +264,8 @@ impl Actor for Endpoint {
             ledger_wake_at: None,
             reported_held: 0,
             reported_idle: false,
+            last_fed: None,
+            idle_check_armed: false,
             pace: Pace::new(tokio::time::Instant::now()),
             keeping: Keeping::default(),
         };
@@ -264,7 +273,7 @@ impl Actor for Endpoint {
         if state.spec.paused {
             self.record_held(&mut state);
         }
-        self.report_idle(&mut state);
+        self.report_idle(&myself, &mut state);
         Ok(state)
     }
 
@@ -374,6 +383,7 @@ impl Actor for Endpoint {
             Msg::LedgerWake => state.ledger_wake_at = None,
             // `keep_to_horizon` below does the looking.
             Msg::Pace => state.pace.looked(),
+            Msg::IdleCheck => state.idle_check_armed = false,
             Msg::Retire => {
                 self.record_all_held(state);
                 // What changed since the last write, kept without waiting for it.
@@ -394,7 +404,7 @@ impl Actor for Endpoint {
         self.refill(&myself, state);
         self.report_paused(state);
         self.report_held(state);
-        self.report_idle(state);
+        self.report_idle(&myself, state);
         Ok(())
     }
 }
@@ -414,12 +424,19 @@ impl Endpoint {
     }
 
     /// Keeps `herald_deliveries_paused` equal to what paused endpoints hold.
-    /// Counts this endpoint in `idle` while it could take more work now: it may send, it
-    /// has nothing queued and room for more attempts, and the ledger holds nothing of its
-    /// that is due.
-    fn report_idle(&self, state: &mut State) {
+    /// Counts this endpoint in `idle` while it could take more work now and would get it
+    /// if the feed read on: it may send, it has nothing queued and room for more attempts,
+    /// the ledger holds nothing of its that is due, and the feed brought it a delivery
+    /// within [`HOLD_FEED_FOR`]. One that has had none for longer (its events are rare, or
+    /// it subscribes to none that come) waits at most that long for a burst that keeps the
+    /// others busy ([`pace`]); counting it would have every burst larger than the window
+    /// go through the ledger as long as any such endpoint exists.
+    fn report_idle(&self, myself: &ActorRef<Msg>, state: &mut State) {
         let now = SystemTime::now();
-        let idle = !state.spec.paused
+        let fed_until = state.last_fed.map(|at| at + HOLD_FEED_FOR);
+        let fed = fed_until.is_some_and(|until| until > tokio::time::Instant::now());
+        let idle = fed
+            && !state.spec.paused
             && state.draining.is_none()
             && state.failing_streak < FAILING_STREAK
             && state.in_flight < self.config.max_in_flight_per_endpoint
@@ -427,6 +444,11 @@ impl Endpoint {
             && !state.backlog.spilled(|spilled| {
                 spilled.behind() || spilled.next_sweep_at().is_some_and(|at| at <= now)
             });
+        if let (true, false, Some(until)) = (idle, state.idle_check_armed, fed_until) {
+            state.idle_check_armed = true;
+            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+            myself.send_after(wait, || Msg::IdleCheck);
+        }
         if idle != state.reported_idle {
             if idle {
                 self.idle.fetch_add(1, Ordering::Relaxed);

@@ -14,11 +14,14 @@
 //!   slower than the feed, a CPU shared with the database) stays in memory rather than
 //!   taking a write and a read back per delivery through the ledger. The measured pace
 //!   counts when the window is [nearly full](crate::window::Window::pressed) while another
-//!   endpoint could take more work (nothing queued, room for attempts: `Endpoint::idle`),
-//!   or when work has waited here for [`HOLD_FEED_FOR`], which bounds how long the
-//!   checkpoint trails it. While every endpoint is busy, a full window costs no one: the
-//!   feed would read on only to have them all record what they cannot send yet, a write
-//!   and a read back per delivery, and the burst is sent no sooner.
+//!   endpoint could take more work (nothing queued, room for attempts, and fed by the feed
+//!   within [`HOLD_FEED_FOR`]: `Endpoint::idle`), or when work has waited here for
+//!   [`HOLD_FEED_FOR`], which bounds how long the checkpoint trails it. While every
+//!   endpoint is busy, a full window costs no one: the feed would read on only to have them
+//!   all record what they cannot send yet, a write and a read back per delivery, and the
+//!   burst is sent no sooner. An endpoint the feed has brought nothing for longer (rare
+//!   events, or none it subscribes to) does not count: it waits for a burst at most as
+//!   long as the window may be held, [`HOLD_FEED_FOR`].
 //! - Work held back by the daemon (its leases lapsed: no attempt may start) shows no pace of
 //!   the endpoint's: it is not measured.
 //!

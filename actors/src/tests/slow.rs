@@ -21,6 +21,16 @@ use crate::engine::{Engine, EngineHandle};
 use crate::fakes::{Answer, MemoryLedger, Moment, ScriptedTransport};
 use crate::webhook::WebhookSpec;
 
+/// Brings `name` (subscribed to `y`) one event and waits until it is delivered: it is
+/// idle, and fed lately, so holding the feed would cost it.
+async fn feed_one(handle: &EngineHandle, ledger: &MemoryLedger, name: &str) {
+    handle
+        .submit(event(&format!("evt_{name}"), "y"), Some(pos("start")))
+        .await
+        .unwrap();
+    until("the idle endpoint's event", || delivered(ledger, name) == 1).await;
+}
+
 /// Submits `n` events, each with its checkpoint `t<i>`.
 async fn burst(handle: &EngineHandle, n: usize) {
     for i in 0..n {
@@ -231,7 +241,8 @@ async fn a_slow_receiver_holds_its_burst_while_the_window_has_room_until_it_has_
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
-/// Beside an endpoint that could take more work (it waits for events of another type).
+/// Beside an endpoint that could take more work (it waits for events of another type,
+/// and had one lately).
 #[tokio::test(start_paused = true)]
 async fn an_endpoint_that_never_answers_records_its_burst_once_it_has_waited_its_horizon() {
     const EVENTS: usize = 200;
@@ -245,20 +256,31 @@ async fn an_endpoint_that_never_answers_records_its_burst_once_it_has_waited_its
     handle.upsert_webhook(webhook("dead", &["x"])).unwrap();
     handle.upsert_webhook(webhook("idle", &["y"])).unwrap();
     settle_webhooks(&handle).await;
+    feed_one(&handle, &ledger, "idle").await;
     transport.set_default("https://dead.example/hook", Answer::Hang);
     let began = Moment::now();
 
     burst(&handle, EVENTS).await;
     // In slow start, one attempt is under way; everything else is recorded and all but
     // what its attempts need is spilled, long before that attempt times out.
+    let dead = || {
+        ledger
+            .deliveries()
+            .into_iter()
+            .filter(|d| d.record.webhook_id == "dead")
+            .collect::<Vec<_>>()
+    };
     until("all but the attempt under way recorded", || {
-        ledger.deliveries().len() == EVENTS - 1
+        dead().len() == EVENTS - 1
     })
     .await;
     let after = Moment::now().since(&began);
-    assert!(after >= HORIZON, "judged slow after {after:?}");
+    assert!(
+        after >= HORIZON && after < HOLD_FEED_FOR,
+        "judged slow after {after:?}"
+    );
     assert_eq!(transport.sent_to("https://dead.example/hook"), 1);
-    assert!(ledger.deliveries().iter().all(|d| d.attempt_log.is_empty()));
+    assert!(dead().iter().all(|d| d.attempt_log.is_empty()));
     let kept = held(&handle, "dead").await;
     assert!(kept <= 4, "the endpoint holds {kept} deliveries");
     engine.shutdown(Duration::from_millis(100)).await.unwrap();
@@ -289,6 +311,22 @@ async fn an_endpoint_working_through_a_burst_within_its_horizon_records_each_del
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+/// Waits until `a` and `b` have every delivery of the burst, or until one was recorded
+/// ahead of its attempt (`pending`: their receivers answer 2xx), so that the caller's
+/// check fails at once rather than after a read back, which on paused time never comes
+/// (spilled deliveries fall due on the wall clock).
+async fn until_sent_or_recorded_ahead(ledger: &MemoryLedger) {
+    const EVENTS: usize = 300;
+    until("every delivery, or one recorded ahead", || {
+        let all = delivered(ledger, "a") == EVENTS && delivered(ledger, "b") == EVENTS;
+        all || ledger
+            .deliveries()
+            .iter()
+            .any(|d| d.record.status == DeliveryStatus::Pending)
+    })
+    .await;
+}
+
 /// Two equally slow receivers (4 in flight, 200 ms each: 20 a second, 40 within the
 /// horizon), both subscribed to a burst three times the feed window: each is busy with the
 /// whole window all along, so reading on would give no endpoint anything it could send
@@ -313,10 +351,7 @@ async fn endpoints_all_busy_with_a_burst_larger_than_the_window_hold_it_in_memor
     settle_webhooks(&handle).await;
 
     burst(&handle, EVENTS).await;
-    until("every delivery", || {
-        delivered(&ledger, "a") == EVENTS && delivered(&ledger, "b") == EVENTS
-    })
-    .await;
+    until_sent_or_recorded_ahead(&ledger).await;
     // Each delivery was recorded once, as its attempt ended; the ledger was never read.
     assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
     assert_eq!(ledger.sweeps(), 0);
@@ -326,6 +361,40 @@ async fn endpoints_all_busy_with_a_burst_larger_than_the_window_hold_it_in_memor
         checkpoint_at(&ledger, EVENTS - 1)
     })
     .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// The same burst beside a bystander: an endpoint with nothing to do that the feed has
+/// brought nothing for longer than [`HOLD_FEED_FOR`] (it subscribes to events that do not
+/// come). Holding costs it nothing it was getting: the burst still stays in memory.
+#[tokio::test(start_paused = true)]
+async fn a_bystander_that_has_had_no_event_lately_does_not_send_a_burst_through_the_ledger() {
+    const EVENTS: usize = 300;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    config.attempt_timeout = Duration::from_secs(5);
+    config.max_events_in_flight = 100;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("bystander", &["y"])).unwrap();
+    for name in ["a", "b"] {
+        handle.upsert_webhook(webhook(name, &["x"])).unwrap();
+        transport.set_default(
+            &format!("https://{name}.example/hook"),
+            Answer::Slow(Duration::from_millis(200)),
+        );
+    }
+    settle_webhooks(&handle).await;
+    // Its last event was long ago.
+    feed_one(&handle, &ledger, "bystander").await;
+    tokio::time::sleep(HOLD_FEED_FOR + Duration::from_secs(1)).await;
+
+    burst(&handle, EVENTS).await;
+    until_sent_or_recorded_ahead(&ledger).await;
+    assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
+    assert_eq!(ledger.sweeps(), 0);
+    each_sent_once(&ledger, &transport, "a", EVENTS);
+    each_sent_once(&ledger, &transport, "b", EVENTS);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
@@ -343,6 +412,7 @@ async fn an_endpoint_held_back_by_a_lapsed_lease_is_not_judged_slow() {
     // One that could take more work: holding the window would cost it.
     handle.upsert_webhook(webhook("idle", &["y"])).unwrap();
     settle_webhooks(&handle).await;
+    feed_one(&handle, &ledger, "idle").await;
     // The store is too busy to renew the leases: no attempt may start.
     let lease = handle.lease_clock();
     lease.hold_until(std::time::Instant::now());
