@@ -2,18 +2,23 @@
 
     cargo build --bin herald --example receiver
     .venv/bin/python benches/burst/run.py [--window 3000] [--events 12000] [--webhooks 10]
+        [--bystanders 0]
 
 Starts SecantusDB (through scripts/secantus_quiet.py), the example HTTPS receiver and one
 `herald serve --max-events-in-flight WINDOW`, all on 127.0.0.1; inserts EVENTS events at
 once (batches of 500) for WEBHOOKS webhooks; then prints, every 5 s, the deliveries that
-succeeded, the events routed, and what was recorded ahead and read back. It ends with DONE
-once every delivery has succeeded, or STUCK after 180 s in which neither a delivery
-succeeded nor a record was written (exit status 1; one ledger write of 1,000 updates can
-take the dev server minutes once `deliveries` is large),
+succeeded, the records written, the events routed and those in flight (the window in
+use), and what was recorded ahead and read back. It ends with DONE once every delivery
+has succeeded, then prints how long that took and how many records the ledger wrote per
+delivery (1 when nothing went through the ledger ahead of its attempt); or with STUCK after
+180 s in which neither a delivery succeeded nor a record was written (exit status 1; one
+ledger write of 1,000 updates can take the dev server minutes once `deliveries` is large),
 leaving the processes running with `--keep` so that their state can be read.
 
-A window smaller than the burst makes endpoints spill to the ledger and read back: the
-path this script exists to watch.
+While every endpoint is busy with the burst, a full window holds no one back and the burst
+waits in the change stream. With `--bystanders 1`, an endpoint that could take more work
+(it waits for another event type) makes the busy ones record what they cannot send within
+two seconds and read it back: the spill path, with its write and read back per delivery.
 """
 import argparse
 import datetime
@@ -56,6 +61,10 @@ def main():
     parser.add_argument("--window", type=int, default=3000, help="--max-events-in-flight")
     parser.add_argument("--events", type=int, default=12000)
     parser.add_argument("--webhooks", type=int, default=10)
+    parser.add_argument("--bystanders", type=int, default=0,
+                        help="webhooks more, subscribed to a type the burst does not carry: "
+                        "idle endpoints a held window would keep waiting, so the others "
+                        "record what they cannot send soon and read it back")
     parser.add_argument("--keep", action="store_true", help="leave everything running at the end")
     args = parser.parse_args()
     state = tempfile.mkdtemp(prefix="herald-burst-")
@@ -82,7 +91,10 @@ def main():
         db.webhooks.insert_many([{
             "_id": f"wh_00000000000b{i:04x}", "url": f"https://127.0.0.1:{receiver_port}/hook",
             "event_types": ["*"], "secret": SECRET, "enabled": True, "created_at": now,
-            "updated_at": now} for i in range(args.webhooks)])
+            "updated_at": now} for i in range(args.webhooks)]
+            + [{"_id": f"wh_00000000000c{i:04x}", "url": f"https://127.0.0.1:{receiver_port}/hook",
+                "event_types": ["batch.completed"], "secret": SECRET, "enabled": True,
+                "created_at": now, "updated_at": now} for i in range(args.bystanders)])
         start([args.herald, "serve", "--mongodb-uri",
                f"mongodb://127.0.0.1:{db_port}/?directConnection=true", "--database", "burst",
                "--listen", f"127.0.0.1:{listen_port}", "--ca-file", pem,
@@ -108,13 +120,26 @@ def main():
 
             succeeded = int(metric('herald_deliveries_total{outcome="succeeded"'))
             written = int(metric("herald_ledger_records_written_total"))
+            ahead = int(metric("herald_deliveries_recorded_ahead_total"))
+            read_back = int(metric("herald_deliveries_read_back_total"))
             print(f"{time.time() - began:6.0f} s  succeeded {succeeded}/{wanted}  written "
                   f"{written}  routed "
-                  f"{int(metric('herald_events_routed_total'))}  recorded ahead "
-                  f"{int(metric('herald_deliveries_recorded_ahead_total'))}  read back "
-                  f"{int(metric('herald_deliveries_read_back_total'))}", flush=True)
+                  f"{int(metric('herald_events_routed_total'))}  in flight "
+                  f"{int(metric('herald_events_in_flight'))}  recorded ahead "
+                  f"{ahead}  read back {read_back}", flush=True)
             if succeeded >= wanted:
-                print("DONE")
+                took = time.time() - began
+                # The last records are still on their way: count them once all are written.
+                handed = metric("herald_ledger_batch_size_sum")
+                until = time.time() + 120
+                while written < handed and time.time() < until:
+                    time.sleep(1)
+                    text = urllib.request.urlopen(metrics_url).read().decode()
+                    written = int(metric("herald_ledger_records_written_total"))
+                    handed = metric("herald_ledger_batch_size_sum")
+                print(f"DONE in {took:.0f} s: {written} records written for {wanted} "
+                      f"deliveries ({written / wanted:.2f} each), {ahead} recorded ahead, "
+                      f"{read_back} read back")
                 break
             if (succeeded, written) != last:
                 last, last_moved = (succeeded, written), time.time()
