@@ -2,7 +2,7 @@
 
     cargo build --bin herald --example receiver
     .venv/bin/python benches/burst/run.py [--window 3000] [--events 12000] [--webhooks 10]
-        [--bystanders 0]
+        [--bystanders 0 [--fed]]
 
 Starts SecantusDB (through scripts/secantus_quiet.py), the example HTTPS receiver and one
 `herald serve --max-events-in-flight WINDOW`, all on 127.0.0.1; inserts EVENTS events at
@@ -16,9 +16,11 @@ ledger write of 1,000 updates can take the dev server minutes once `deliveries` 
 leaving the processes running with `--keep` so that their state can be read.
 
 While every endpoint is busy with the burst, a full window holds no one back and the burst
-waits in the change stream. With `--bystanders 1`, an endpoint that could take more work
-(it waits for another event type) makes the busy ones record what they cannot send within
-two seconds and read it back: the spill path, with its write and read back per delivery.
+waits in the change stream. `--bystanders N` adds N webhooks of another event type: idle
+endpoints. Never fed, they change nothing (a held window costs them no event they were
+getting). With `--fed`, each gets one event just before the burst: idle and fed lately,
+they make the busy ones record what they cannot send within two seconds and read it back
+(the spill path, with its write and read back per delivery).
 """
 import argparse
 import datetime
@@ -62,9 +64,9 @@ def main():
     parser.add_argument("--events", type=int, default=12000)
     parser.add_argument("--webhooks", type=int, default=10)
     parser.add_argument("--bystanders", type=int, default=0,
-                        help="webhooks more, subscribed to a type the burst does not carry: "
-                        "idle endpoints a held window would keep waiting, so the others "
-                        "record what they cannot send soon and read it back")
+                        help="webhooks more, subscribed to a type the burst does not carry")
+    parser.add_argument("--fed", action="store_true",
+                        help="one event for the bystanders just before the burst")
     parser.add_argument("--keep", action="store_true", help="leave everything running at the end")
     args = parser.parse_args()
     state = tempfile.mkdtemp(prefix="herald-burst-")
@@ -104,12 +106,16 @@ def main():
         metrics_url = f"http://127.0.0.1:{listen_port}/metrics"
         wait_for("herald", lambda: urllib.request.urlopen(
             f"http://127.0.0.1:{listen_port}/readyz").status == 200)
+        if args.fed and args.bystanders:
+            db.events.insert_one({
+                "_id": "evt_bystanders", "event_type": "batch.completed", "data": {},
+                "created_at": datetime.datetime.now(datetime.timezone.utc)})
         for first in range(0, args.events, 500):
             db.events.insert_many([{
                 "_id": f"evt_{i:08d}", "event_type": "collection.documents.written",
                 "data": {"n": i}, "created_at": datetime.datetime.now(datetime.timezone.utc)}
                 for i in range(first, min(args.events, first + 500))])
-        wanted = args.events * args.webhooks
+        wanted = args.events * args.webhooks + (args.bystanders if args.fed else 0)
         began, last, last_moved = time.time(), None, time.time()
         while True:
             text = urllib.request.urlopen(metrics_url).read().decode()
