@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
-use herald::store::payloads::{store, sweep};
+use herald::store::payloads::{load, store, sweep};
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::json;
 
@@ -226,4 +226,33 @@ async fn storing_again_keeps_the_first_body_and_touches_it() {
     // Touched now: a sweep with an earlier cutoff leaves both.
     let cutoff = SystemTime::now() - Duration::from_secs(60);
     assert_eq!(sweep(&db, cutoff).await.unwrap(), 0);
+}
+
+/// A page of spilled deliveries names many events: their bodies are read in several
+/// commands, and every one is found, once, with its own bytes.
+#[tokio::test]
+async fn bodies_of_a_large_page_are_all_read_back() {
+    let (_, _, db) = database("payloads_load").await;
+    let bodies: Vec<(String, bytes::Bytes)> = (0..250)
+        .map(|i| {
+            (
+                format!("evt_{i:03}"),
+                bytes::Bytes::from(format!("{{\"n\":{i}}}")),
+            )
+        })
+        .collect();
+    let stored: Vec<(&str, &bytes::Bytes)> = bodies
+        .iter()
+        .map(|(id, body)| (id.as_str(), body))
+        .collect();
+    store(&db, &stored).await.unwrap();
+    // Every id, one twice, and one with no body.
+    let mut ids: Vec<String> = bodies.iter().map(|(id, _)| id.clone()).collect();
+    ids.push("evt_007".into());
+    ids.push("evt_missing".into());
+    let found = load(&db, &ids).await.unwrap();
+    assert_eq!(found.len(), 250);
+    for (id, body) in &bodies {
+        assert_eq!(found.get(id), Some(body), "{id}");
+    }
 }
