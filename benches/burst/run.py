@@ -115,7 +115,9 @@ def main():
                 "_id": f"evt_{i:08d}", "event_type": "collection.documents.written",
                 "data": {"n": i}, "created_at": datetime.datetime.now(datetime.timezone.utc)}
                 for i in range(first, min(args.events, first + 500))])
-        wanted = args.events * args.webhooks + (args.bystanders if args.fed else 0)
+        # The bystanders' event goes to the burst's webhooks too (they take every type).
+        fed = args.webhooks + args.bystanders if args.fed and args.bystanders else 0
+        wanted = args.events * args.webhooks + fed
         began, last, last_moved = time.time(), None, time.time()
         while True:
             text = urllib.request.urlopen(metrics_url).read().decode()
