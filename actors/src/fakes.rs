@@ -240,6 +240,9 @@ struct MemoryInner {
     health_saves: Vec<String>,
     /// Reads of kept health still to refuse.
     failing_health_loads: usize,
+    /// When set, each write waits for a permit of it before it is applied (a store that
+    /// takes its time; the test gives the permits).
+    write_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A delivery as the memory ledger keeps it.
@@ -400,13 +403,9 @@ impl MemoryLedger {
     pub fn alerts(&self) -> Vec<crate::health::Alert> {
         self.inner.lock().unwrap().alerts.clone()
     }
-}
 
-impl Ledger for MemoryLedger {
-    fn write(
-        &self,
-        batch: Arc<Vec<DeliveryRecord>>,
-    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+    /// Applies one batch of records.
+    fn apply(&self, batch: &[DeliveryRecord]) {
         let mut inner = self.inner.lock().unwrap();
         inner.writes += 1;
         for record in batch.iter() {
@@ -430,6 +429,33 @@ impl Ledger for MemoryLedger {
                 }
             }
         }
+    }
+
+    /// From now on each write waits for a permit of the returned semaphore (it has none)
+    /// before it is applied, in the order the writes came.
+    pub fn hold_writes(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.inner.lock().unwrap().write_gate = Some(gate.clone());
+        gate
+    }
+}
+
+impl Ledger for MemoryLedger {
+    fn write(
+        &self,
+        batch: Arc<Vec<DeliveryRecord>>,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let gate = self.inner.lock().unwrap().write_gate.clone();
+        if let Some(gate) = gate {
+            let ledger = self.clone();
+            return async move {
+                gate.acquire().await.expect("the gate stays open").forget();
+                ledger.apply(&batch);
+                Ok(())
+            }
+            .boxed();
+        }
+        self.apply(&batch);
         futures::future::ready(Ok(())).boxed()
     }
 

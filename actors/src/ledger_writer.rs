@@ -276,72 +276,10 @@ fn backoff(failures: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
     use std::sync::Mutex;
-    use std::time::SystemTime;
-
-    use futures::future::BoxFuture;
-    use futures::FutureExt;
-    use tokio::sync::Semaphore;
 
     use super::*;
     use crate::fakes::{succeeded_record, MemoryLedger};
-    use crate::partition::PartitionCheckpoint;
-    use crate::ports::PendingStream;
-
-    /// The memory ledger, each of whose writes waits for a permit: the test decides when
-    /// each batch becomes durable.
-    struct GatedLedger {
-        inner: MemoryLedger,
-        gate: Arc<Semaphore>,
-    }
-
-    impl Ledger for GatedLedger {
-        fn write(
-            &self,
-            batch: Arc<Vec<DeliveryRecord>>,
-        ) -> BoxFuture<'static, Result<(), LedgerError>> {
-            let (inner, gate) = (self.inner.clone(), self.gate.clone());
-            async move {
-                gate.acquire().await.expect("gate open").forget();
-                inner.write(batch).await
-            }
-            .boxed()
-        }
-        fn checkpoint(
-            &self,
-            checkpoints: Vec<PartitionCheckpoint>,
-        ) -> BoxFuture<'static, Result<Vec<u16>, LedgerError>> {
-            self.inner.checkpoint(checkpoints)
-        }
-        fn recorded(
-            &self,
-            delivery_ids: Vec<String>,
-        ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>> {
-            self.inner.recorded(delivery_ids)
-        }
-        fn pending_for(
-            &self,
-            webhook_id: &str,
-            due_before: SystemTime,
-            batch_size: usize,
-        ) -> BoxFuture<'static, Result<PendingStream, LedgerError>> {
-            self.inner.pending_for(webhook_id, due_before, batch_size)
-        }
-        fn next_due_for(
-            &self,
-            webhook_id: &str,
-            after: SystemTime,
-        ) -> BoxFuture<'static, Result<Option<SystemTime>, LedgerError>> {
-            self.inner.next_due_for(webhook_id, after)
-        }
-        fn with_pending(
-            &self,
-            webhook_ids: Vec<Arc<str>>,
-        ) -> BoxFuture<'static, Result<HashSet<String>, LedgerError>> {
-            self.inner.with_pending(webhook_ids)
-        }
-    }
 
     fn records(first: usize, n: usize) -> Vec<DeliveryRecord> {
         (first..first + n)
@@ -362,11 +300,9 @@ mod tests {
     /// buffer to run dry: the feed window and the checkpoint wait on it.
     #[tokio::test]
     async fn sequence_numbers_retire_with_their_records_while_the_buffer_never_empties() {
-        let gate = Arc::new(Semaphore::new(0));
-        let ledger = Arc::new(GatedLedger {
-            inner: MemoryLedger::default(),
-            gate: gate.clone(),
-        });
+        // Each write waits for a permit: the test decides when each batch becomes durable.
+        let ledger = MemoryLedger::default();
+        let gate = ledger.hold_writes();
         let retired = Arc::new(Mutex::new(Vec::<u64>::new()));
         let on_durable: OnDurable = {
             let retired = retired.clone();
@@ -380,7 +316,7 @@ mod tests {
             None,
             LedgerWriter {
                 config: Arc::new(config),
-                ledger: ledger.clone(),
+                ledger: Arc::new(ledger.clone()),
                 metrics: EngineMetrics::new(),
                 unwritten: Arc::default(),
             },
@@ -402,10 +338,10 @@ mod tests {
         write(3, 2, 2);
         // Batch 1 durable; batch 2 (records 2–3) carries the last of sequence 1's records.
         gate.add_permits(1);
-        wait_until("batch 1 durable", || ledger.inner.writes() == 1).await;
+        wait_until("batch 1 durable", || ledger.writes() == 1).await;
         write(5, 2, 3);
         gate.add_permits(1);
-        wait_until("batch 2 durable", || ledger.inner.writes() == 2).await;
+        wait_until("batch 2 durable", || ledger.writes() == 2).await;
         wait_until("sequence 1 retired", || !retired.lock().unwrap().is_empty()).await;
         // Records 4–6 are still buffered or being written: 2 and 3 wait for theirs.
         assert_eq!(*retired.lock().unwrap(), vec![1]);
@@ -415,7 +351,7 @@ mod tests {
         })
         .await;
         assert_eq!(*retired.lock().unwrap(), vec![1, 2, 3]);
-        assert_eq!(ledger.inner.deliveries().len(), 7);
+        assert_eq!(ledger.deliveries().len(), 7);
         writer.stop(None);
     }
 }
