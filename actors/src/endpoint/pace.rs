@@ -21,7 +21,9 @@
 //!   all record what they cannot send yet, a write and a read back per delivery, and the
 //!   burst is sent no sooner. An endpoint the feed has brought nothing for longer (rare
 //!   events, or none it subscribes to) does not count: it waits for a burst at most as
-//!   long as the window may be held, [`HOLD_FEED_FOR`].
+//!   long as the window may be held, [`HOLD_FEED_FOR`]. Nor does a full window count while
+//!   the ledger writer trails by more than a few batches: the window then waits for
+//!   records to become durable, and records made ahead would only add to them.
 //! - Work held back by the daemon (its leases lapsed: no attempt may start) shows no pace of
 //!   the endpoint's: it is not measured.
 //!
@@ -166,8 +168,11 @@ impl Endpoint {
         let now = Instant::now();
         // A measured pace bounds what the endpoint holds only once holding costs someone:
         // the feed window is nearly full while another endpoint could take more work, or the
-        // checkpoint has trailed this endpoint's work for `HOLD_FEED_FOR`.
-        let starving = self.window.pressed() && self.idle.load(Ordering::Relaxed) > 0;
+        // checkpoint has trailed this endpoint's work for `HOLD_FEED_FOR`. Recording ahead
+        // frees the window only as fast as the ledger makes records durable: while its
+        // writer is far behind, a record ahead would only wait behind the others.
+        let starving =
+            self.window.pressed() && self.idle.load(Ordering::Relaxed) > 0 && !self.ledger_behind();
         let measured = (starving || state.pace.waited(now) >= HOLD_FEED_FOR)
             .then(|| state.pace.sent_in_horizon(now))
             .flatten();

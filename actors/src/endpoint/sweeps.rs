@@ -48,8 +48,7 @@ impl Endpoint {
                 return;
             }
         }
-        let unwritten_max = MAX_UNWRITTEN_BATCHES * self.config.ledger_batch_max.max(1);
-        if self.unwritten.load(Ordering::Relaxed) > unwritten_max {
+        if self.ledger_behind() {
             self.arm_ledger_wake(myself, state, now + UNWRITTEN_RECHECK, now);
             return;
         }
@@ -80,6 +79,13 @@ impl Endpoint {
             }
         };
         sweep.pull(room.min(page));
+    }
+
+    /// Whether the ledger writer holds more than [`MAX_UNWRITTEN_BATCHES`] batches of
+    /// records: anything more given to it now only waits behind them.
+    pub(super) fn ledger_behind(&self) -> bool {
+        let unwritten_max = MAX_UNWRITTEN_BATCHES * self.config.ledger_batch_max.max(1);
+        self.unwritten.load(Ordering::Relaxed) > unwritten_max
     }
 
     /// A page is read once this much fits: half what the endpoint may hold, at most a page

@@ -311,14 +311,13 @@ async fn an_endpoint_working_through_a_burst_within_its_horizon_records_each_del
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
-/// Waits until `a` and `b` have every delivery of the burst, or until one was recorded
-/// ahead of its attempt (`pending`: their receivers answer 2xx), so that the caller's
-/// check fails at once rather than after a read back, which on paused time never comes
-/// (spilled deliveries fall due on the wall clock).
-async fn until_sent_or_recorded_ahead(ledger: &MemoryLedger) {
-    const EVENTS: usize = 300;
+/// Waits until `a` and `b` have all `events` deliveries of the burst, or until one was
+/// recorded ahead of its attempt (`pending`: their receivers answer 2xx), so that the
+/// caller's check fails at once rather than after a read back, which on paused time never
+/// comes (spilled deliveries fall due on the wall clock).
+async fn until_sent_or_recorded_ahead(ledger: &MemoryLedger, events: usize) {
     until("every delivery, or one recorded ahead", || {
-        let all = delivered(ledger, "a") == EVENTS && delivered(ledger, "b") == EVENTS;
+        let all = delivered(ledger, "a") == events && delivered(ledger, "b") == events;
         all || ledger
             .deliveries()
             .iter()
@@ -351,7 +350,7 @@ async fn endpoints_all_busy_with_a_burst_larger_than_the_window_hold_it_in_memor
     settle_webhooks(&handle).await;
 
     burst(&handle, EVENTS).await;
-    until_sent_or_recorded_ahead(&ledger).await;
+    until_sent_or_recorded_ahead(&ledger, EVENTS).await;
     // Each delivery was recorded once, as its attempt ended; the ledger was never read.
     assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
     assert_eq!(ledger.sweeps(), 0);
@@ -390,11 +389,50 @@ async fn a_bystander_that_has_had_no_event_lately_does_not_send_a_burst_through_
     tokio::time::sleep(HOLD_FEED_FOR + Duration::from_secs(1)).await;
 
     burst(&handle, EVENTS).await;
-    until_sent_or_recorded_ahead(&ledger).await;
+    until_sent_or_recorded_ahead(&ledger, EVENTS).await;
     assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
     assert_eq!(ledger.sweeps(), 0);
     each_sent_once(&ledger, &transport, "a", EVENTS);
     each_sent_once(&ledger, &transport, "b", EVENTS);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// A slow receiver (4 in flight, 1 s each) beside a fast one, with the window nearly full
+/// while the store takes no write: the fast endpoint's records pile up in the ledger writer
+/// and it has nothing left to send. Recording the slow one's backlog ahead would free the
+/// window no sooner (its records would wait behind the others), so it keeps it. On paused
+/// time.
+#[tokio::test(start_paused = true)]
+async fn while_the_ledger_writer_trails_far_behind_no_backlog_is_recorded_ahead() {
+    const EVENTS: usize = 90;
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    config.attempt_timeout = Duration::from_secs(5);
+    // 90 of the window's 100 events: nearly full. Ten batches of 2 records: far behind.
+    config.max_events_in_flight = 100;
+    config.ledger_batch_max = 2;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("slow", &["*"])).unwrap();
+    handle.upsert_webhook(webhook("fast", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    transport.set_default(
+        "https://slow.example/hook",
+        Answer::Slow(Duration::from_secs(1)),
+    );
+    let gate = ledger.hold_writes();
+
+    burst(&handle, EVENTS).await;
+    until("the fast endpoint has sent every event", || {
+        transport.sent_to("https://fast.example/hook") == EVENTS
+    })
+    .await;
+    // Well past the slow endpoint's horizon (8 deliveries): it keeps its whole backlog.
+    quiet_for(HORIZON * 2).await;
+    let kept = held(&handle, "slow").await;
+    assert!(kept >= EVENTS - 20, "the slow endpoint holds only {kept}");
+
+    gate.add_permits(1_000_000);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
