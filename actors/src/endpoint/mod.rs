@@ -423,7 +423,6 @@ impl Endpoint {
         state.reported_held = held;
     }
 
-    /// Keeps `herald_deliveries_paused` equal to what paused endpoints hold.
     /// Counts this endpoint in `idle` while it could take more work now and would get it
     /// if the feed read on: it may send, it has nothing queued and room for more attempts,
     /// the ledger holds nothing of its that is due, and the feed brought it a delivery
@@ -459,6 +458,7 @@ impl Endpoint {
         }
     }
 
+    /// Keeps `herald_deliveries_paused` equal to what paused endpoints hold.
     fn report_paused(&self, state: &mut State) {
         let held = if state.spec.paused {
             state.backlog.len()
