@@ -13,6 +13,7 @@ use crate::delivery::{
     AttemptLogEntry, AttemptResponse, AttemptResult, DeliveryRecord, DeliveryStatus,
     PendingDelivery,
 };
+use crate::endpoint::delivery_id;
 use crate::partition::PartitionCheckpoint;
 use crate::ports::{Ledger, LedgerError, OutboundRequest, PendingStream, Transport};
 
@@ -338,7 +339,7 @@ impl MemoryLedger {
         let mut inner = self.inner.lock().unwrap();
         for p in deliveries {
             let record = DeliveryRecord {
-                delivery_id: format!("{}:{}", p.event_id, p.webhook_id),
+                delivery_id: delivery_id(&p.event_id, &p.webhook_id),
                 event_id: p.event_id,
                 webhook_id: p.webhook_id,
                 event_type: p.event_type,
@@ -608,7 +609,7 @@ impl Ledger for MemoryLedger {
 pub fn succeeded_record(event_id: &str, webhook_id: &str, event_type: &str) -> DeliveryRecord {
     let now = SystemTime::now();
     DeliveryRecord {
-        delivery_id: format!("{event_id}:{webhook_id}"),
+        delivery_id: delivery_id(event_id, webhook_id),
         event_id: event_id.to_owned(),
         webhook_id: webhook_id.to_owned(),
         event_type: event_type.to_owned(),
