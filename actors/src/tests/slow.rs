@@ -311,11 +311,36 @@ async fn an_endpoint_working_through_a_burst_within_its_horizon_records_each_del
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
-/// Waits until `a` and `b` have all `events` deliveries of the burst, or until one was
-/// recorded ahead of its attempt (`pending`: their receivers answer 2xx), so that the
-/// caller's check fails at once rather than after a read back, which on paused time never
-/// comes (spilled deliveries fall due on the wall clock).
-async fn until_sent_or_recorded_ahead(ledger: &MemoryLedger, events: usize) {
+/// Two equally slow receivers, `a` and `b` (4 in flight, 200 ms each: 20 a second, 40
+/// within the horizon), subscribed to `x`, with a window of 100 events; `others` are
+/// subscribed to `y` and answer at once.
+async fn busy_pair(others: &[&str]) -> (Engine, ScriptedTransport, MemoryLedger) {
+    let mut config = config();
+    config.max_in_flight_per_endpoint = 4;
+    config.attempt_timeout = Duration::from_secs(5);
+    config.max_events_in_flight = 100;
+    let (engine, transport, ledger) = start(config).await;
+    let handle = engine.handle();
+    for name in others {
+        handle.upsert_webhook(webhook(name, &["y"])).unwrap();
+    }
+    for name in ["a", "b"] {
+        handle.upsert_webhook(webhook(name, &["x"])).unwrap();
+        transport.set_default(
+            &format!("https://{name}.example/hook"),
+            Answer::Slow(Duration::from_millis(200)),
+        );
+    }
+    settle_webhooks(&handle).await;
+    (engine, transport, ledger)
+}
+
+/// `a` and `b` get all `events` deliveries of the burst, each recorded once, as its attempt
+/// ended, and the ledger is never read. It waits for every delivery, or only until one was
+/// recorded ahead of its attempt (`pending`: their receivers answer 2xx), so that the check
+/// fails at once rather than after a read back, which on paused time never comes (spilled
+/// deliveries fall due on the wall clock).
+async fn held_in_memory(ledger: &MemoryLedger, transport: &ScriptedTransport, events: usize) {
     until("every delivery, or one recorded ahead", || {
         let all = delivered(ledger, "a") == events && delivered(ledger, "b") == events;
         all || ledger
@@ -324,38 +349,23 @@ async fn until_sent_or_recorded_ahead(ledger: &MemoryLedger, events: usize) {
             .any(|d| d.record.status == DeliveryStatus::Pending)
     })
     .await;
+    assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
+    assert_eq!(ledger.sweeps(), 0);
+    each_sent_once(ledger, transport, "a", events);
+    each_sent_once(ledger, transport, "b", events);
 }
 
-/// Two equally slow receivers (4 in flight, 200 ms each: 20 a second, 40 within the
-/// horizon), both subscribed to a burst three times the feed window: each is busy with the
-/// whole window all along, so reading on would give no endpoint anything it could send
-/// sooner. The burst stays in memory and nothing goes through the ledger ahead of its
-/// attempt. On paused time.
+/// Two equally slow receivers subscribed to a burst three times the feed window: each is
+/// busy with the whole window all along, so reading on would give no endpoint anything it
+/// could send sooner. The burst stays in memory and nothing goes through the ledger ahead
+/// of its attempt. On paused time.
 #[tokio::test(start_paused = true)]
 async fn endpoints_all_busy_with_a_burst_larger_than_the_window_hold_it_in_memory() {
     const EVENTS: usize = 300;
-    let mut config = config();
-    config.max_in_flight_per_endpoint = 4;
-    config.attempt_timeout = Duration::from_secs(5);
-    config.max_events_in_flight = 100;
-    let (engine, transport, ledger) = start(config).await;
-    let handle = engine.handle();
-    for name in ["a", "b"] {
-        handle.upsert_webhook(webhook(name, &["*"])).unwrap();
-        transport.set_default(
-            &format!("https://{name}.example/hook"),
-            Answer::Slow(Duration::from_millis(200)),
-        );
-    }
-    settle_webhooks(&handle).await;
+    let (engine, transport, ledger) = busy_pair(&[]).await;
 
-    burst(&handle, EVENTS).await;
-    until_sent_or_recorded_ahead(&ledger, EVENTS).await;
-    // Each delivery was recorded once, as its attempt ended; the ledger was never read.
-    assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
-    assert_eq!(ledger.sweeps(), 0);
-    each_sent_once(&ledger, &transport, "a", EVENTS);
-    each_sent_once(&ledger, &transport, "b", EVENTS);
+    burst(&engine.handle(), EVENTS).await;
+    held_in_memory(&ledger, &transport, EVENTS).await;
     until("the checkpoint at the last event", || {
         checkpoint_at(&ledger, EVENTS - 1)
     })
@@ -369,31 +379,14 @@ async fn endpoints_all_busy_with_a_burst_larger_than_the_window_hold_it_in_memor
 #[tokio::test(start_paused = true)]
 async fn a_bystander_that_has_had_no_event_lately_does_not_send_a_burst_through_the_ledger() {
     const EVENTS: usize = 300;
-    let mut config = config();
-    config.max_in_flight_per_endpoint = 4;
-    config.attempt_timeout = Duration::from_secs(5);
-    config.max_events_in_flight = 100;
-    let (engine, transport, ledger) = start(config).await;
+    let (engine, transport, ledger) = busy_pair(&["bystander"]).await;
     let handle = engine.handle();
-    handle.upsert_webhook(webhook("bystander", &["y"])).unwrap();
-    for name in ["a", "b"] {
-        handle.upsert_webhook(webhook(name, &["x"])).unwrap();
-        transport.set_default(
-            &format!("https://{name}.example/hook"),
-            Answer::Slow(Duration::from_millis(200)),
-        );
-    }
-    settle_webhooks(&handle).await;
     // Its last event was long ago.
     feed_one(&handle, &ledger, "bystander").await;
     tokio::time::sleep(HOLD_FEED_FOR + Duration::from_secs(1)).await;
 
     burst(&handle, EVENTS).await;
-    until_sent_or_recorded_ahead(&ledger, EVENTS).await;
-    assert!(ledger.deliveries().iter().all(|d| d.record.first_write));
-    assert_eq!(ledger.sweeps(), 0);
-    each_sent_once(&ledger, &transport, "a", EVENTS);
-    each_sent_once(&ledger, &transport, "b", EVENTS);
+    held_in_memory(&ledger, &transport, EVENTS).await;
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
