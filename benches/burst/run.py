@@ -25,34 +25,14 @@ they make the busy ones record what they cannot send within two seconds and read
 import argparse
 import datetime
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 from pymongo import MongoClient
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, check, seconds=60):
-    until = time.time() + seconds
-    while time.time() < until:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"burst: {what} did not come up within {seconds} s")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from localrun import SECRET, Processes, free_port  # noqa: E402
 
 
 def main():
@@ -69,13 +49,12 @@ def main():
                         help="one event for the bystanders just before the burst")
     parser.add_argument("--keep", action="store_true", help="leave everything running at the end")
     args = parser.parse_args()
-    state = tempfile.mkdtemp(prefix="herald-burst-")
+    run = Processes("burst")
+    state, start = run.state, run.start
     print(f"logs in {state}", flush=True)
-    procs = []
 
-    def start(cmd, log, env=None):
-        out = open(os.path.join(state, log), "w")
-        procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
+    def wait_for(what, check):
+        run.wait_for(what, check, seconds=60, poll=0.2)
 
     stuck = False
     try:
@@ -160,8 +139,7 @@ def main():
             time.sleep(5)
     finally:
         if not args.keep:
-            for p in procs:
-                p.terminate()
+            run.stop()
     sys.exit(1 if stuck else 0)
 
 

@@ -19,34 +19,14 @@ import collections
 import datetime
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 from pymongo import MongoClient
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, check, seconds=30):
-    until = time.time() + seconds
-    while time.time() < until:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"dbprofile: {what} did not come up within {seconds} s")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from localrun import SECRET, Processes, free_port  # noqa: E402
 
 
 def main():
@@ -61,12 +41,11 @@ def main():
                         help="then this many events inserted at once (batches of 500), counted until every delivery is recorded")
     args = parser.parse_args()
 
-    state = tempfile.mkdtemp(prefix="herald-dbprofile-")
-    procs = []
+    run = Processes("dbprofile")
+    state, start = run.state, run.start
 
-    def start(cmd, log, env=None):
-        out = open(os.path.join(state, log), "w")
-        procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
+    def wait_for(what, check):
+        run.wait_for(what, check, seconds=30, poll=0.1)
 
     try:
         db_port, receiver_port, listen_port = free_port(), free_port(), free_port()
@@ -103,13 +82,7 @@ def main():
             burst(db, args.burst, args.webhooks)
         print(f"deliveries recorded: {db.deliveries.count_documents({})}")
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        run.stop()
         shutil.rmtree(state, ignore_errors=True)
 
 
