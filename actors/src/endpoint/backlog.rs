@@ -172,6 +172,15 @@ impl Backlog {
         self.work().queue.is_empty()
     }
 
+    /// Whether no work waits: nothing queued, and nothing of this endpoint's in the ledger
+    /// that is due at `now` or waits there behind deliveries spilled for lack of room.
+    pub(super) fn nothing_waits(&self, now: SystemTime) -> bool {
+        let work = self.work();
+        work.queue.is_empty()
+            && !work.spilled.behind()
+            && work.spilled.next_sweep_at().is_none_or(|at| at > now)
+    }
+
     /// Takes the next queued delivery in flight: its key and event.
     pub(super) fn start_next(&self) -> Option<(u64, Arc<Event>, u32)> {
         let mut work = self.work();

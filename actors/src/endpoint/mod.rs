@@ -431,22 +431,19 @@ impl Endpoint {
     /// others busy ([`pace`]); counting it would have every burst larger than the window
     /// go through the ledger as long as any such endpoint exists.
     fn report_idle(&self, myself: &ActorRef<Msg>, state: &mut State) {
-        let now = SystemTime::now();
+        let now = tokio::time::Instant::now();
         let fed_until = state.last_fed.map(|at| at + HOLD_FEED_FOR);
-        let fed = fed_until.is_some_and(|until| until > tokio::time::Instant::now());
+        let fed = fed_until.is_some_and(|until| until > now);
+        // The backlog's lock last, and once: this runs at the end of every turn.
         let idle = fed
             && !state.spec.paused
             && state.draining.is_none()
             && state.failing_streak < FAILING_STREAK
             && state.in_flight < self.config.max_in_flight_per_endpoint
-            && state.backlog.queue_is_empty()
-            && !state.backlog.spilled(|spilled| {
-                spilled.behind() || spilled.next_sweep_at().is_some_and(|at| at <= now)
-            });
+            && state.backlog.nothing_waits(SystemTime::now());
         if let (true, false, Some(until)) = (idle, state.idle_check_armed, fed_until) {
             state.idle_check_armed = true;
-            let wait = until.saturating_duration_since(tokio::time::Instant::now());
-            myself.send_after(wait, || Msg::IdleCheck);
+            myself.send_after(until.saturating_duration_since(now), || Msg::IdleCheck);
         }
         if idle != state.reported_idle {
             if idle {
