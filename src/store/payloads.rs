@@ -36,7 +36,7 @@
 //! within the grace (an hour). Deliveries themselves go with the TTL indexes of
 //! `deliveries` ([`super::retention`]); their payloads follow within a sweep.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -212,8 +212,10 @@ const LOAD_CHUNK: usize = 100;
 pub async fn load(db: &Database, ids: &[String]) -> mongodb::error::Result<HashMap<String, Bytes>> {
     let mut found = HashMap::new();
     let mut missing = Vec::new();
+    // Each id once: a page names an event as often as it has deliveries of it.
+    let mut seen: HashSet<&str> = HashSet::new();
     for id in ids {
-        if found.contains_key(id) || missing.contains(id) {
+        if !seen.insert(id) {
             continue;
         }
         match cached(db.name(), id) {
