@@ -18,7 +18,9 @@
 mod indexes;
 mod queries;
 
-pub use indexes::{ensure_indexes, ttl_indexes, OBSOLETE_INDEXES, TTL_FAILED, TTL_SUCCEEDED};
+pub use indexes::{
+    ensure_indexes, ttl_indexes, OBSOLETE_INDEXES, PENDING_DUE, TTL_FAILED, TTL_SUCCEEDED,
+};
 pub use queries::{
     count_pending, get, get_replayable, get_status, insert_pending, list, payload, requeue,
     requeue_page, retire_webhook, unqueue, DeliveryFilter, Requeued, WEBHOOK_DELETED,
@@ -397,7 +399,7 @@ impl Ledger for MongoLedger {
         .boxed()
     }
 
-    /// One cursor, sorted on the `{status, webhook_id, next_attempt_at, _id}` index and read
+    /// One cursor, sorted on the pending deliveries' index (`herald_pending_due`) and read
     /// in batches of `batch_size`; a document lacking what a retry needs (no payload) is
     /// skipped and stays pending for an operator to look at.
     fn pending_for(
@@ -444,7 +446,7 @@ impl Ledger for MongoLedger {
         let deliveries = self.deliveries.clone();
         async move {
             let mut found = HashSet::new();
-            // One `distinct` per slice, on the (status, webhook_id, …) index: a few seeks per
+            // One `distinct` per slice, on the pending deliveries' index: a few seeks per
             // webhook, however many deliveries are pending.
             for slice in webhook_ids.chunks(WEBHOOKS_PER_QUESTION) {
                 let ids: Vec<&str> = slice.iter().map(|id| &**id).collect();

@@ -46,7 +46,7 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
 use crate::text::one_line;
-pub use deliveries::{OBSOLETE_INDEXES, TTL_FAILED, TTL_SUCCEEDED};
+pub use deliveries::{OBSOLETE_INDEXES, PENDING_DUE, TTL_FAILED, TTL_SUCCEEDED};
 pub use inbound_events::TTL_INBOUND;
 pub use retention::Retention;
 

@@ -22,30 +22,43 @@ pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
     let models = [
         // An endpoint reading its spilled (and, at start-up, pending) deliveries back, due
         // oldest first; `distinct` of the webhooks with pending ones; the pending count.
-        doc! {"status": 1, "webhook_id": 1, "next_attempt_at": 1, "_id": 1},
+        // Only pending deliveries are in it: most deliveries succeed at their first
+        // attempt, and their records skip this index entirely.
+        IndexModel::builder()
+            .keys(doc! {"status": 1, "webhook_id": 1, "next_attempt_at": 1, "_id": 1})
+            .options(
+                IndexOptions::builder()
+                    .name(PENDING_DUE.to_owned())
+                    .partial_filter_expression(doc! {"status": "pending"})
+                    .build(),
+            )
+            .build(),
         // A webhook's deliveries in `_id` order: the API's listing and its cursor. An
         // event's deliveries need no index of their own: their `_id`s are one range,
         // `<event_id>:…`, of the `_id` index.
-        doc! {"webhook_id": 1, "_id": 1},
-    ]
-    .into_iter()
-    .map(|keys| {
         IndexModel::builder()
-            .keys(keys)
+            .keys(doc! {"webhook_id": 1, "_id": 1})
             .options(IndexOptions::builder().build())
-            .build()
-    });
+            .build(),
+    ];
     deliveries.create_indexes(models).await?;
+    // Only once the index that replaces them is in place: a daemon of the earlier version
+    // running beside this one goes on finding its pending deliveries by index.
     drop_obsolete(&deliveries).await?;
     Ok(())
 }
 
+/// The index of pending deliveries by webhook and due time (partial: `status: "pending"`).
+pub const PENDING_DUE: &str = "herald_pending_due";
+
 /// Indexes earlier versions of herald created on `deliveries` and no longer use. Every
 /// delivery write pays for every index, so they are dropped at start.
-pub const OBSOLETE_INDEXES: [&str; 3] = [
+pub const OBSOLETE_INDEXES: [&str; 4] = [
     "status_1_next_attempt_at_1",
     "webhook_id_1_created_at_-1",
     "event_id_1",
+    // The same keys as `herald_pending_due`, over every delivery, succeeded ones too.
+    "status_1_webhook_id_1_next_attempt_at_1__id_1",
 ];
 
 async fn drop_obsolete(deliveries: &Collection<Document>) -> mongodb::error::Result<()> {

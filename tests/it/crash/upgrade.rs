@@ -1,12 +1,14 @@
 //! Upgrading in place: a database last written by a version with one feed checkpoint
 //! (`herald_state`, `_id: "feed"`) is taken over by this one with no loss and no manual
 //! step — every partition starts from that checkpoint — and a lease or checkpoint edited by
-//! hand into nonsense costs neither a crash nor an event.
+//! hand into nonsense costs neither a crash nor an event. Deliveries stored or indexed as
+//! earlier versions did are sent, shown and replayed as before.
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, Document};
+use mongodb::IndexModel;
 
 use crate::daemon::{test_config, ChildDaemon, InProcess};
 use crate::fixtures::*;
@@ -227,5 +229,102 @@ async fn deliveries_with_their_payload_inline_are_sent_shown_retried_and_recover
         .await
         .unwrap();
     assert_eq!(stored, 0);
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pending_deliveries_indexed_as_before_are_sent_and_only_pending_ones_stay_indexed() {
+    let (uri, name, db) = database("upgrade_pending_index").await;
+    let receiver = Receiver::start().await;
+    let wh = "wh_00000000000e0004";
+    insert_webhook(&db, webhook(wh, &receiver.url, &["*"])).await;
+    let deliveries = db.collection::<Document>("deliveries");
+    // The index the version before kept, over every delivery.
+    let before = doc! {"status": 1, "webhook_id": 1, "next_attempt_at": 1, "_id": 1};
+    deliveries
+        .create_index(IndexModel::builder().keys(before).build())
+        .await
+        .unwrap();
+    // What it left: deliveries that succeeded, and one pending and due, its body stored once
+    // in `payloads`.
+    let now = mongodb::bson::DateTime::now();
+    let body =
+        serde_json::json!({"event_id": "evt_before_pending", "event_type": "batch.completed",
+        "occurred_at": "2026-12-01T00:00:00Z", "data": {"n": 1}})
+        .to_string();
+    db.collection::<Document>("payloads")
+        .insert_one(doc! {"_id": "evt_before_pending", "body": &body,
+        "size": body.len() as i64, "created_at": now, "touched_at": now})
+        .await
+        .unwrap();
+    let record = |event: &str, pending: bool| {
+        let mut d = doc! {
+            "_id": format!("{event}:{wh}"), "event_id": event, "webhook_id": wh,
+            "event_type": "batch.completed",
+            "status": if pending { "pending" } else { "succeeded" }, "attempts": 1i64,
+            "attempt_log": [{"at": now, "status_code": if pending { 500 } else { 200 },
+                "duration_ms": 3i64}],
+            "next_attempt_at": if pending { Bson::DateTime(now) } else { Bson::Null },
+            "last_status_code": if pending { 500 } else { 200 }, "last_error": Bson::Null,
+            "created_at": now, "updated_at": now,
+            "completed_at": if pending { Bson::Null } else { Bson::DateTime(now) },
+        };
+        if pending {
+            d.insert("payload_id", event);
+        }
+        d
+    };
+    let mut old: Vec<Document> = (0..50)
+        .map(|i| record(&format!("evt_before_{i:03}"), false))
+        .collect();
+    old.push(record("evt_before_pending", true));
+    deliveries.insert_many(old).await.unwrap();
+
+    let daemon = InProcess::start(test_config(&uri, &name, &receiver.ca_pem_path)).await;
+    // The pending one is found and sent, with the bytes stored for it.
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].body_text(), body);
+    assert_signed(&got[0]);
+    let sent = wait_for_status(&db, &format!("evt_before_pending:{wh}"), "succeeded").await;
+    assert_eq!(sent.get_i64("attempts"), Ok(2));
+
+    // The index over every delivery is gone; the one in its place holds pending ones only.
+    let indexes: Vec<IndexModel> = deliveries
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let named = |name: &str| {
+        indexes
+            .iter()
+            .find(|m| m.options.as_ref().and_then(|o| o.name.as_deref()) == Some(name))
+    };
+    assert!(
+        named("status_1_webhook_id_1_next_attempt_at_1__id_1").is_none(),
+        "{indexes:?}"
+    );
+    let pending = named(herald::store::PENDING_DUE).expect("the pending deliveries' index");
+    assert_eq!(
+        pending
+            .options
+            .as_ref()
+            .and_then(|o| o.partial_filter_expression.clone()),
+        Some(doc! {"status": "pending"})
+    );
+    // A webhook's due deliveries are read from it.
+    let plan = db
+        .run_command(doc! {"explain": {
+            "find": "deliveries",
+            "filter": {"status": "pending", "webhook_id": wh, "next_attempt_at": {"$lt": now}},
+            "sort": {"next_attempt_at": 1, "_id": 1},
+        }})
+        .await
+        .unwrap();
+    assert!(
+        plan.to_string().contains(herald::store::PENDING_DUE),
+        "{plan}"
+    );
     daemon.stop().await.unwrap();
 }
