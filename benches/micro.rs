@@ -1,14 +1,21 @@
 //! Micro-benchmarks of the engine's hot paths: signing, payload building, subscription
-//! matching and the retry schedule. `cargo bench --bench micro`.
+//! matching, the retry schedule, and the whole engine on a transport that answers at once
+//! (what herald's actors cost per delivery, without HTTP). `cargo bench --bench micro`.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use herald_actors::fakes::MemoryLedger;
+use herald_actors::ports::{OutboundRequest, Transport};
 use herald_actors::signing::{Signer, SigningKey};
 use herald_actors::{
-    next_delay, AttemptResponse, Event, EventFilter, Payload, RetryPolicy, SubscriptionIndex,
-    WebhookSpec,
+    next_delay, AttemptResponse, AttemptResult, Engine, EngineConfig, Event, EventFilter, Payload,
+    RetryPolicy, SubscriptionIndex, WebhookSpec,
 };
 use rand::SeedableRng;
 
@@ -31,9 +38,9 @@ fn signing(c: &mut Criterion) {
     group.finish();
 }
 
-fn payload(c: &mut Criterion) {
-    let payload = Payload {
-        event_id: "evt_0123456789".into(),
+fn platform_payload(event_id: String) -> Payload {
+    Payload {
+        event_id,
         event_type: "collection.documents.written".into(),
         occurred_at: "2026-01-01T00:00:00.000Z".into(),
         namespace_id: Some("ns_1".into()),
@@ -41,7 +48,11 @@ fn payload(c: &mut Criterion) {
         subject: None,
         data: serde_json::json!({"collection_id": "col_1", "document_ids": (0..20).map(|i| format!("doc_{i}")).collect::<Vec<_>>(), "index_signature": "abc123"}),
         cache_scope: Some(serde_json::json!({"scope": "collection", "collection_id": "col_1"})),
-    };
+    }
+}
+
+fn payload(c: &mut Criterion) {
+    let payload = platform_payload("evt_0123456789".into());
     c.bench_function("payload/build", |b| {
         b.iter(|| Event::from_payload(black_box(&payload)))
     });
@@ -89,5 +100,105 @@ fn retry(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signing, payload, matching, retry);
+/// Answers 200 at once, and counts what it sent.
+#[derive(Default)]
+struct Counting {
+    sent: AtomicU64,
+    reached: tokio::sync::Notify,
+    target: AtomicU64,
+}
+
+impl Transport for Counting {
+    fn send(&self, _request: OutboundRequest) -> BoxFuture<'static, AttemptResult> {
+        if self.sent.fetch_add(1, Ordering::Relaxed) + 1 >= self.target.load(Ordering::Relaxed) {
+            self.reached.notify_one();
+        }
+        futures::future::ready(Ok(AttemptResponse {
+            status: 200,
+            retry_after: None,
+        }))
+        .boxed()
+    }
+}
+
+/// Events submitted per iteration of `engine/deliveries`.
+const ENGINE_EVENTS: u64 = 2_000;
+
+/// The engine (router, one endpoint actor, its attempts task, the ledger writer into the
+/// memory ledger) delivering `ENGINE_EVENTS` events to one webhook whose transport answers
+/// at once: the time from the first submit to the last attempt sent. Two worker threads,
+/// as on the 2-core machine.
+fn engine(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let counting = Arc::new(Counting::default());
+    let config = EngineConfig {
+        // Every event of an iteration is held, none spilled: a healthy endpoint's burst.
+        max_held_per_endpoint: ENGINE_EVENTS as usize * 2,
+        ..EngineConfig::default()
+    };
+    let engine = runtime
+        .block_on(Engine::start(
+            config,
+            counting.clone(),
+            Arc::new(MemoryLedger::default()),
+        ))
+        .unwrap();
+    let handle = engine.handle();
+    handle
+        .upsert_webhook(WebhookSpec {
+            id: "wh_0000000000000001".into(),
+            url: "https://receiver.example/hook".into(),
+            filter: EventFilter::from_list(&["collection.documents.written".to_owned()]),
+            signer: Signer::new(vec![SigningKey::parse(SECRET).unwrap()]),
+            headers: Arc::new([("X-Mixpeek-Secret".to_owned(), "bench".to_owned())]),
+            enabled: true,
+            paused: false,
+            rate_limit_per_second: None,
+            namespace_id: None,
+        })
+        .unwrap();
+    let next_id = AtomicU64::new(0);
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(ENGINE_EVENTS));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(4));
+    group.bench_function("deliveries_1_endpoint_instant_transport", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (handle, counting) = (handle.clone(), counting.clone());
+            let first = next_id.fetch_add(iters * ENGINE_EVENTS, Ordering::Relaxed);
+            async move {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let base = first + i * ENGINE_EVENTS;
+                    let events: Vec<Event> = (base..base + ENGINE_EVENTS)
+                        .map(|n| Event::from_payload(&platform_payload(format!("evt_{n:012}"))))
+                        .collect();
+                    let target = counting.sent.load(Ordering::Relaxed) + ENGINE_EVENTS;
+                    counting.target.store(target, Ordering::Relaxed);
+                    let started = Instant::now();
+                    for event in events {
+                        handle.submit(event, None).await.unwrap();
+                    }
+                    while counting.sent.load(Ordering::Relaxed) < target {
+                        tokio::time::timeout(Duration::from_secs(30), counting.reached.notified())
+                            .await
+                            .expect("every delivery sent within 30 s");
+                    }
+                    total += started.elapsed();
+                }
+                total
+            }
+        })
+    });
+    group.finish();
+    runtime
+        .block_on(engine.shutdown(Duration::from_secs(1)))
+        .unwrap();
+}
+
+criterion_group!(benches, signing, payload, matching, retry, engine);
 criterion_main!(benches);
