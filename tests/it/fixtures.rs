@@ -32,6 +32,17 @@ pub fn webhook(id: &str, url: &str, event_types: &[&str]) -> Document {
     }
 }
 
+/// Every index of `collection`, as the server lists them.
+pub async fn indexes(db: &Database, collection: &str) -> Vec<mongodb::IndexModel> {
+    db.collection::<Document>(collection)
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 pub async fn insert_webhook(db: &Database, doc: Document) {
     db.collection::<Document>("webhooks")
         .insert_one(doc)

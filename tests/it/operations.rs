@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use herald::config::Config;
 use mongodb::bson::{doc, Document};
 use mongodb::{Database, IndexModel};
@@ -363,13 +362,8 @@ async fn pause_and_resume_refuse_unknown_webhooks_and_callers_without_the_key() 
 }
 
 async fn ttl_indexes(db: &Database, collection: &str) -> BTreeMap<String, IndexModel> {
-    db.collection::<Document>(collection)
-        .list_indexes()
+    indexes(db, collection)
         .await
-        .unwrap()
-        .try_collect::<Vec<IndexModel>>()
-        .await
-        .unwrap()
         .into_iter()
         .filter(|m| m.options.as_ref().is_some_and(|o| o.expire_after.is_some()))
         .map(|m| (m.options.as_ref().unwrap().name.clone().unwrap(), m))

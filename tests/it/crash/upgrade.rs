@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::IndexModel;
 
@@ -289,13 +289,7 @@ async fn pending_deliveries_indexed_as_before_are_sent_and_only_pending_ones_sta
     assert_eq!(sent.get_i64("attempts"), Ok(2));
 
     // The index over every delivery is gone; the one in its place holds pending ones only.
-    let indexes: Vec<IndexModel> = deliveries
-        .list_indexes()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let indexes = indexes(&db, "deliveries").await;
     let named = |name: &str| {
         indexes
             .iter()

@@ -73,17 +73,11 @@ async fn pending_deliveries_of_a_deleted_webhook_are_retired() {
         );
     }
     // The failed-retention TTL index covers them.
-    let indexes: Vec<Document> = {
-        use futures::TryStreamExt;
-        db.collection::<Document>("deliveries")
-            .list_indexes()
-            .await
-            .unwrap()
-            .map_ok(|m| mongodb::bson::to_document(&m).unwrap())
-            .try_collect()
-            .await
-            .unwrap()
-    };
+    let indexes: Vec<Document> = indexes(&db, "deliveries")
+        .await
+        .iter()
+        .map(|m| mongodb::bson::to_document(m).unwrap())
+        .collect();
     assert!(
         indexes
             .iter()

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 
 use super::{all, connect, deliver, mux_event, story};
 use crate::api_client::assert_error;
+use crate::fixtures::indexes;
 
 #[tokio::test]
 async fn connections_are_managed_through_the_api_and_their_secret_never_comes_back() {
@@ -79,14 +79,7 @@ async fn connections_are_managed_through_the_api_and_their_secret_never_comes_ba
             .unwrap();
     assert_eq!(stored.get_str("webhook_secret").unwrap(), secret);
     // Creating a connection made sure inbound events find their objects by index.
-    let indexes: Vec<_> =
-        s.db.collection::<Document>("objects")
-            .list_indexes()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+    let indexes = indexes(&s.db, "objects").await;
     assert!(
         indexes
             .iter()
