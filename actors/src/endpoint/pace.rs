@@ -8,22 +8,23 @@
 //! - failing: nothing (it probes, and whatever it holds is recorded already);
 //! - rate-limited: its rate × [`HORIZON`], or what it sent in the last [`HORIZON`] if less;
 //! - otherwise: what it sent in the last [`HORIZON`], once work has waited for an attempt
-//!   all that time. Until then it has shown no pace to judge it by, and has no horizon. And
-//!   only once holding costs someone: while the feed window has room, the feed reads on and
-//!   no neighbour waits, so a burst the endpoint works through at its own pace (a receiver
-//!   slower than the feed, a CPU shared with the database) stays in memory rather than
-//!   taking a write and a read back per delivery through the ledger. The measured pace
-//!   counts when the window is [nearly full](crate::window::Window::pressed) while another
-//!   endpoint could take more work (nothing queued, room for attempts, and fed by the feed
-//!   within [`HOLD_FEED_FOR`]: `Endpoint::idle`), or when work has waited here for
-//!   [`HOLD_FEED_FOR`], which bounds how long the checkpoint trails it. While every
-//!   endpoint is busy, a full window costs no one: the feed would read on only to have them
-//!   all record what they cannot send yet, a write and a read back per delivery, and the
-//!   burst is sent no sooner. An endpoint the feed has brought nothing for longer (rare
-//!   events, or none it subscribes to) does not count: it waits for a burst at most as
-//!   long as the window may be held, [`HOLD_FEED_FOR`]. Nor does a full window count while
-//!   the ledger writer trails by more than a few batches: the window then waits for
-//!   records to become durable, and records made ahead would only add to them.
+//!   (queued, or due in the ledger) all that time. Until then it has shown no pace to judge
+//!   it by, and has no horizon. And only once holding costs someone: while the feed window
+//!   has room, the feed reads on and no neighbour waits, so a burst the endpoint works
+//!   through at its own pace (a receiver slower than the feed, a CPU shared with the
+//!   database) stays in memory rather than taking a write and a read back per delivery
+//!   through the ledger. The measured pace counts when the window is [nearly
+//!   full](crate::window::Window::pressed) while another endpoint could take more work
+//!   (nothing queued, room for attempts, and fed by the feed within [`HOLD_FEED_FOR`]:
+//!   `Endpoint::idle`), or when work has waited here for [`HOLD_FEED_FOR`], which bounds
+//!   how long the checkpoint trails it. While every endpoint is busy, a full window costs
+//!   no one: the feed would read on only to have them all record what they cannot send yet,
+//!   a write and a read back per delivery, and the burst is sent no sooner. An endpoint the
+//!   feed has brought nothing for longer (rare events, or none it subscribes to) does not
+//!   count: it waits for a burst at most as long as the window may be held,
+//!   [`HOLD_FEED_FOR`]. Nor does a full window count while the ledger writer trails by more
+//!   than a few batches: the window then waits for records to become durable, and records
+//!   made ahead would only add to them.
 //! - Work held back by the daemon (its leases lapsed: no attempt may start) shows no pace of
 //!   the endpoint's: it is not measured.
 //!
@@ -239,11 +240,13 @@ impl Endpoint {
         // Work held back by a lapsed lease waits for the daemon, not for the receiver: that
         // is no pace of the endpoint's (a store too busy to renew would have every endpoint
         // judged to send nothing and record its whole backlog through that same store).
+        // Work recorded ahead and spilled waits too, in the ledger: with the queue drained
+        // between two reads back, the pace still holds, and memory keeps the horizon.
         let waiting = !state.spec.paused
             && state.draining.is_none()
             && state.failing_streak < FAILING_STREAK
             && self.lease.valid()
-            && !state.backlog.queue_is_empty();
+            && !state.backlog.nothing_waits(SystemTime::now());
         state.pace.waiting(Instant::now(), waiting);
         if waiting && !state.pace.look_armed {
             state.pace.look_armed = true;

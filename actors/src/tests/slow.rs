@@ -196,7 +196,8 @@ async fn a_slow_receiver_keeps_what_it_sends_in_two_seconds_and_records_the_rest
 /// While the window has room, the slow endpoint's burst holds no one back: it stays in
 /// memory, unrecorded, and nothing of it goes through the ledger until the endpoint has
 /// worked on it for `HOLD_FEED_FOR`; then what it cannot send within its horizon is recorded
-/// and the checkpoint passes the burst. All on paused time.
+/// and the checkpoint passes the burst; it reads that back a horizon at a time. All on
+/// paused time.
 #[tokio::test(start_paused = true)]
 async fn a_slow_receiver_holds_its_burst_while_the_window_has_room_until_it_has_held_the_feed_too_long(
 ) {
@@ -238,6 +239,24 @@ async fn a_slow_receiver_holds_its_burst_while_the_window_has_room_until_it_has_
         .copied()
         .unwrap_or_default();
     assert!(pending > 0);
+    // What it kept goes out, and once the due second of what it recorded has passed on the
+    // wall clock (real time from here) it reads that back a horizon at a time: its queue
+    // running dry between two reads does not make it forget its pace and take the whole
+    // backlog back into memory.
+    tokio::time::resume();
+    let (stop, sampler) = watch_held(&handle, "slow");
+    let sent = transport.sent_to("https://slow.example/hook");
+    until("40 more sent, read back from the ledger", || {
+        transport.sent_to("https://slow.example/hook") >= sent + 40
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let most = sampler.await.unwrap();
+    assert!(ledger.sweeps() > 0);
+    assert!(
+        most <= 20,
+        "reading back, the slow endpoint held {most} deliveries"
+    );
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
