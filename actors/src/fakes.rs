@@ -244,6 +244,8 @@ struct MemoryInner {
     /// When set, each write waits for a permit of it before it is applied (a store that
     /// takes its time; the test gives the permits).
     write_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// When set, each sweep waits for a permit of it before it reads.
+    sweep_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A delivery as the memory ledger keeps it.
@@ -439,6 +441,35 @@ impl MemoryLedger {
         self.inner.lock().unwrap().write_gate = Some(gate.clone());
         gate
     }
+
+    /// From now on each sweep (`pending_for`) waits for a permit of the returned semaphore
+    /// (it has none) before it reads: a test can look at what an endpoint holds before
+    /// anything it recorded comes back from the ledger.
+    pub fn hold_sweeps(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.inner.lock().unwrap().sweep_gate = Some(gate.clone());
+        gate
+    }
+
+    /// The pending deliveries of `webhook_id` due before `due_before`, oldest first.
+    fn due_for(&self, webhook_id: &str, due_before: SystemTime) -> Vec<PendingDelivery> {
+        // A snapshot, as a server-side cursor that materialises its result would give.
+        let mut inner = self.inner.lock().unwrap();
+        let mut due: Vec<(SystemTime, String, PendingDelivery)> = inner
+            .deliveries
+            .values()
+            .filter(|d| d.record.webhook_id == webhook_id)
+            .filter(|d| d.record.status == DeliveryStatus::Pending)
+            .filter_map(|d| {
+                let at = d.record.next_attempt_at.filter(|t| *t < due_before)?;
+                Some((at, d.record.delivery_id.clone(), pending_of(d, at)))
+            })
+            .collect();
+        inner.sweeps += 1;
+        drop(inner);
+        due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        due.into_iter().map(|(_, _, p)| p).collect()
+    }
 }
 
 impl Ledger for MemoryLedger {
@@ -517,25 +548,20 @@ impl Ledger for MemoryLedger {
         due_before: SystemTime,
         _batch_size: usize,
     ) -> BoxFuture<'static, Result<PendingStream, LedgerError>> {
-        // A snapshot, as a server-side cursor that materialises its result would give.
-        let inner = self.inner.lock().unwrap();
-        let mut due: Vec<(SystemTime, String, PendingDelivery)> = inner
-            .deliveries
-            .values()
-            .filter(|d| d.record.webhook_id == webhook_id)
-            .filter(|d| d.record.status == DeliveryStatus::Pending)
-            .filter_map(|d| {
-                let at = d.record.next_attempt_at.filter(|t| *t < due_before)?;
-                Some((at, d.record.delivery_id.clone(), pending_of(d, at)))
-            })
-            .collect();
-        drop(inner);
-        due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        self.inner.lock().unwrap().sweeps += 1;
-        let stream = futures::StreamExt::boxed(futures::stream::iter(
-            due.into_iter().map(|(_, _, p)| Ok(p)),
-        ));
-        futures::future::ready(Ok(stream)).boxed()
+        let stream = |due: Vec<PendingDelivery>| -> PendingStream {
+            futures::StreamExt::boxed(futures::stream::iter(due.into_iter().map(Ok)))
+        };
+        let gate = self.inner.lock().unwrap().sweep_gate.clone();
+        let Some(gate) = gate else {
+            return futures::future::ready(Ok(stream(self.due_for(webhook_id, due_before))))
+                .boxed();
+        };
+        let (ledger, webhook_id) = (self.clone(), webhook_id.to_owned());
+        async move {
+            gate.acquire().await.expect("the gate stays open").forget();
+            Ok(stream(ledger.due_for(&webhook_id, due_before)))
+        }
+        .boxed()
     }
 
     fn with_pending(
