@@ -312,7 +312,9 @@ impl Coordinator {
             .collect();
         if !lost.is_empty() {
             warn!(partitions = ?lost, "leases lost to another member (this one could not renew them in time); dropping their work");
-            let _ = self.engine.revoke(lost.clone());
+            // Awaited: once it answers, no attempt of these partitions can start, so the
+            // lease clock set below cannot let one through.
+            let _ = self.engine.revoke(lost.clone()).await;
             for partition in &lost {
                 self.owned.remove(partition);
                 self.releasing.remove(partition);

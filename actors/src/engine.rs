@@ -210,11 +210,11 @@ impl EngineHandle {
     }
 
     /// Partitions lost to another daemon: their endpoints stop at once and nothing more is
-    /// written for them (the new owner resumes from their checkpoints).
-    pub fn revoke(&self, partitions: Vec<u16>) -> Result<(), EngineStopped> {
-        self.router
-            .cast(router::Msg::Revoke(partitions))
-            .map_err(|_| EngineStopped)
+    /// written for them (the new owner resumes from their checkpoints). Returns once no
+    /// attempt of theirs can start any more (only those already under way run on), so the
+    /// caller may then let the leases it still holds count again.
+    pub async fn revoke(&self, partitions: Vec<u16>) -> Result<(), EngineStopped> {
+        ractor::call!(self.router, router::Msg::Revoke, partitions).map_err(|_| EngineStopped)
     }
 
     /// Hands partitions over cleanly: their in-flight attempts end and are recorded, their

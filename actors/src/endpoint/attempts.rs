@@ -12,8 +12,9 @@
 //! so whenever what may start changes (the endpoint fails, is paused, changed or drained).
 //! An attempt is signed when it starts, never before. Nor does a lined-up attempt start once
 //! the actor's gate closes (the daemon's leases may have passed to another member, say
-//! after it was frozen past them): the task returns it instead, as on a recall, so what
-//! runs on past the gate is at most the attempts already running.
+//! after it was frozen past them, or its partition was revoked): the task returns it
+//! instead, as on a recall, so what runs on past the gate is at most the attempts already
+//! running — also when the actor has stopped meanwhile.
 //!
 //! One task rather than a task per attempt saves a task spawn per attempt (and the move of
 //! the attempt's future into the task), the wake-ups between the tasks, and a message to

@@ -10,6 +10,7 @@
 //! hasher ([`FastHash`]); what the outside world names (event ids) keeps the keyed default.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -33,7 +34,16 @@ pub struct Stats {
 
 /// A shared handle on one endpoint's work; clones see the same work.
 #[derive(Debug, Clone, Default)]
-pub struct Backlog(Arc<Mutex<Work>>);
+pub struct Backlog(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    work: Mutex<Work>,
+    /// The endpoint's partition was taken away (its lease passed to another member): no
+    /// attempt of it starts any more, whatever the lease clock says. Outside the lock: the
+    /// attempts task reads it before every attempt it starts.
+    fenced: AtomicBool,
+}
 
 #[derive(Debug, Default)]
 struct Work {
@@ -62,7 +72,19 @@ impl Backlog {
     fn work(&self) -> MutexGuard<'_, Work> {
         // A panic while the lock was held left the work as it was between two steps of one
         // method: every step keeps it consistent, so the successor may go on with it.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.work.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on no attempt of this endpoint starts: its partition was revoked. The
+    /// router sets it before it stops the actor, so that neither the actor's last turns nor
+    /// the attempts it had lined up start anything once the revocation is answered.
+    pub fn fence(&self) {
+        self.0.fenced.store(true, Ordering::Release);
+    }
+
+    /// Whether [`fence`](Self::fence) was called.
+    pub fn fenced(&self) -> bool {
+        self.0.fenced.load(Ordering::Acquire)
     }
 
     /// Feed sequence numbers of deliveries whose first record is not yet written: the

@@ -241,9 +241,10 @@ impl Actor for Endpoint {
         };
         let mut state = State {
             attempts: Attempts::new(Arc::new(report), {
-                // No lined-up attempt starts while the daemon's leases may have passed on.
-                let lease = self.lease.clone();
-                Arc::new(move || lease.valid())
+                // No lined-up attempt starts while the daemon's leases may have passed on,
+                // nor once this endpoint's partition is known to have.
+                let (lease, backlog) = (self.lease.clone(), args.backlog.clone());
+                Arc::new(move || lease.valid() && !backlog.fenced())
             }),
             outbox: Outbox::new(self.ledger.clone(), self.metrics.recorded_ahead.clone()),
             pools: Pools::new(self.transport.clone()),

@@ -22,7 +22,12 @@ const LEASE_RECHECK: Duration = Duration::from_millis(50);
 impl Endpoint {
     /// Starts as many attempts as the in-flight cap and the rate limiter allow.
     pub(super) fn pump(&self, myself: &ActorRef<Msg>, state: &mut State) {
-        if state.draining.is_some() || state.spec.paused || state.keeping.loading {
+        // Fenced: the partition was revoked and the actor is about to stop.
+        if state.draining.is_some()
+            || state.spec.paused
+            || state.keeping.loading
+            || state.backlog.fenced()
+        {
             return;
         }
         if !self.lease.valid() {

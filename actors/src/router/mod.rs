@@ -99,7 +99,8 @@ pub enum Msg {
         rewind: Option<Rewind>,
     },
     /// Partitions lost (another daemon owns them now): stop at once, write nothing more.
-    Revoke(Vec<u16>),
+    /// Answered once their endpoints are fenced: nothing of theirs starts after that.
+    Revoke(Vec<u16>, RpcReplyPort<()>),
     /// Hand partitions over: drain their in-flight attempts, make their records durable,
     /// write their final checkpoints; the reply lists those the store refused (fenced).
     Release(Vec<u16>, RpcReplyPort<Result<Vec<u16>, LedgerError>>),
@@ -326,10 +327,11 @@ impl Actor for Router {
             Msg::Event { event, position } => self.route(&myself, state, Some(event), position),
             Msg::Mark(position) => self.route(&myself, state, None, Some(position)),
             Msg::Grant { grants, rewind } => self.grant(&myself, state, grants, rewind).await?,
-            Msg::Revoke(partitions) => {
+            Msg::Revoke(partitions, reply) => {
                 for partition in partitions {
                     self.drop_partition(state, partition, "revoked");
                 }
+                let _ = reply.send(());
             }
             Msg::Release(partitions, reply) => self.release(&myself, state, partitions, reply),
             Msg::ReleaseDrained(partitions, reply) => {

@@ -149,6 +149,9 @@ impl Router {
             .collect();
         for id in &ids {
             if let Some(entry) = detach(state, id) {
+                // Before the stop, which the actor hears only after the turn it may be in:
+                // from here on nothing of this partition's starts.
+                entry.backlog.fence();
                 entry.actor.stop(Some(why.to_owned()));
             }
         }

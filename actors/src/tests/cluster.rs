@@ -397,3 +397,55 @@ async fn events_that_arrive_during_a_hand_over_stay_after_its_final_checkpoint()
     assert_eq!(transport.sent_to("https://a.example/hook"), 1);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+/// A partition lost to another member while its endpoint has attempts lined up (a healthy
+/// endpoint's attempts task holds as many again as may run): once `revoke` has answered,
+/// none of them starts, though the lease clock still says the member's leases hold (it
+/// holds others). Only the attempts already under way run to their end.
+#[tokio::test(start_paused = true)]
+async fn once_a_partition_is_revoked_none_of_its_lined_up_attempts_starts() {
+    const EVENTS: usize = 300;
+    let (engine, transport, _ledger) = member(MemoryLedger::default()).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    handle
+        .grant(vec![grant(partition_of("a"), None, 0)], None)
+        .unwrap();
+    settle_webhooks(&handle).await;
+    // One answer proves the endpoint: it may then have its full window under way.
+    handle
+        .submit(event("evt_first", "x"), Some(at("t0", 0)))
+        .await
+        .unwrap();
+    until("the first delivery sent", || {
+        transport.sent_to("https://a.example/hook") == 1
+    })
+    .await;
+    transport.set_default(
+        "https://a.example/hook",
+        Answer::Slow(Duration::from_millis(150)),
+    );
+    for i in 1..=EVENTS {
+        handle
+            .submit(
+                event(&format!("evt_{i}"), "x"),
+                Some(at(&format!("t{i}"), i as u64)),
+            )
+            .await
+            .unwrap();
+    }
+    let in_flight = config().max_in_flight_per_endpoint;
+    until("a full window under way", || {
+        transport.sent_to("https://a.example/hook") == 1 + in_flight
+    })
+    .await;
+
+    handle.revoke(vec![partition_of("a")]).await.unwrap();
+    quiet_for(Duration::from_secs(2)).await;
+    assert_eq!(
+        transport.sent_to("https://a.example/hook"),
+        1 + in_flight,
+        "attempts started after the partition was revoked"
+    );
+    assert_eq!(handle.stats().await.unwrap().endpoints, 0);
+}
