@@ -184,20 +184,6 @@ impl Transport for ScriptedTransport {
     }
 }
 
-/// A transport that answers 200 at once without recording (for benchmarks).
-#[derive(Default, Clone, Copy)]
-pub struct NullTransport;
-
-impl Transport for NullTransport {
-    fn send(&self, _request: OutboundRequest) -> BoxFuture<'static, AttemptResult> {
-        futures::future::ready(Ok(AttemptResponse {
-            status: 200,
-            retry_after: None,
-        }))
-        .boxed()
-    }
-}
-
 /// A pending delivery as the ledger hands it back.
 fn pending_of(d: &StoredDelivery, next_attempt_at: SystemTime) -> PendingDelivery {
     PendingDelivery {
