@@ -448,4 +448,5 @@ async fn once_a_partition_is_revoked_none_of_its_lined_up_attempts_starts() {
         "attempts started after the partition was revoked"
     );
     assert_eq!(handle.stats().await.unwrap().endpoints, 0);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
