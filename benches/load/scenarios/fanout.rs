@@ -10,7 +10,9 @@ use herald_actors::Event;
 use mongodb::bson::Document;
 
 use super::daemon::Daemon;
-use super::shared::{event_doc, insert_webhooks, ledger_as_herald_makes_it, payload, succeeded};
+use super::shared::{
+    event_doc, insert_webhooks, ledger_as_herald_makes_it, now_ns, payload, succeeded,
+};
 use super::Ctx;
 use crate::harness::*;
 
@@ -68,6 +70,8 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
         let body = Event::from_payload(&payload(0, "bench.fanout")).body;
         let mut rounds = Vec::new();
         let mut last_receipt = Vec::new();
+        // Per round, insert→first and insert→last receipt as the receiver timed them.
+        let mut receipts_spread = Vec::new();
         let mut beside = Vec::new();
         let mut ahead = Vec::new();
         for round in 1..=ROUNDS {
@@ -91,8 +95,11 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
             );
             let cpu = cpu_seconds();
             let started = Instant::now();
+            // Stamped: the receiver takes each request's insert→receipt time, to the
+            // nanosecond rather than to its 20 ms polls.
+            let stamp = now_ns();
             let docs: Vec<Document> = (0..events)
-                .map(|i| event_doc(i, "bench.fanout", None))
+                .map(|i| event_doc(i, "bench.fanout", Some(stamp)))
                 .collect();
             database
                 .collection::<Document>("events")
@@ -111,6 +118,11 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
                 cpu_seconds: cpu_seconds() - cpu,
             });
             last_receipt.push(elapsed.as_secs_f64());
+            let latencies = ctx.receiver.stats().await.latencies_ns;
+            receipts_spread.push((
+                latencies.iter().min().copied().unwrap_or(0) as f64 / 1e9,
+                latencies.iter().max().copied().unwrap_or(0) as f64 / 1e9,
+            ));
             ahead.push(
                 daemon
                     .metric("herald_deliveries_recorded_ahead_total")
@@ -124,6 +136,11 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
             .map(|s| format!("{s:.2}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let spread = receipts_spread
+            .iter()
+            .map(|(first, last)| format!("{first:.3}–{last:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         out.push(
             Outcome::new(
                 "fanout",
@@ -134,7 +151,8 @@ pub async fn fanout(ctx: &Ctx) -> Vec<Outcome> {
             .cpu(median.cpu_seconds, deliveries)
             .note(format!(
                 "{events} event(s); median of {ROUNDS} rounds ({ratios}); insert→last receipt \
-                     {receipts} s; ceiling: bare client, 256 in flight; the same while the dev \
+                     {receipts} s (receiver's clock: first–last {spread} s); ceiling: bare \
+                     client, 256 in flight; the same while the dev \
                      server ingests the records: {}; recorded pending ahead of an attempt: {}",
                 rounds
                     .iter()
