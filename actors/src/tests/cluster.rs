@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{config, event, quiet_for, settle_webhooks, until, webhook};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineHandle};
 use crate::fakes::{Answer, MemoryLedger, ScriptedTransport};
 use crate::partition::{partition_of, Grant, Position, PARTITIONS};
 use crate::router::Rewind;
@@ -32,6 +32,16 @@ fn grant(partition: u16, from: Option<Position>, look_up_until: u64) -> Grant {
         from,
         look_up_until,
     }
+}
+
+/// Registers webhook `id` (every event type) and grants its partition from the start, once
+/// both have reached the router.
+async fn owning(handle: &EngineHandle, id: &str) {
+    handle.upsert_webhook(webhook(id, &["*"])).unwrap();
+    handle
+        .grant(vec![grant(partition_of(id), None, 0)], None)
+        .unwrap();
+    settle_webhooks(handle).await;
 }
 
 async fn member(ledger: MemoryLedger) -> (Engine, ScriptedTransport, MemoryLedger) {
@@ -239,11 +249,7 @@ async fn a_released_partition_records_what_was_under_way_and_its_checkpoint_stop
     .await
     .unwrap();
     let handle = engine.handle();
-    handle.upsert_webhook(webhook(a, &["*"])).unwrap();
-    handle
-        .grant(vec![grant(partition_of(a), None, 0)], None)
-        .unwrap();
-    settle_webhooks(&handle).await;
+    owning(&handle, a).await;
     transport.set_default(
         "https://a.example/hook",
         Answer::Slow(Duration::from_millis(100)),
@@ -348,11 +354,7 @@ async fn events_that_arrive_during_a_hand_over_stay_after_its_final_checkpoint()
     .await
     .unwrap();
     let handle = engine.handle();
-    handle.upsert_webhook(webhook(a, &["*"])).unwrap();
-    handle
-        .grant(vec![grant(partition_of(a), None, 0)], None)
-        .unwrap();
-    settle_webhooks(&handle).await;
+    owning(&handle, a).await;
     transport.set_default(
         "https://a.example/hook",
         Answer::Slow(Duration::from_millis(100)),
@@ -407,11 +409,7 @@ async fn once_a_partition_is_revoked_none_of_its_lined_up_attempts_starts() {
     const EVENTS: usize = 300;
     let (engine, transport, _ledger) = member(MemoryLedger::default()).await;
     let handle = engine.handle();
-    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
-    handle
-        .grant(vec![grant(partition_of("a"), None, 0)], None)
-        .unwrap();
-    settle_webhooks(&handle).await;
+    owning(&handle, "a").await;
     // One answer proves the endpoint: it may then have its full window under way.
     handle
         .submit(event("evt_first", "x"), Some(at("t0", 0)))
