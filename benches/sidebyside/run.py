@@ -36,6 +36,7 @@ Scenarios:
 Nothing of Svix is in this file: it takes the path of an already built svix-server.
 """
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -241,6 +242,12 @@ def run_pool(n_threads, items, fn):
     for t in ts:
         t.join()
     return results
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
 
 
 def pct(values, p):
@@ -459,7 +466,8 @@ log_level = "info"
 
     # --- publishing
     def publisher(self, sysd, via):
-        """(prepare(i) -> (id_or_None, request), send(request) -> id) for this system and path."""
+        """What `publish_one` publishes through: (MongoDB client, `events` collection) for
+        "mongo", else (HTTP connection, the API path) of this system."""
         if via == "mongo":
             import pymongo
             client = pymongo.MongoClient(sysd["uri"], maxPoolSize=32)
@@ -522,7 +530,7 @@ log_level = "info"
         return snap
 
     def record(self, row):
-        row["loadavg"] = open("/proc/loadavg").read().split()[:3]
+        row["loadavg"] = loadavg()
         self.results.append(row)
         self.resfile.write(json.dumps(row) + "\n")
         self.resfile.flush()
@@ -560,8 +568,7 @@ log_level = "info"
         res = self.pub_http(api, "burst", n, self.a.publishers, 0, tag)
         oks = sum(1 for r in res if r[3])
         self.stop_system(api)
-        off = self.rxlog.offset()
-        load = open("/proc/loadavg").read().split()[:3]
+        off, load = self.rxlog.offset(), loadavg()
         pg0, rd0 = cpu_tree(self.pg_pid), cpu_self(self.redis.pid)
         w = self.start_svix(tag + "w", {"SVIX_API_ENABLED": "false"}, db=api["dbname"])
         try:
@@ -596,15 +603,32 @@ log_level = "info"
             time.sleep(1.0)
         return s
 
+    @contextlib.contextmanager
+    def system(self, kind, tag, endpoints, via=None):
+        """A system started and warmed up for one round, with a publisher for `via` if
+        given: (system, publisher). Stopped, its MongoDB client closed, however the round
+        ends."""
+        s = self.system_for(kind, tag, endpoints)
+        pub = None
+        try:
+            if via is not None:
+                pub = self.publisher(s, via)
+            yield s, pub
+        finally:
+            if via == "mongo" and pub is not None:
+                pub[0].close()
+            self.stop_system(s)
+
+    def round_start(self, sysd):
+        """Where a measured round starts: the receiver log's offset, the load average and
+        the CPU counters."""
+        return self.rxlog.offset(), loadavg(), self.cpu_snapshot(sysd)
+
     def scenario_fanout(self, rnd, kind, via):
         tag = f"fo{rnd}{kind[0]}{via[0]}"
         n, fan = self.a.fanout_events, 10
-        s = self.system_for(kind, tag, fan)
-        try:
-            pub = self.publisher(s, via)
-            off = self.rxlog.offset()
-            load = open("/proc/loadavg").read().split()[:3]
-            cpu0 = self.cpu_snapshot(s)
+        with self.system(kind, tag, fan, via) as (s, pub):
+            off, load, cpu0 = self.round_start(s)
             t_first = time.time()
             if via == "mongo":
                 _, coll = pub
@@ -627,10 +651,6 @@ log_level = "info"
                    "deliveries_per_s": round(rate, 1), "cpu_s": cpu, "loadavg_start": load}
             self.add_cpu_per_k(row, got)
             self.record(row)
-        finally:
-            if via == "mongo":
-                pub[0].close()
-            self.stop_system(s)
 
     def add_cpu_per_k(self, row, deliveries):
         cpu = row["cpu_s"]
@@ -643,16 +663,12 @@ log_level = "info"
         tag = f"la{rnd}{kind[0]}{via[0]}"
         rate, secs = self.a.latency_rate, self.a.latency_secs
         n = int(rate * secs)
-        s = self.system_for(kind, tag, 1)
-        try:
-            pub = self.publisher(s, via)
+        with self.system(kind, tag, 1, via) as (s, pub):
             # warm the connections and the endpoint: a few events first, not measured
             for i in range(5):  # this path's own first requests (ids apart from the warm-up's)
                 self.publish_one(s, via, pub, tag + "x", i)
             time.sleep(1.0)
-            off = self.rxlog.offset()
-            load = open("/proc/loadavg").read().split()[:3]
-            cpu0 = self.cpu_snapshot(s)
+            off, load, cpu0 = self.round_start(s)
             sent = {}
             errors = [0]
             lock = threading.Lock()
@@ -697,19 +713,12 @@ log_level = "info"
                    "cpu_s": cpu, "loadavg_start": load}
             self.add_cpu_per_k(row, got)
             self.record(row)
-        finally:
-            if via == "mongo":
-                pub[0].close()
-            self.stop_system(s)
 
     def scenario_api(self, rnd, kind, via):
         tag = f"ap{rnd}{kind[0]}"
         n = self.a.api_events
-        s = self.system_for(kind, tag, 1)
-        try:
-            off = self.rxlog.offset()
-            load = open("/proc/loadavg").read().split()[:3]
-            cpu0 = self.cpu_snapshot(s)
+        with self.system(kind, tag, 1) as (s, _):
+            off, load, cpu0 = self.round_start(s)
             res = self.pub_http(s, "burst", n, self.a.publishers, 0, tag)
             t_first = min(r[1] for r in res)
             t_pub = max(r[2] for r in res)
@@ -725,8 +734,6 @@ log_level = "info"
                    "cpu_s": cpu, "loadavg_start": load}
             self.add_cpu_per_k(row, got)
             self.record(row)
-        finally:
-            self.stop_system(s)
 
     def client_ceiling(self):
         """The publishing client against nginx answering at once (plain HTTP), burst and paced."""
