@@ -83,7 +83,10 @@ struct InFlightBatch {
 
 pub struct State {
     on_durable: OnDurable,
-    buffer: Vec<DeliveryRecord>,
+    /// Records received and not yet taken into a batch. A queue: a batch is taken from its
+    /// front, and under a backlog the rest stays where it is (with a `Vec`, taking 1,000
+    /// records moved all the others, and draining a backlog cost its square).
+    buffer: VecDeque<DeliveryRecord>,
     /// Feed sequence numbers to retire, each with the count of records received up to and
     /// including those of its `Write`: they retire with the batch that makes that many
     /// durable (every record of theirs, and all received before them).
@@ -114,7 +117,7 @@ impl Actor for LedgerWriter {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(State {
             on_durable: args.on_durable,
-            buffer: Vec::new(),
+            buffer: VecDeque::new(),
             retire: VecDeque::new(),
             writing: None,
             timer_armed: false,
