@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the engine's hot paths: signing, payload building, subscription
 //! matching, the retry schedule, and the whole engine on a transport that answers at once
-//! (what herald's actors cost per delivery, without HTTP). `cargo bench --bench micro`.
+//! (what herald's actors cost per delivery, without HTTP: to one endpoint, and one round of
+//! fan-out to 1,000 webhooks on an engine's first round and on a later one).
+//! `cargo bench --bench micro`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +20,11 @@ use herald_actors::{
     RetryPolicy, SubscriptionIndex, WebhookSpec,
 };
 use rand::SeedableRng;
+
+/// The daemon's allocator (see `src/main.rs`), so that the engine's figures are the
+/// daemon's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -148,19 +155,7 @@ fn engine(c: &mut Criterion) {
         ))
         .unwrap();
     let handle = engine.handle();
-    handle
-        .upsert_webhook(WebhookSpec {
-            id: "wh_0000000000000001".into(),
-            url: "https://receiver.example/hook".into(),
-            filter: EventFilter::from_list(&["collection.documents.written".to_owned()]),
-            signer: Signer::new(vec![SigningKey::parse(SECRET).unwrap()]),
-            headers: Arc::new([("X-Mixpeek-Secret".to_owned(), "bench".to_owned())]),
-            enabled: true,
-            paused: false,
-            rate_limit_per_second: None,
-            namespace_id: None,
-        })
-        .unwrap();
+    handle.upsert_webhook(webhook(1, "hook")).unwrap();
     let next_id = AtomicU64::new(0);
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(ENGINE_EVENTS));
@@ -200,5 +195,118 @@ fn engine(c: &mut Criterion) {
         .unwrap();
 }
 
-criterion_group!(benches, signing, payload, matching, retry, engine);
+/// Webhooks and events of `engine/fanout_*`: one round of the load bench's `fanout`.
+const FANOUT_WEBHOOKS: u64 = 1_000;
+const FANOUT_EVENTS: u64 = 5;
+
+/// Webhook `n`, to `path` on the one origin every webhook of these benchmarks shares.
+fn webhook(n: u64, path: &str) -> WebhookSpec {
+    WebhookSpec {
+        id: format!("wh_{n:016x}").into(),
+        url: format!("https://receiver.example/{path}").into(),
+        filter: EventFilter::from_list(&["collection.documents.written".to_owned()]),
+        signer: Signer::new(vec![SigningKey::parse(SECRET).unwrap()]),
+        headers: Arc::new([("X-Mixpeek-Secret".to_owned(), "bench".to_owned())]),
+        enabled: true,
+        paused: false,
+        rate_limit_per_second: None,
+        namespace_id: None,
+    }
+}
+
+/// Submits `FANOUT_EVENTS` events from `first` and waits until the transport has sent one
+/// attempt per (event, webhook): the time that took.
+async fn fanout_round(
+    handle: &herald_actors::EngineHandle,
+    counting: &Counting,
+    first: u64,
+) -> Duration {
+    let events: Vec<Event> = (first..first + FANOUT_EVENTS)
+        .map(|n| Event::from_payload(&platform_payload(format!("evt_{n:012}"))))
+        .collect();
+    let target = counting.sent.load(Ordering::Relaxed) + FANOUT_EVENTS * FANOUT_WEBHOOKS;
+    counting.target.store(target, Ordering::Relaxed);
+    let started = Instant::now();
+    for event in events {
+        handle.submit(event, None).await.unwrap();
+    }
+    while counting.sent.load(Ordering::Relaxed) < target {
+        tokio::time::timeout(Duration::from_secs(30), counting.reached.notified())
+            .await
+            .expect("every delivery sent within 30 s");
+    }
+    started.elapsed()
+}
+
+/// An engine with `FANOUT_WEBHOOKS` webhooks whose endpoints have all started.
+async fn fanout_engine(counting: Arc<Counting>) -> Engine {
+    let engine = Engine::start(
+        EngineConfig::default(),
+        counting,
+        Arc::new(MemoryLedger::default()),
+    )
+    .await
+    .unwrap();
+    let handle = engine.handle();
+    for i in 0..FANOUT_WEBHOOKS {
+        // One webhook per URL path, as the load bench's `fanout` makes them.
+        handle
+            .upsert_webhook(webhook(i, &format!("fan{i}")))
+            .unwrap();
+    }
+    // Upserts are messages: once the router has answered a later call, it has taken them.
+    handle.stats().await.unwrap();
+    engine
+}
+
+/// The engine fanning `FANOUT_EVENTS` events out to `FANOUT_WEBHOOKS` webhooks on a
+/// transport that answers at once, as the load bench's `fanout` does over HTTPS: `cold` is
+/// an engine's first round (its endpoints have sent nothing yet), `warm` a later one.
+fn fanout(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(FANOUT_EVENTS * FANOUT_WEBHOOKS));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(4));
+    group.bench_function("fanout_1000_webhooks_cold", |b| {
+        b.to_async(&runtime).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let counting = Arc::new(Counting::default());
+                let engine = fanout_engine(counting.clone()).await;
+                total += fanout_round(&engine.handle(), &counting, 0).await;
+                engine.shutdown(Duration::from_secs(1)).await.unwrap();
+            }
+            total
+        })
+    });
+    let counting = Arc::new(Counting::default());
+    let engine = runtime.block_on(fanout_engine(counting.clone()));
+    let handle = engine.handle();
+    runtime.block_on(fanout_round(&handle, &counting, 0));
+    let next_id = AtomicU64::new(FANOUT_EVENTS);
+    group.bench_function("fanout_1000_webhooks_warm", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (handle, counting) = (handle.clone(), counting.clone());
+            let first = next_id.fetch_add(iters * FANOUT_EVENTS, Ordering::Relaxed);
+            async move {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    total += fanout_round(&handle, &counting, first + i * FANOUT_EVENTS).await;
+                }
+                total
+            }
+        })
+    });
+    group.finish();
+    runtime
+        .block_on(engine.shutdown(Duration::from_secs(1)))
+        .unwrap();
+}
+
+criterion_group!(benches, signing, payload, matching, retry, engine, fanout);
 criterion_main!(benches);
