@@ -36,7 +36,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use herald_actors::delivery::{AttemptLogEntry, DeliveryRecord, PendingDelivery};
 use herald_actors::ports::{Ledger, LedgerError, PendingStream};
 use herald_actors::PartitionCheckpoint;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Bson, Document, RawArrayBuf, RawBson, RawDocumentBuf};
 use mongodb::{Collection, Database};
 
 use tracing::warn;
@@ -51,6 +51,8 @@ use crate::text::one_line;
 pub struct MongoLedger {
     db: Database,
     deliveries: Collection<Document>,
+    /// The same collection, for first records built as BSON bytes.
+    raw_deliveries: Collection<RawDocumentBuf>,
     alerts: super::alerts::AlertPublisher,
     stored: payloads::StoredRecently,
     /// The kept endpoint health, read and written in batches; started by the first use
@@ -63,6 +65,7 @@ impl MongoLedger {
         Self {
             db: db.clone(),
             deliveries: db.collection(DELIVERIES),
+            raw_deliveries: db.collection(DELIVERIES),
             alerts: super::alerts::AlertPublisher::new(db),
             stored: payloads::StoredRecently::default(),
             health: Arc::new(OnceLock::new()),
@@ -95,8 +98,8 @@ impl MongoLedger {
             batch.iter().partition(|r| r.first_write);
         let mut replays = Vec::new();
         if !inserts.is_empty() {
-            let docs: Vec<Document> = inserts.iter().map(|r| insert_doc(r)).collect();
-            let taken = super::insert_unless_present(&self.deliveries, docs)
+            let docs: Vec<RawDocumentBuf> = inserts.iter().map(|r| insert_doc(r)).collect();
+            let taken = super::insert_unless_present(&self.raw_deliveries, docs)
                 .await
                 .map_err(|e| ledger_error(&e))?;
             replays.extend(taken.into_iter().map(|i| inserts[i]));
@@ -161,22 +164,53 @@ fn state_fields(r: &DeliveryRecord) -> Document {
     }
 }
 
-fn insert_doc(r: &DeliveryRecord) -> Document {
-    let mut d = doc! {
-        "_id": &r.delivery_id,
-        "event_id": &r.event_id,
-        "webhook_id": &r.webhook_id,
-        "event_type": &r.event_type,
-        "attempts": r.attempts as i64,
-        "attempt_log": r.new_attempts.iter().map(log_entry).collect::<Vec<_>>(),
-        "created_at": bson_date(r.created_at),
-    };
-    d.extend(state_fields(r));
+/// The document of a delivery's first record, built as BSON bytes (what the driver sends):
+/// the same fields, in the same order, as [`state_fields`] and [`log_entry`] give later
+/// records, without a `Document` of a dozen owned keys per record first — a burst writes
+/// thousands of these.
+fn insert_doc(r: &DeliveryRecord) -> RawDocumentBuf {
+    let mut d = RawDocumentBuf::new();
+    d.append("_id", r.delivery_id.as_str());
+    d.append("event_id", r.event_id.as_str());
+    d.append("webhook_id", r.webhook_id.as_str());
+    d.append("event_type", r.event_type.as_str());
+    d.append("attempts", r.attempts as i64);
+    let mut log = RawArrayBuf::new();
+    for entry in &r.new_attempts {
+        let mut e = RawDocumentBuf::new();
+        e.append("at", bson_date(entry.at));
+        e.append("duration_ms", entry.duration_ms as i64);
+        if let Some(code) = entry.status_code {
+            e.append("status_code", code as i32);
+        }
+        if let Some(error) = &entry.error {
+            e.append("error", error.as_str());
+        }
+        log.push(e);
+    }
+    d.append("attempt_log", log);
+    d.append("created_at", bson_date(r.created_at));
+    let date = |t: Option<SystemTime>| t.map_or(RawBson::Null, |t| RawBson::DateTime(bson_date(t)));
+    d.append("status", r.status.as_str());
+    d.append("next_attempt_at", date(r.next_attempt_at));
+    d.append(
+        "last_status_code",
+        r.last_status_code
+            .map_or(RawBson::Null, |c| RawBson::Int32(c as i32)),
+    );
+    d.append(
+        "last_error",
+        r.last_error
+            .as_deref()
+            .map_or(RawBson::Null, |e| RawBson::String(e.to_owned())),
+    );
+    d.append("completed_at", date(r.completed_at));
+    d.append("updated_at", bson_date(SystemTime::now()));
     if let Some(task_id) = &r.task_id {
-        d.insert("task_id", task_id.as_str());
+        d.append("task_id", task_id.as_str());
     }
     if r.payload.is_some() {
-        d.insert("payload_id", &r.event_id);
+        d.append("payload_id", r.event_id.as_str());
     }
     d
 }
@@ -493,5 +527,106 @@ impl Ledger for MongoLedger {
             }))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use herald_actors::DeliveryStatus;
+
+    use super::*;
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// The stored document of `r`'s first record, with `updated_at` (the time of writing)
+    /// checked to be a date and taken out.
+    fn stored(r: &DeliveryRecord) -> Document {
+        let mut d = insert_doc(r).to_document().unwrap();
+        assert!(
+            matches!(d.remove("updated_at"), Some(Bson::DateTime(_))),
+            "updated_at is a date"
+        );
+        d
+    }
+
+    #[test]
+    fn a_first_record_is_stored_with_every_field_in_order() {
+        let pending = DeliveryRecord {
+            delivery_id: "evt_1:wh_1".into(),
+            event_id: "evt_1".into(),
+            webhook_id: "wh_1".into(),
+            event_type: "batch.completed".into(),
+            task_id: Some("task_9".into()),
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            next_attempt_at: Some(at(9_000)),
+            last_status_code: Some(503),
+            last_error: Some("HTTP 503".into()),
+            new_attempts: vec![AttemptLogEntry {
+                at: at(1_000),
+                status_code: Some(503),
+                error: Some("HTTP 503".into()),
+                duration_ms: 12,
+            }],
+            first_write: true,
+            created_at: at(500),
+            completed_at: None,
+            payload: Some(Bytes::from_static(b"{}")),
+        };
+        let expected = doc! {
+            "_id": "evt_1:wh_1",
+            "event_id": "evt_1",
+            "webhook_id": "wh_1",
+            "event_type": "batch.completed",
+            "attempts": 1_i64,
+            "attempt_log": [{
+                "at": bson_date(at(1_000)),
+                "duration_ms": 12_i64,
+                "status_code": 503,
+                "error": "HTTP 503",
+            }],
+            "created_at": bson_date(at(500)),
+            "status": "pending",
+            "next_attempt_at": bson_date(at(9_000)),
+            "last_status_code": 503,
+            "last_error": "HTTP 503",
+            "completed_at": Bson::Null,
+            "task_id": "task_9",
+            "payload_id": "evt_1",
+        };
+        let got = stored(&pending);
+        assert_eq!(got, expected);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "fields in order"
+        );
+    }
+
+    #[test]
+    fn a_first_record_that_succeeded_has_nulls_and_no_task_or_payload() {
+        let mut ok = herald_actors::fakes::succeeded_record("evt_2", "wh_2", "object.created");
+        ok.created_at = at(2_000);
+        ok.completed_at = Some(at(2_010));
+        ok.new_attempts[0].at = at(2_001);
+        let expected = doc! {
+            "_id": "evt_2:wh_2",
+            "event_id": "evt_2",
+            "webhook_id": "wh_2",
+            "event_type": "object.created",
+            "attempts": 1_i64,
+            "attempt_log": [{"at": bson_date(at(2_001)), "duration_ms": 1_i64, "status_code": 200}],
+            "created_at": bson_date(at(2_000)),
+            "status": "succeeded",
+            "next_attempt_at": Bson::Null,
+            "last_status_code": 200,
+            "last_error": Bson::Null,
+            "completed_at": bson_date(at(2_010)),
+        };
+        assert_eq!(stored(&ok), expected);
     }
 }

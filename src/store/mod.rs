@@ -78,10 +78,13 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 /// Inserts `documents` unordered; the indexes (in `documents`) of those refused because
 /// their `_id` (or another unique key) is taken. Any other failure — another write error,
 /// a write-concern error, the round trip itself — is the error.
-pub async fn insert_unless_present(
-    collection: &mongodb::Collection<mongodb::bson::Document>,
-    documents: Vec<mongodb::bson::Document>,
-) -> mongodb::error::Result<Vec<usize>> {
+pub async fn insert_unless_present<T>(
+    collection: &mongodb::Collection<T>,
+    documents: Vec<T>,
+) -> mongodb::error::Result<Vec<usize>>
+where
+    T: serde::Serialize + Send + Sync,
+{
     let count = documents.len();
     let Err(error) = collection.insert_many(documents).ordered(false).await else {
         return Ok(Vec::new());
