@@ -27,6 +27,7 @@
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics` and the daemon's own gauges;
 //! - [`telemetry`]: OpenTelemetry traces of routings and attempts over OTLP
 //!   (`--otlp-endpoint`), through the engine's `Tracer` port; nothing runs when it is off;
+//! - [`memory`]: how the process takes memory from the kernel (no transparent huge pages);
 //! - [`serve`]: start-up order, the run loop and graceful shutdown;
 //! - [`text`]: one-line messages ([`text::one_line`]) for logs, API errors and the CLI;
 //! - [`cli`]: the client subcommands (`webhooks`, `events`, `deliveries`, `apply`,
@@ -38,6 +39,7 @@ pub mod cluster;
 pub mod config;
 pub mod inbound;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod namespace;
 pub mod refusals;

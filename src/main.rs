@@ -57,6 +57,8 @@ fn cancel_on_signal(token: CancellationToken) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First thing, before the daemon's bursts start (see `herald::memory`).
+    let huge_pages = herald::memory::no_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -68,6 +70,10 @@ async fn main() -> ExitCode {
                 }
             };
             init_logging(config.log_format);
+            if let Err(e) = huge_pages {
+                // Refused (an old kernel): herald runs as before, zeroing huge pages.
+                tracing::info!(error = %e, "transparent huge pages left on");
+            }
             let shutdown = CancellationToken::new();
             cancel_on_signal(shutdown.clone());
             match herald::serve::run(config, shutdown).await {

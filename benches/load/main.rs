@@ -46,6 +46,8 @@ struct Args {
 }
 
 fn main() {
+    // As the daemon's binary does, for herald, the bare client and the receiver alike.
+    let _ = herald::memory::no_transparent_huge_pages();
     let args = Args::parse();
     if let Some(dir) = args.receiver {
         receiver::run(&dir);
