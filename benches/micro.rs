@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use herald_actors::fakes::MemoryLedger;
@@ -309,4 +309,11 @@ fn fanout(c: &mut Criterion) {
 }
 
 criterion_group!(benches, signing, payload, matching, retry, engine, fanout);
-criterion_main!(benches);
+
+/// `criterion_main!`, after the daemon's memory setting (`herald::memory`): without it the
+/// kernel's zeroing of huge pages was a fifth of the engine benchmarks' samples.
+fn main() {
+    let _ = herald::memory::no_transparent_huge_pages();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
