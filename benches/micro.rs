@@ -169,21 +169,7 @@ fn engine(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for i in 0..iters {
                     let base = first + i * ENGINE_EVENTS;
-                    let events: Vec<Event> = (base..base + ENGINE_EVENTS)
-                        .map(|n| Event::from_payload(&platform_payload(format!("evt_{n:012}"))))
-                        .collect();
-                    let target = counting.sent.load(Ordering::Relaxed) + ENGINE_EVENTS;
-                    counting.target.store(target, Ordering::Relaxed);
-                    let started = Instant::now();
-                    for event in events {
-                        handle.submit(event, None).await.unwrap();
-                    }
-                    while counting.sent.load(Ordering::Relaxed) < target {
-                        tokio::time::timeout(Duration::from_secs(30), counting.reached.notified())
-                            .await
-                            .expect("every delivery sent within 30 s");
-                    }
-                    total += started.elapsed();
+                    total += round(&handle, &counting, base, ENGINE_EVENTS, ENGINE_EVENTS).await;
                 }
                 total
             }
@@ -214,17 +200,20 @@ fn webhook(n: u64, path: &str) -> WebhookSpec {
     }
 }
 
-/// Submits `FANOUT_EVENTS` events from `first` and waits until the transport has sent one
-/// attempt per (event, webhook): the time that took.
-async fn fanout_round(
+/// Submits `events` events numbered from `first` and waits until the transport has sent
+/// `attempts` more attempts: the time that took (the events are built before the clock
+/// starts).
+async fn round(
     handle: &herald_actors::EngineHandle,
     counting: &Counting,
     first: u64,
+    events: u64,
+    attempts: u64,
 ) -> Duration {
-    let events: Vec<Event> = (first..first + FANOUT_EVENTS)
+    let events: Vec<Event> = (first..first + events)
         .map(|n| Event::from_payload(&platform_payload(format!("evt_{n:012}"))))
         .collect();
-    let target = counting.sent.load(Ordering::Relaxed) + FANOUT_EVENTS * FANOUT_WEBHOOKS;
+    let target = counting.sent.load(Ordering::Relaxed) + attempts;
     counting.target.store(target, Ordering::Relaxed);
     let started = Instant::now();
     for event in events {
@@ -236,6 +225,23 @@ async fn fanout_round(
             .expect("every delivery sent within 30 s");
     }
     started.elapsed()
+}
+
+/// One round of `engine/fanout_*`: `FANOUT_EVENTS` events from `first`, an attempt per
+/// (event, webhook).
+async fn fanout_round(
+    handle: &herald_actors::EngineHandle,
+    counting: &Counting,
+    first: u64,
+) -> Duration {
+    round(
+        handle,
+        counting,
+        first,
+        FANOUT_EVENTS,
+        FANOUT_EVENTS * FANOUT_WEBHOOKS,
+    )
+    .await
 }
 
 /// An engine with `FANOUT_WEBHOOKS` webhooks whose endpoints have all started.
