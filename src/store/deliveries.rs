@@ -607,6 +607,47 @@ mod tests {
         );
     }
 
+    /// `insert_doc` writes by hand what `log_entry` and `state_fields` give later records:
+    /// a field added to those and not to it (or the other way round) fails here.
+    #[test]
+    fn a_first_record_holds_what_later_records_set_in_the_same_order() {
+        let mut failing = herald_actors::fakes::succeeded_record("evt_3", "wh_3", "object.created");
+        failing.status = herald_actors::DeliveryStatus::Pending;
+        failing.next_attempt_at = Some(at(5_000));
+        failing.last_status_code = Some(500);
+        failing.last_error = Some("HTTP 500".into());
+        failing.completed_at = None;
+        failing.new_attempts[0].error = Some("HTTP 500".into());
+        for r in [
+            herald_actors::fakes::succeeded_record("evt_4", "wh_4", "object.created"),
+            failing,
+        ] {
+            let first = insert_doc(&r).to_document().unwrap();
+            let log: Vec<Bson> = r
+                .new_attempts
+                .iter()
+                .map(|e| Bson::Document(log_entry(e)))
+                .collect();
+            assert_eq!(first.get_array("attempt_log").unwrap(), &log);
+            let state = state_fields(&r);
+            let tail: Vec<(&String, &Bson)> = first
+                .iter()
+                .skip_while(|(k, _)| k.as_str() != "status")
+                .take(state.len())
+                .collect();
+            assert_eq!(
+                tail.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                state.keys().collect::<Vec<_>>(),
+                "the state fields, in order"
+            );
+            for ((key, got), want) in tail.into_iter().zip(state.values()) {
+                if key != "updated_at" {
+                    assert_eq!(got, want, "{key}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_first_record_that_succeeded_has_nulls_and_no_task_or_payload() {
         let mut ok = herald_actors::fakes::succeeded_record("evt_2", "wh_2", "object.created");
