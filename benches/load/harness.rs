@@ -316,6 +316,37 @@ pub fn cpu_seconds() -> f64 {
     stat_cpu_seconds("/proc/self/stat")
 }
 
+/// How busy the dev server was over a stretch of a run: its CPU time over the wall time,
+/// as a share of one core (it serves on one Python thread, so near 100 % it is the bound).
+pub struct ServerBusy {
+    pid: Option<u32>,
+    cpu: f64,
+    since: Instant,
+}
+
+impl ServerBusy {
+    /// Starts measuring `db`'s server (nothing to measure on a server the run did not start).
+    pub fn start(db: &Database) -> Self {
+        let pid = db.pid();
+        Self {
+            pid,
+            cpu: pid.map_or(0.0, process_cpu_seconds),
+            since: Instant::now(),
+        }
+    }
+
+    /// Percent of one core since `start`, e.g. "77 %"; "n/a" on a server of your own.
+    pub fn percent(&self) -> String {
+        match self.pid {
+            Some(pid) => format!(
+                "{:.0} %",
+                100.0 * (process_cpu_seconds(pid) - self.cpu) / self.since.elapsed().as_secs_f64()
+            ),
+            None => "n/a".to_owned(),
+        }
+    }
+}
+
 /// CPU seconds (user + system) process `pid` has used; 0 once it is gone.
 pub fn process_cpu_seconds(pid: u32) -> f64 {
     stat_cpu_seconds(&format!("/proc/{pid}/stat"))

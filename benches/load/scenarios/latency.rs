@@ -65,9 +65,17 @@ async fn watch_latencies(
     })
 }
 
-/// herald delivering `rate` events/s for `seconds` from database `name`: insert→receipt
-/// latencies in ns, and — with `beside` — those a bare watcher on the same `events`
-/// collection saw meanwhile.
+/// What one run of herald at a rate gave.
+struct HeraldRun {
+    /// Insert→receipt latencies, in ns.
+    latencies: Vec<u64>,
+    /// With `beside`: those a bare watcher on the same `events` collection saw meanwhile.
+    beside: Option<Vec<u64>>,
+    /// How busy the dev server was from the first insert to the last receipt.
+    server_busy: String,
+}
+
+/// herald delivering `rate` events/s for `seconds` from database `name`.
 async fn herald_latencies(
     ctx: &Ctx,
     db: &Database,
@@ -76,7 +84,7 @@ async fn herald_latencies(
     rate: u64,
     seconds: u64,
     beside: bool,
-) -> (Vec<u64>, Option<Vec<u64>>) {
+) -> HeraldRun {
     let n = (rate * seconds) as usize;
     let database = client.database(name);
     insert_webhooks(
@@ -95,10 +103,12 @@ async fn herald_latencies(
     };
     let beside_label = if beside { ", bare watcher beside" } else { "" };
     let bar = progress(n as u64, &format!("latency at {rate}/s{beside_label}"));
+    let busy = ServerBusy::start(db);
     open_loop(events, rate, seconds, "bench.latency").await;
     ctx.receiver
         .wait_ok(n as u64, Duration::from_secs(120), &bar)
         .await;
+    let server_busy = busy.percent();
     bar.finish_and_clear();
     let samples = ctx.receiver.stats().await.latencies_ns;
     daemon.stop();
@@ -106,7 +116,11 @@ async fn herald_latencies(
         Some(watcher) => Some(watcher.await.unwrap()),
         None => None,
     };
-    (samples, beside)
+    HeraldRun {
+        latencies: samples,
+        beside,
+        server_busy,
+    }
 }
 
 pub async fn latency(ctx: &Ctx) -> Vec<Outcome> {
@@ -121,14 +135,16 @@ pub async fn latency(ctx: &Ctx) -> Vec<Outcome> {
             .collection::<Document>(&format!("lat{rate}"));
         let n = (rate * seconds) as usize;
         let consumer = watch_latencies(&ceiling_collection, n).await;
+        let busy = ServerBusy::start(&db);
         open_loop(ceiling_collection, rate, seconds, "bench.latency").await;
         let mut bare = consumer.await.unwrap();
+        let bare_busy = busy.percent();
         let bare_p99 = percentile_ms(&mut bare, 99.0);
         crate::samples::record_latencies(&format!("bare change stream at {rate}/s"), &bare);
 
         let name = format!("bench_latency_{rate}");
-        let (mut samples, _) =
-            herald_latencies(ctx, &db, &client, &name, rate, seconds, false).await;
+        let run = herald_latencies(ctx, &db, &client, &name, rate, seconds, false).await;
+        let mut samples = run.latencies;
         crate::samples::record_latencies(&format!("herald at {rate}/s"), &samples);
         let (p50, p99, p999) = (
             percentile_ms(&mut samples, 50.0),
@@ -143,8 +159,10 @@ pub async fn latency(ctx: &Ctx) -> Vec<Outcome> {
             )
             .goal("p99 ≤ 2 × bare change stream p99", p99 <= 2.0 * bare_p99)
             .note(format!(
-                "p50 {p50:.2} ms, p99.9 {p999:.2} ms; bare stream p50 {:.2} p99 {bare_p99:.2} ms",
-                percentile_ms(&mut bare, 50.0)
+                "p50 {p50:.2} ms, p99.9 {p999:.2} ms; bare stream p50 {:.2} p99 {bare_p99:.2} \
+                 ms; dev server busy {} of a core with herald, {bare_busy} with the bare stream",
+                percentile_ms(&mut bare, 50.0),
+                run.server_busy,
             )),
         );
         out.last_mut().unwrap().ceiling = Some(bare_p99);
@@ -154,9 +172,9 @@ pub async fn latency(ctx: &Ctx) -> Vec<Outcome> {
     // watcher's change stream adds to that load and the server slows as it fills.
     for (rate, outcome) in [100u64, 1_000].into_iter().zip(out.iter_mut()) {
         let name = format!("bench_latency_{rate}_beside");
-        let (mut herald, beside) =
-            herald_latencies(ctx, &db, &client, &name, rate, seconds, true).await;
-        let mut beside = beside.unwrap_or_default();
+        let run = herald_latencies(ctx, &db, &client, &name, rate, seconds, true).await;
+        let mut herald = run.latencies;
+        let mut beside = run.beside.unwrap_or_default();
         outcome.notes.push_str(&format!(
             "; with a bare watcher beside herald: herald p99 {:.2} ms, the watcher p50 {:.2} \
              p99 {:.2} ms",
