@@ -33,6 +33,15 @@ an oplog that holds as much as mongod's.
   order (an `OrderedDict`, records arrive in time order) and is pruned from its oldest
   end, stopping at the first entry that stays: the same records kept, the same replies
   replayed, at a cost per write that does not grow with the map.
+- **Change streams' `getMore`.** A `getMore` on a change stream waits for the next write
+  to the oplog, reads what is new, and answers even when none of it matches: so every
+  stream answers an empty batch for every write to any collection, and the driver asks
+  again at once. herald keeps two streams open (its feed, over `events` and `objects`, and
+  its webhooks watcher), so each of its delivery records and checkpoints cost a round trip
+  of each: 2,059 `getMore`s in 10 s at 100 events/s to one webhook, where 1,000 carried an
+  event. mongod goes on waiting until something matches or `maxTimeMS` runs out. Here an
+  empty answer of a change stream is asked again, within the same `maxTimeMS`, before it
+  is returned.
 
 Benchmarks (`benches/load`, `benches/dbprofile`) and the backlog story, which must not
 stall for reasons of the dev server's own, start the server through this file; everything
@@ -45,7 +54,9 @@ import inspect
 import runpy
 import sys
 
-from secantus import transactions
+import time
+
+from secantus import commands, transactions
 from secantus.server import SecantusDBServer
 
 _init = SecantusDBServer.__init__
@@ -87,6 +98,32 @@ def _prune_oldest_first(self):
 
 transactions.TransactionRegistry.__init__ = _ordered_registry
 transactions.TransactionRegistry._prune_retryable_locked = _prune_oldest_first
+
+_get_more_once = commands._HANDLERS.get("getMore")
+if _get_more_once is None:
+    sys.exit("secantus_quiet.py: this SecantusDB has no getMore handler in commands._HANDLERS; "
+             "check how its version dispatches commands")
+
+
+def _get_more_until_results(doc, ctx):
+    max_time_ms = int(doc.get("maxTimeMS", 0) or 0)
+    if "maxTimeMS" in doc and max_time_ms <= 0:
+        return _get_more_once(doc, ctx)  # asked not to wait
+    # The server's own wait when no maxTimeMS is given is 1 s.
+    deadline = time.monotonic() + (max_time_ms / 1000.0 if max_time_ms > 0 else 1.0)
+    while True:
+        reply = _get_more_once(doc, ctx)
+        cursor = reply.get("cursor") if isinstance(reply, dict) else None
+        if (not isinstance(cursor, dict) or "postBatchResumeToken" not in cursor
+                or cursor.get("nextBatch") or not cursor.get("id")):
+            return reply  # not a change stream, an error, events, or a closed cursor
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            return reply
+        doc = {**doc, "maxTimeMS": left_ms}
+
+
+commands._HANDLERS["getMore"] = _get_more_until_results
 
 # Keep in step with `tests/it/support/mongo.rs` and `scripts/dev-db`.
 OPLOG_MAX_ENTRIES = 1_000_000
