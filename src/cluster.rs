@@ -190,6 +190,13 @@ impl Coordinator {
     /// [`leave`](Self::leave).
     pub async fn run(mut self, stop: CancellationToken) -> Self {
         let every = self.options.lease_ttl / 3;
+        // A pause after each round, not a fixed schedule: a beat is judged dead once it has
+        // stood still for a lease period, from the round that saw it change to a later
+        // round's reading. Three pauses plus three rounds always exceed the lease, so the
+        // third round after a member's last beat judges it. On a fixed schedule three
+        // rounds span the lease give or take their reads' jitter, and about half the
+        // verdicts waited a fourth round (take-over 4.4–5.3 s against 3.4–4.6 s;
+        // BENCHMARKS.md, "ef0f2cc → de4997b").
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return self,
