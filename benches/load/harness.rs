@@ -316,8 +316,9 @@ pub fn cpu_seconds() -> f64 {
     stat_cpu_seconds("/proc/self/stat")
 }
 
-/// How busy the dev server was over a stretch of a run: its CPU time over the wall time,
-/// as a share of one core (it serves on one Python thread, so near 100 % it is the bound).
+/// What the dev server spent over a stretch of a run: its CPU time, and that over the wall
+/// time as a share of one core (it serves on one Python thread, so near 100 % it is the
+/// bound).
 pub struct ServerBusy {
     pid: Option<u32>,
     cpu: f64,
@@ -335,12 +336,18 @@ impl ServerBusy {
         }
     }
 
+    /// CPU seconds the server used since `start`; 0 on a server of your own.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.pid
+            .map_or(0.0, |pid| process_cpu_seconds(pid) - self.cpu)
+    }
+
     /// Percent of one core since `start`, e.g. "77 %"; "n/a" on a server of your own.
     pub fn percent(&self) -> String {
         match self.pid {
-            Some(pid) => format!(
+            Some(_) => format!(
                 "{:.0} %",
-                100.0 * (process_cpu_seconds(pid) - self.cpu) / self.since.elapsed().as_secs_f64()
+                100.0 * self.cpu_seconds() / self.since.elapsed().as_secs_f64()
             ),
             None => "n/a".to_owned(),
         }

@@ -454,7 +454,7 @@ async fn rate_run(ctx: &Ctx, setup: Setup, n: usize, run: usize, logs: &Path) ->
     let bar = progress(deliveries, &label);
     let ledger_writes = cluster.metric("herald_ledger_batch_size_count").await;
     let herald_cpu = cluster.cpu_seconds();
-    let server_cpu = server.pid().map_or(0.0, process_cpu_seconds);
+    let server_busy = ServerBusy::start(&server);
     let started = Instant::now();
     let events = db.collection::<Document>("events");
     let inserter = tokio::spawn(async move {
@@ -492,7 +492,7 @@ async fn rate_run(ctx: &Ctx, setup: Setup, n: usize, run: usize, logs: &Path) ->
     }
     let recorded = started.elapsed();
     let herald_cpu = cluster.cpu_seconds() - herald_cpu;
-    let server_cpu = server.pid().map_or(0.0, process_cpu_seconds) - server_cpu;
+    let server_cpu = server_busy.cpu_seconds();
     bar.finish_and_clear();
     inserter.await.unwrap();
     let ledger_writes = cluster.metric("herald_ledger_batch_size_count").await - ledger_writes;
