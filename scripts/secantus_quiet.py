@@ -53,7 +53,6 @@ import gc
 import inspect
 import runpy
 import sys
-
 import time
 
 from secantus import commands, transactions
