@@ -1,11 +1,11 @@
 //! The load bench: `cargo bench --bench load -- <scenario> [--quick] [--json PATH]
 //! [--plot DIR]`.
 //!
-//! Scenarios: engine, e2e, latency, publish, payload, fanout, scale, isolation, backlog, cluster, all. Each
-//! starts what it needs (an HTTPS receiver in a child process, a SecantusDB, herald on its
-//! own runtime or, for cluster, as `herald serve` child processes), measures herald and,
-//! in the same run, the ceiling it is compared with, and prints a summary table. See
-//! BENCHMARKS.md for the method and the latest figures.
+//! Scenarios: engine, transport, e2e, latency, publish, payload, fanout, scale, isolation,
+//! backlog, cluster, all. Each starts what it needs (an HTTPS receiver in a child process,
+//! a SecantusDB, herald on its own runtime or, for cluster, as `herald serve` child
+//! processes), measures herald and, in the same run, the ceiling it is compared with, and
+//! prints a summary table. See BENCHMARKS.md for the method and the latest figures.
 
 mod harness;
 mod plot;
@@ -24,7 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(about = "herald load benchmarks")]
 struct Args {
-    /// engine | e2e | latency | publish | payload | fanout | scale | isolation | backlog | cluster | all
+    /// engine | transport | e2e | latency | publish | payload | fanout | scale | isolation | backlog | cluster | all
     #[arg(default_value = "all")]
     scenario: String,
     /// Smaller counts: the whole suite in a few minutes.
@@ -73,6 +73,7 @@ fn main() {
         };
         let all = [
             "engine",
+            "transport",
             "isolation",
             "e2e",
             "latency",
@@ -109,6 +110,7 @@ fn main() {
                 "scale" => scenarios::scale(&ctx).await,
                 "backlog" => scenarios::backlog(&ctx).await,
                 "cluster" => scenarios::cluster(&ctx).await,
+                "transport" => scenarios::transport_alone(&ctx).await,
                 _ => unreachable!(),
             };
             harness::print_table(&results);

@@ -17,6 +17,7 @@ mod payload;
 mod publish;
 mod scale;
 mod shared;
+mod transport;
 
 pub use backlog::backlog;
 pub use cluster::cluster;
@@ -28,6 +29,7 @@ pub use latency::latency;
 pub use payload::payload;
 pub use publish::publish;
 pub use scale::scale;
+pub use transport::transport_alone;
 
 use crate::harness::ReceiverProcess;
 
