@@ -81,11 +81,22 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts one daemon per member id at once, as a deployment of that many replicas
-    /// would, and waits until each answers `/readyz`. Logs go to `logs/<member id>.log`.
+    /// Starts one daemon per member id, each a random part of a lease round after the one
+    /// before, and waits until each answers `/readyz`. Logs go to `logs/<member id>.log`.
+    ///
+    /// Not all at once: daemons started together keep their lease rounds in step (the
+    /// rounds have the same period), so each sees the others' renewals in the round they
+    /// are written, and a take-over is as quick as it can be, every time. Daemons that
+    /// have run a while, or were started one by one, are out of step, and a survivor sees
+    /// a dead member's last renewal up to a round later (BENCHMARKS.md, "8c30c01 →
+    /// f7d4cf6"). The offsets make the bench's take-over the one a user gets.
     async fn start(ctx: &Ctx, uri: &str, database: &str, ids: &[String], logs: &Path) -> Self {
         let mut members = Vec::new();
-        for id in ids {
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                let round = LEASE_TTL / 3;
+                tokio::time::sleep(round.mul_f64(rand::random::<f64>())).await;
+            }
             let log = logs.join(format!("{id}.log"));
             let file = std::fs::File::create(&log).unwrap();
             let child = Command::new(env!("CARGO_BIN_EXE_herald"))
