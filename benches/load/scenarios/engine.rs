@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use herald_actors::Event;
 
-use super::shared::{payload, run_engine};
+use super::shared::{payload, rounds_against_bare, run_engine};
 use super::Ctx;
 use crate::harness::*;
 
@@ -15,41 +15,20 @@ pub async fn engine(ctx: &Ctx) -> Vec<Outcome> {
     let body = Event::from_payload(&payload(0, "bench.engine")).body;
     let client = bare_client(&ctx.receiver.ca);
     bare_rate(&client, std::slice::from_ref(&url), body.clone(), 2_000, 64).await; // warm-up
-    let mut rounds = Vec::new();
-    let mut bare_cpu = Vec::new();
-    for round in 1..=ROUNDS {
-        let cpu = cpu_seconds();
-        let ceiling = bare_rate(&client, std::slice::from_ref(&url), body.clone(), n, 64).await;
-        bare_cpu.push((cpu_seconds() - cpu) / n as f64 * 1000.0);
+    let (rounds, bare_cpu) = rounds_against_bare(&client, &url, &body, n, |round| {
         let label = format!("engine, round {round}/{ROUNDS}");
-        let (value, cpu_seconds) = run_engine(
-            ctx,
-            n,
-            std::slice::from_ref(&url),
-            n as u64,
-            Duration::from_secs(10),
-            &label,
-        )
-        .await;
-        rounds.push(Round {
-            value,
-            ceiling,
-            cpu_seconds,
-        });
-    }
+        let urls = [url.clone()];
+        async move { run_engine(ctx, n, &urls, n as u64, Duration::from_secs(10), &label).await }
+    })
+    .await;
     let (median, ratios) = median_round(&rounds);
     vec![
         Outcome::new("engine", "deliveries/s, 1 endpoint", median.value)
             .against(median.ceiling, 0.70)
             .cpu(median.cpu_seconds, n as u64)
             .note(format!(
-            "{n} events; median of {ROUNDS} rounds ({ratios}); ceiling: bare hyper client, 64 in \
-             flight, CPU s per 1,000: {}",
-            bare_cpu
-                .iter()
-                .map(|s| format!("{s:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+                "{n} events; median of {ROUNDS} rounds ({ratios}); ceiling: bare hyper client, \
+                 64 in flight, CPU s per 1,000: {bare_cpu}"
+            )),
     ]
 }

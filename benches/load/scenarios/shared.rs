@@ -108,6 +108,38 @@ pub(super) fn transport(ctx: &Ctx) -> Arc<HttpsTransport> {
     )
 }
 
+/// The rounds of a scenario against the bare client on one URL: in each, the bare client
+/// (64 in flight, `n` POSTs of `body`), then `herald(round)`, which answers its (rate, CPU
+/// s). Answers the rounds and the bare client's CPU s per 1,000 requests, listed as the
+/// scenarios' notes print them.
+pub(super) async fn rounds_against_bare<F, Fut>(
+    client: &BareClient,
+    url: &str,
+    body: &bytes::Bytes,
+    n: usize,
+    mut herald: F,
+) -> (Vec<Round>, String)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = (f64, f64)>,
+{
+    let urls = [url.to_owned()];
+    let mut rounds = Vec::new();
+    let mut bare_cpu = Vec::new();
+    for round in 1..=ROUNDS {
+        let cpu = cpu_seconds();
+        let ceiling = bare_rate(client, &urls, body.clone(), n, 64).await;
+        bare_cpu.push(format!("{:.3}", (cpu_seconds() - cpu) / n as f64 * 1000.0));
+        let (value, cpu_seconds) = herald(round).await;
+        rounds.push(Round {
+            value,
+            ceiling,
+            cpu_seconds,
+        });
+    }
+    (rounds, bare_cpu.join(", "))
+}
+
 /// Events from an in-memory feed through the real actor tree, signing and HTTPS, into an
 /// in-memory ledger, to `endpoints` URLs. Returns (healthy deliveries/s, CPU s).
 pub(super) async fn run_engine(

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use herald_actors::signing::{Signer, SigningKey};
 use herald_actors::{Event, OutboundRequest, Transport};
 
-use super::shared::{payload, transport, SECRET};
+use super::shared::{payload, rounds_against_bare, transport, SECRET};
 use super::Ctx;
 use crate::harness::*;
 
@@ -82,22 +82,15 @@ pub async fn transport_alone(ctx: &Ctx) -> Vec<Outcome> {
     let herald: Arc<dyn Transport> = transport(ctx);
     bare_rate(&client, std::slice::from_ref(&url), body.clone(), 2_000, 64).await;
     transport_rate(herald.clone(), &url, body.clone(), 2_000, 64).await;
-    let mut rounds = Vec::new();
-    let mut notes = Vec::new();
-    for _ in 0..ROUNDS {
-        let cpu = cpu_seconds();
-        let ceiling = bare_rate(&client, std::slice::from_ref(&url), body.clone(), n, 64).await;
-        let bare_cpu = (cpu_seconds() - cpu) / n as f64 * 1000.0;
-        let cpu = cpu_seconds();
-        let value = transport_rate(herald.clone(), &url, body.clone(), n, 64).await;
-        let spent = cpu_seconds() - cpu;
-        notes.push(format!("{bare_cpu:.3}"));
-        rounds.push(Round {
-            value,
-            ceiling,
-            cpu_seconds: spent,
-        });
-    }
+    let (rounds, bare_cpu) = rounds_against_bare(&client, &url, &body, n, |_| {
+        let (herald, url, body) = (herald.clone(), url.clone(), body.clone());
+        async move {
+            let cpu = cpu_seconds();
+            let rate = transport_rate(herald, &url, body, n, 64).await;
+            (rate, cpu_seconds() - cpu)
+        }
+    })
+    .await;
     let (median, ratios) = median_round(&rounds);
     vec![
         Outcome::new("transport", "requests/s, 1 endpoint", median.value)
@@ -105,8 +98,7 @@ pub async fn transport_alone(ctx: &Ctx) -> Vec<Outcome> {
             .cpu(median.cpu_seconds, n as u64)
             .note(format!(
                 "{n} signed requests through herald's transport, 64 in flight, no actors; \
-                 median of {ROUNDS} rounds ({ratios}); bare client CPU s per 1,000: {}",
-                notes.join(", ")
+                 median of {ROUNDS} rounds ({ratios}); bare client CPU s per 1,000: {bare_cpu}"
             )),
     ]
 }
