@@ -138,11 +138,16 @@ def _get_more_until_results(doc, ctx):
 commands._HANDLERS["getMore"] = _get_more_until_results
 
 # The index catalog, read once per write chunk instead of once per document and index.
-for name in ("_index_options_map", "_maybe_mark_multikey", "_insert_chunk", "_update_chunk",
-             "_update_matching_single_txn"):
+_CATALOG_WRITES = ("_insert_chunk", "_update_chunk", "_update_matching_single_txn")
+for name in ("_index_options_map", "_maybe_mark_multikey") + _CATALOG_WRITES:
     if not hasattr(storage.Storage, name):
         sys.exit(f"secantus_quiet.py: this SecantusDB has no storage.Storage.{name}; "
                  "check how its version reads the index catalog")
+for name in _CATALOG_WRITES:
+    if not hasattr(storage, "_retry_write_conflicts") or not hasattr(
+            getattr(storage.Storage, name), "__wrapped__"):
+        sys.exit(f"secantus_quiet.py: storage.Storage.{name} is not retried on write conflicts "
+                 "here; check how its version reads the index catalog")
 _chunk = threading.local()
 _options_map = storage.Storage._index_options_map
 
@@ -183,15 +188,11 @@ def _mark_multikey_and_forget(self, db, coll, doc, indexes, already_multikey):
 
 storage.Storage._index_options_map = _options_map_of_chunk
 storage.Storage._maybe_mark_multikey = _mark_multikey_and_forget
-for name in ("_insert_chunk", "_update_chunk", "_update_matching_single_txn"):
+for name in _CATALOG_WRITES:
     # Each attempt under the collection's lock remembers afresh: the memo sits inside the
     # retry on write conflicts, which lets go of the lock between attempts.
-    write = getattr(storage.Storage, name)
-    if not hasattr(write, "__wrapped__") or not hasattr(storage, "_retry_write_conflicts"):
-        sys.exit(f"secantus_quiet.py: storage.Storage.{name} is not retried on write conflicts "
-                 "here; check how its version reads the index catalog")
-    setattr(storage.Storage, name,
-            storage._retry_write_conflicts(_remembering_the_catalog(write.__wrapped__)))
+    write = getattr(storage.Storage, name).__wrapped__
+    setattr(storage.Storage, name, storage._retry_write_conflicts(_remembering_the_catalog(write)))
 
 # Keep in step with `tests/it/support/mongo.rs` and `scripts/dev-db`.
 OPLOG_MAX_ENTRIES = 1_000_000
