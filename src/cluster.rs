@@ -1,11 +1,16 @@
 //! The lease coordinator: which partitions of the webhooks this daemon delivers for.
 //!
-//! Every daemon sharing a database is a *member*. Each round (a third of `--lease-ttl`) a
-//! member
-//! 1. beats (its member document) and renews the leases it holds;
+//! Every daemon sharing a database is a *member*. Every third of `--lease-ttl` a member
+//! 1. beats (its member document) and renews the leases it holds.
+//!
+//! Four times as often (a *look*: its reads are cheap, its writes are not), and in the
+//! rounds that renew, it
 //! 2. reads every member and every lease, and notes, on its own clock, when it last saw
 //!    each one's `beat` change: a member or lease whose beat has stood still for a lease
-//!    period is dead. No two clocks are ever compared, so skew between machines is harmless;
+//!    period is dead. No two clocks are ever compared, so skew between machines is harmless.
+//!    Looking often is what makes a take-over prompt: a beat is seen to change within a
+//!    look of being written, and when one falls silent the member looks again the moment
+//!    its lease period has passed (not at its next round);
 //! 3. drops the partitions it turns out to have lost (the store shows another owner or
 //!    epoch — it was paused or cut off for longer than a lease);
 //! 4. works out, by rendezvous hashing over the live members, which partitions should be
@@ -101,6 +106,27 @@ fn observe(seen: &mut Observed, value: Vec<Bson>, now: Instant) {
     }
 }
 
+/// When the quietest beat a member watches — another member's (`members`), or a lease held
+/// by someone else — reaches a lease period unchanged, if that is still to come.
+fn next_verdict(
+    members: &HashMap<String, Observed>,
+    leases: &HashMap<u16, Observed>,
+    owned: &BTreeMap<u16, u64>,
+    ttl: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    let held_by_others = leases.iter().filter(|(partition, seen)| {
+        !owned.contains_key(partition)
+            && seen.value.first().is_some_and(|owner| *owner != Bson::Null)
+    });
+    members
+        .values()
+        .chain(held_by_others.map(|(_, seen)| seen))
+        .map(|seen| seen.since + ttl)
+        .filter(|due| *due > now)
+        .min()
+}
+
 /// A finished hand-over: the partitions and whether their leases were freed.
 type Released = Vec<(u16, u64)>;
 
@@ -131,6 +157,9 @@ pub struct Coordinator {
     live: usize,
     last_age_warning: Option<Instant>,
 }
+
+/// Looks at the members and leases per renewal (a renewal is a third of the lease period).
+const LOOKS_PER_RENEWAL: u32 = 4;
 
 /// How stale a checkpoint may grow before a warning (then once per this period).
 const CHECKPOINT_AGE_WARNING: Duration = Duration::from_secs(300);
@@ -182,29 +211,54 @@ impl Coordinator {
             .chain(legacy.as_deref().and_then(readable_bytes))
             .min_by_key(|p| p.time);
         info!(member_id = %coordinator.options.member_id, lease_ttl_ms = coordinator.options.lease_ttl.as_millis() as u64, "joining the cluster");
-        coordinator.round().await?;
+        coordinator.round(true).await?;
         Ok(coordinator)
     }
 
-    /// Runs a round every third of the lease period until `stop` fires; answers itself, for
-    /// [`leave`](Self::leave).
+    /// Renews every third of the lease period and looks [`LOOKS_PER_RENEWAL`] times as often
+    /// until `stop` fires; answers itself, for [`leave`](Self::leave).
     pub async fn run(mut self, stop: CancellationToken) -> Self {
-        let every = self.options.lease_ttl / 3;
-        // A pause after each round, not a fixed schedule: a beat is judged dead once it has
-        // stood still for a lease period, from the round that saw it change to a later
-        // round's reading. Three pauses plus three rounds always exceed the lease, so the
-        // third round after a member's last beat judges it. On a fixed schedule three
-        // rounds span the lease give or take their reads' jitter, and about half the
-        // verdicts waited a fourth round (take-over 4.4–5.3 s against 3.4–4.6 s;
-        // BENCHMARKS.md, "ef0f2cc → de4997b").
+        let ttl = self.options.lease_ttl;
+        let renew_every = ttl / 3;
+        let look_every = renew_every / LOOKS_PER_RENEWAL;
+        // Pauses after each round, not a fixed schedule. A beat is judged dead once it has
+        // stood still for a lease period, from the look that saw it change to a later
+        // look's reading. A look comes within a quarter round of any beat, and the member
+        // looks again the moment the quietest beat it watches reaches a lease period, so a
+        // kill is judged a lease period after the dead member's last beat, give or take a
+        // look. When members looked only as they renewed, the verdict came three rounds
+        // after the round that saw the last beat, itself up to a round late: two to four
+        // rounds after the kill, by how the members' rounds happened to fall
+        // (BENCHMARKS.md, "f7d4cf6 →").
+        let mut renew_due = Instant::now() + renew_every;
         loop {
+            let now = Instant::now();
+            let wake = [
+                Some(renew_due),
+                Some(now + look_every),
+                next_verdict(&self.members, &self.leases, &self.owned, ttl, now),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(renew_due);
             tokio::select! {
                 _ = stop.cancelled() => return self,
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            if let Err(e) = self.round().await {
-                crate::metrics::count_renewal_failure(&self.options.member_id);
-                warn!(error = %one_line(&e.to_string()), "lease round failed; the next one tries again");
+            let renew = Instant::now() >= renew_due;
+            let result = self.round(renew).await;
+            if renew {
+                renew_due = Instant::now() + renew_every;
+            }
+            match result {
+                Err(e) if renew => {
+                    crate::metrics::count_renewal_failure(&self.options.member_id);
+                    warn!(error = %one_line(&e.to_string()), "lease round failed; the next one tries again");
+                }
+                // The next renewing round warns if the store stays unreachable.
+                Err(e) => debug!(error = %one_line(&e.to_string()), "a look at the leases failed"),
+                Ok(()) => {}
             }
         }
     }
@@ -239,7 +293,9 @@ impl Coordinator {
         info!(member_id = %self.options.member_id, partitions = self.owned.len(), "left the cluster");
     }
 
-    async fn round(&mut self) -> mongodb::error::Result<()> {
+    /// One round: with `renew`, the heartbeat and the renewal of the held leases first; then
+    /// the look (reads, verdicts, hand-overs, take-overs).
+    async fn round(&mut self, renew: bool) -> mongodb::error::Result<()> {
         let me = self.options.member_id.clone();
         let ttl = self.options.lease_ttl;
         while let Ok(released) = self.released_rx.try_recv() {
@@ -255,22 +311,25 @@ impl Coordinator {
             .filter_map(|r| r.checkpoint_read_at)
             .min()
             .map(|at| at.elapsed());
-        leases::heartbeat(
-            &self.db,
-            &Heartbeat {
-                member_id: &me,
-                started_at: self.started_at,
-                listen: self.options.listen.to_string(),
-                lease_ttl: ttl,
-                partitions: self.owned.keys().copied().collect(),
-                feed_lag_ms: Some(crate::metrics::change_stream_lag().as_millis() as u64),
-                checkpoint_age_ms: checkpoint_age.map(|a| a.as_millis() as u64),
-            },
-        )
-        .await?;
-        let held: Vec<(u16, u64)> = self.owned.iter().map(|(p, e)| (*p, *e)).collect();
-        let renewing_since = Instant::now();
-        leases::renew(&self.db, &me, &held, ttl).await?;
+        let mut renewing_since = None;
+        if renew {
+            leases::heartbeat(
+                &self.db,
+                &Heartbeat {
+                    member_id: &me,
+                    started_at: self.started_at,
+                    listen: self.options.listen.to_string(),
+                    lease_ttl: ttl,
+                    partitions: self.owned.keys().copied().collect(),
+                    feed_lag_ms: Some(crate::metrics::change_stream_lag().as_millis() as u64),
+                    checkpoint_age_ms: checkpoint_age.map(|a| a.as_millis() as u64),
+                },
+            )
+            .await?;
+            let held: Vec<(u16, u64)> = self.owned.iter().map(|(p, e)| (*p, *e)).collect();
+            renewing_since = Some(Instant::now());
+            leases::renew(&self.db, &me, &held, ttl).await?;
+        }
         let all_leases = leases::leases(&self.db).await?;
         let all_members = leases::members(&self.db).await?;
         let now = Instant::now();
@@ -332,18 +391,20 @@ impl Coordinator {
         // The leases still held (the lost ones were revoked above, first): nobody can have
         // judged them expired before a lease period after this renewal began, so attempts
         // may go on until then.
-        self.engine.lease_clock().hold_until(renewing_since + ttl);
-        let took = renewing_since.elapsed();
-        if took >= ttl {
-            // Held until a moment already past: attempts wait for a round that answers in
-            // time. Counted like a round that failed, for the same reason.
-            crate::metrics::count_renewal_failure(&me);
-            warn!(
-                took_ms = took.as_millis() as u64,
-                lease_ttl_ms = ttl.as_millis() as u64,
-                "the lease round took longer than the lease period (the store is slow); \
-                 no attempt starts until a round answers in time"
-            );
+        if let Some(renewing_since) = renewing_since {
+            self.engine.lease_clock().hold_until(renewing_since + ttl);
+            let took = renewing_since.elapsed();
+            if took >= ttl {
+                // Held until a moment already past: attempts wait for a round that answers
+                // in time. Counted like a round that failed, for the same reason.
+                crate::metrics::count_renewal_failure(&me);
+                warn!(
+                    took_ms = took.as_millis() as u64,
+                    lease_ttl_ms = ttl.as_millis() as u64,
+                    "the lease round took longer than the lease period (the store is slow); \
+                     no attempt starts until a round answers in time"
+                );
+            }
         }
 
         // Deliveries re-queued through any member's API.
@@ -579,6 +640,47 @@ mod tests {
             }
         }
         assert!(owners_three.contains(&"c"));
+    }
+
+    #[test]
+    fn the_next_verdict_is_when_the_quietest_beat_of_another_reaches_a_lease_period() {
+        let ttl = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let seen = |owner: Bson, since: Instant| Observed {
+            value: vec![owner, Bson::Int64(1), Bson::Int64(7)],
+            since,
+        };
+        let members = HashMap::from([(
+            "b".to_owned(),
+            Observed {
+                value: vec![Bson::Int64(4)],
+                since: t0 + Duration::from_secs(1),
+            },
+        )]);
+        let leases = HashMap::from([
+            // Held by another member: watched.
+            (1, seen(Bson::String("c".into()), t0)),
+            // Free, and held by this member: nothing to judge.
+            (2, seen(Bson::Null, t0 - Duration::from_secs(2))),
+            (
+                3,
+                seen(Bson::String("a".into()), t0 - Duration::from_secs(1)),
+            ),
+        ]);
+        let owned = BTreeMap::from([(3, 1)]);
+        let at = |offset_ms: u64| t0 + Duration::from_millis(offset_ms);
+        let verdict = |now| next_verdict(&members, &leases, &owned, ttl, now);
+        assert_eq!(
+            verdict(at(500)),
+            Some(at(3_000)),
+            "lease 1 falls silent first"
+        );
+        assert_eq!(verdict(at(3_000)), Some(at(4_000)), "then member b");
+        assert_eq!(
+            verdict(at(4_000)),
+            None,
+            "verdicts already due are not waited for"
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! 2. **Takeover after `kill -9`.** Three daemons under a steady load; the one owning the
 //!    most webhooks is killed, and the time is taken from the kill until every webhook it
 //!    owned has received an event inserted after the kill, against `--lease-ttl` plus one
-//!    renewal round (a third of it), the longest a survivor may take to see the lease run
-//!    out and take it.
+//!    renewal round (a third of it). A survivor judges a lease at most `--lease-ttl` and a
+//!    look (a twelfth of it) after its last renewal; the rest is taking the leases and
+//!    catching up from their checkpoints.
 //! 3. **Duplicates per kill.** In those runs, once every event has reached every webhook and
 //!    is recorded `succeeded`: requests beyond the first of each (event, webhook).
 //!
