@@ -289,7 +289,11 @@ pub async fn renew(
             )
         })
         .collect();
-    update_in_slices(db, statements).await.map(|_| ())
+    // At the shortest lease accepted (1 s), seven pauses of 10 ms: a renewal still ends
+    // far inside the third of the lease it has.
+    update_in_slices(db, statements, SLICE_PAUSE.min(ttl / 100))
+        .await
+        .map(|_| ())
 }
 
 /// Most partition documents one `update` command writes. The dev server runs one command
@@ -298,12 +302,24 @@ pub async fn renew(
 /// commands go between them; a real MongoDB takes the few extra round trips in stride.
 const DOCUMENTS_PER_COMMAND: usize = 8;
 
+/// The pause between two slices of one write. Back to back, the eight slices of a renewal
+/// of 64 leases made a train of 20–70 ms on the dev server, each slice 2–11 ms while the
+/// others queued, and the events that came meanwhile waited behind all of it; with the
+/// slices 20 ms apart, an event waits for one slice at most (a bare change stream beside
+/// herald read p99 at 100 events/s 3.8–6.1 ms instead of 9.0–16.5 in one set of pairs,
+/// 3.9–5.9 instead of 4.7–9.9 in another). The pause once cost the take-over
+/// (members reading the leases only as they renewed often read a renewal half done and judged
+/// its later slices a round late); since members look four times a round it does not
+/// (BENCHMARKS.md, "d4c38fe →").
+const SLICE_PAUSE: Duration = Duration::from_millis(20);
+
 /// Runs `statements` (each with the number of documents it writes) as unordered `update`
-/// commands of at most [`DOCUMENTS_PER_COMMAND`] documents, one after the other; the
-/// documents matched in all (`n`). Stops at the first command that fails.
+/// commands of at most [`DOCUMENTS_PER_COMMAND`] documents, one after the other, `pause`
+/// apart; the documents matched in all (`n`). Stops at the first command that fails.
 async fn update_in_slices(
     db: &Database,
     statements: Vec<(usize, Document)>,
+    pause: Duration,
 ) -> mongodb::error::Result<usize> {
     let mut matched = 0;
     let mut slice: Vec<Document> = Vec::new();
@@ -328,6 +344,9 @@ async fn update_in_slices(
                 Some(Bson::Int64(n)) => *n as usize,
                 _ => 0,
             };
+            if statements.peek().is_some() {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
     Ok(matched)
@@ -488,7 +507,7 @@ pub async fn store_checkpoints(
         statements(partitions, doc! {"epoch": epoch as i64}, doc! {"$set": set})
     })
     .collect();
-    let matched = update_in_slices(db, statements).await?;
+    let matched = update_in_slices(db, statements, SLICE_PAUSE).await?;
     if matched >= checkpoints.len() {
         return Ok(Vec::new());
     }
