@@ -532,6 +532,9 @@ struct KillRun {
     takeover: Duration,
     /// The same, at the first of them.
     first: Duration,
+    /// The same at the last of the other webhooks, whose owners lived: what the survivors'
+    /// own feed lag and catch-up take under this load, beside the takeover.
+    others: Option<Duration>,
     /// The victim's webhooks, of [`WEBHOOKS`].
     orphaned: usize,
     deliveries: u64,
@@ -593,14 +596,18 @@ async fn kill_run(ctx: &Ctx, rate: f64, kill: usize, logs: &Path) -> KillRun {
     cluster.kill(&victim);
 
     let until = Instant::now() + Duration::from_secs(120);
-    let resumed: Vec<u64> = loop {
+    let (resumed, others): (Vec<u64>, Vec<u64>) = loop {
         let resumed = ctx.receiver.resumed(killed_at).await;
         let times: Vec<u64> = orphaned
             .iter()
             .filter_map(|&k| resumed.get(&paths[k]).copied())
             .collect();
         if times.len() == orphaned.len() {
-            break times;
+            let others = (0..WEBHOOKS)
+                .filter(|k| !orphaned.contains(k))
+                .filter_map(|k| resumed.get(&paths[k]).copied())
+                .collect();
+            break (times, others);
         }
         assert!(
             Instant::now() < until,
@@ -613,6 +620,7 @@ async fn kill_run(ctx: &Ctx, rate: f64, kill: usize, logs: &Path) -> KillRun {
     let since_kill = |t: u64| Duration::from_nanos(t.saturating_sub(killed_at));
     let takeover = since_kill(*resumed.iter().max().unwrap());
     let first = since_kill(*resumed.iter().min().unwrap());
+    let others = others.iter().max().map(|t| since_kill(*t));
 
     // A little more load after the takeover, then everything must arrive and be recorded.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -653,11 +661,17 @@ async fn kill_run(ctx: &Ctx, rate: f64, kill: usize, logs: &Path) -> KillRun {
     KillRun {
         takeover,
         first,
+        others,
         orphaned: orphaned.len(),
         deliveries,
         duplicates,
         duplicates_orphaned,
     }
+}
+
+/// A duration in seconds for a note, or "n/a".
+fn seconds(d: Option<Duration>) -> String {
+    d.map_or_else(|| "n/a".into(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
 
 /// Values joined for a note, each with `decimals` digits.
@@ -770,11 +784,12 @@ pub async fn cluster(ctx: &Ctx) -> Vec<Outcome> {
     for kill in 0..kills {
         let k = kill_run(ctx, load, kill, &logs).await;
         eprintln!(
-            "  kill {kill}: {} webhooks orphaned, received again after {:.2}–{:.2} s; {} \
-             duplicates ({} to them) of {} deliveries",
+            "  kill {kill}: {} webhooks orphaned, received again after {:.2}–{:.2} s (the \
+             others by {}); {} duplicates ({} to them) of {} deliveries",
             k.orphaned,
             k.first.as_secs_f64(),
             k.takeover.as_secs_f64(),
+            seconds(k.others),
             k.duplicates,
             k.duplicates_orphaned,
             k.deliveries
@@ -800,10 +815,16 @@ pub async fn cluster(ctx: &Ctx) -> Vec<Outcome> {
     out.push(row.note(format!(
         "--lease-ttl {} s, 3 daemons, {load:.0} events/s × {WEBHOOKS} webhooks; the owner of \
          the most webhooks killed; kill → the last of its webhooks receiving an event inserted \
-         after the kill, per kill, s: {} (the first of them: {}); webhooks orphaned: {}",
+         after the kill, per kill, s: {} (the first of them: {}; the other webhooks, whose \
+         owners lived, by {}); webhooks orphaned: {}",
         LEASE_TTL.as_secs(),
         listed(&takeovers, 2),
         listed(&firsts, 2),
+        killed
+            .iter()
+            .map(|k| seconds(k.others))
+            .collect::<Vec<_>>()
+            .join(", "),
         listed(&orphaned, 0),
     )));
     let duplicates: Vec<f64> = killed.iter().map(|k| k.duplicates as f64).collect();
