@@ -229,7 +229,7 @@ impl Coordinator {
         // look. When members looked only as they renewed, the verdict came three rounds
         // after the round that saw the last beat, itself up to a round late: two to four
         // rounds after the kill, by how the members' rounds happened to fall
-        // (BENCHMARKS.md, "f7d4cf6 →").
+        // (BENCHMARKS.md, "d4c38fe → 4863b7f").
         let mut renew_due = Instant::now() + renew_every;
         loop {
             let now = Instant::now();

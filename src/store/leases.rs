@@ -310,7 +310,7 @@ const DOCUMENTS_PER_COMMAND: usize = 8;
 /// 3.9–5.9 instead of 4.7–9.9 in another). The pause once cost the take-over
 /// (members reading the leases only as they renewed often read a renewal half done and judged
 /// its later slices a round late); since members look four times a round it does not
-/// (BENCHMARKS.md, "d4c38fe →").
+/// (BENCHMARKS.md, "d4c38fe → 4863b7f").
 const SLICE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Runs `statements` (each with the number of documents it writes) as unordered `update`
