@@ -305,14 +305,20 @@ impl Coordinator {
                 self.nudges.remove(&partition);
             }
         }
-        let reports = self.engine.partitions().await.unwrap_or_default();
-        let checkpoint_age = reports
-            .iter()
-            .filter_map(|r| r.checkpoint_read_at)
-            .min()
-            .map(|at| at.elapsed());
         let mut renewing_since = None;
+        let mut checkpoint_age = None;
         if renew {
+            // Asked of the engine's router once a round, not at every look: only the heartbeat
+            // and the checkpoint-age gauge and warning (below) use it.
+            checkpoint_age = self
+                .engine
+                .partitions()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r.checkpoint_read_at)
+                .min()
+                .map(|at| at.elapsed());
             leases::heartbeat(
                 &self.db,
                 &Heartbeat {
@@ -433,7 +439,17 @@ impl Coordinator {
             }
         }
 
-        crate::metrics::set_cluster(&me, self.live, self.owned.len(), checkpoint_age);
+        if renew {
+            self.report(checkpoint_age);
+        }
+        Ok(())
+    }
+
+    /// Sets the cluster gauges, and warns (at most once per [`CHECKPOINT_AGE_WARNING`]) of a
+    /// checkpoint that has not moved for that long; once a round.
+    fn report(&mut self, checkpoint_age: Option<Duration>) {
+        let me = &self.options.member_id;
+        crate::metrics::set_cluster(me, self.live, self.owned.len(), checkpoint_age);
         if let Some(age) = checkpoint_age.filter(|a| *a > CHECKPOINT_AGE_WARNING) {
             if self
                 .last_age_warning
@@ -443,7 +459,6 @@ impl Coordinator {
                 warn!(age_s = age.as_secs(), "a partition checkpoint has not moved for minutes: an endpoint holds deliveries that are not recorded, or the feed is stuck");
             }
         }
-        Ok(())
     }
 
     /// The members whose beat this member has seen change within a lease period, itself
