@@ -307,9 +307,9 @@ const DOCUMENTS_PER_COMMAND: usize = 8;
 /// others queued, and the events that came meanwhile waited behind all of it; with the
 /// slices 20 ms apart, an event waits for one slice at most (a bare change stream beside
 /// herald read p99 at 100 events/s 3.8–6.1 ms instead of 9.0–16.5 in one set of pairs,
-/// 3.9–5.9 instead of 4.7–9.9 in another). The pause once cost the take-over
-/// (members reading the leases only as they renewed often read a renewal half done and judged
-/// its later slices a round late); since members look four times a round it does not
+/// 3.9–5.9 instead of 4.7–9.9 in another). The pause once cost the take-over (members
+/// reading the leases only as they renewed often read a renewal half done and judged its
+/// later slices a round late); since members look four times a round it does not
 /// (BENCHMARKS.md, "d4c38fe → 4863b7f").
 const SLICE_PAUSE: Duration = Duration::from_millis(20);
 
