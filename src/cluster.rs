@@ -1,7 +1,8 @@
 //! The lease coordinator: which partitions of the webhooks this daemon delivers for.
 //!
 //! Every daemon sharing a database is a *member*. Every third of `--lease-ttl` a member
-//! 1. beats (its member document) and renews the leases it holds.
+//! 1. notes when its renewal starts, beats (its member document) and renews the leases it
+//!    holds; a quiet partition's checkpoint rides on its renewal.
 //!
 //! Four times as often (a *look*: its reads are cheap, its writes are not), and in the
 //! rounds that renew, it
@@ -16,8 +17,9 @@
 //! 4. works out, by rendezvous hashing over the live members, which partitions should be
 //!    its own: it hands over cleanly those that should move to another live member
 //!    ([`EngineHandle::release`]: drain, record, final checkpoint, then `owner: null`), and
-//!    takes those that are free or whose owner is dead, with a conditional update on the
-//!    lease exactly as observed (owner, epoch, beat), one epoch up;
+//!    takes those that are free or whose owner is dead (the lease's beat, or the owner's
+//!    own, stood still for a lease period: `owner_is_dead`), with a conditional update on
+//!    the lease exactly as observed (owner, epoch, beat), one epoch up, all in a few commands;
 //! 5. hands what it took to the feed, which grants it to the engine in feed order (re-reading
 //!    from the partition's checkpoint when the feed is past it).
 //!
@@ -127,6 +129,29 @@ fn next_verdict(
         .min()
 }
 
+/// Whether the lease `owner` holds has expired, as this member (`me`) sees it:
+/// - its beat (`lease`) has stood still for a lease period;
+/// - or the owner's own beat (`member`, given only for a member whose leases are all held
+///   from before its latest beat) has: it holds every lease until a lease period after a
+///   moment that precedes that beat, so none outlives it. That judges all the leases of a
+///   dead member at once, instead of slice by slice as its last renewal's slices were seen;
+/// - or the owner is this member's own id but not held here: an earlier process with the
+///   same `--member-id`, gone.
+///
+/// The take stays conditional on the lease exactly as observed: a renewal that lands first
+/// wins, and one that lands after finds the lease gone and drops it before holding it longer.
+fn owner_is_dead(
+    owner: &str,
+    me: &str,
+    lease: Option<&Observed>,
+    member: Option<&Observed>,
+    ttl: Duration,
+    now: Instant,
+) -> bool {
+    let silent = |seen: &Observed| now.duration_since(seen.since) >= ttl;
+    owner == me || lease.is_some_and(silent) || member.is_some_and(silent)
+}
+
 /// A finished hand-over: the partitions and whether their leases were freed.
 type Released = Vec<(u16, u64)>;
 
@@ -145,6 +170,9 @@ pub struct Coordinator {
     /// The `nudge` counter of each held lease, as last seen.
     nudges: HashMap<u16, i64>,
     members: HashMap<String, Observed>,
+    /// Members whose every lease is held from before their latest beat (they say so in their
+    /// member document): their beat's verdict is their leases'.
+    holds_before_beat: HashSet<String>,
     leases: HashMap<u16, Observed>,
     /// Since when each partition has been free (no owner, or a dead one).
     free_since: HashMap<u16, Instant>,
@@ -197,6 +225,7 @@ impl Coordinator {
             released_rx,
             nudges: HashMap::new(),
             members: HashMap::new(),
+            holds_before_beat: HashSet::new(),
             leases: HashMap::new(),
             free_since: HashMap::new(),
             floor: None,
@@ -308,17 +337,27 @@ impl Coordinator {
         let mut renewing_since = None;
         let mut checkpoint_age = None;
         if renew {
-            // Asked of the engine's router once a round, not at every look: only the heartbeat
-            // and the checkpoint-age gauge and warning (below) use it.
-            checkpoint_age = self
-                .engine
-                .partitions()
-                .await
-                .unwrap_or_default()
+            // Asked of the engine's router once a round, not at every look: only the renewal,
+            // the heartbeat and the checkpoint-age gauge and warning (below) use it.
+            let reports = self.engine.partitions().await.unwrap_or_default();
+            checkpoint_age = reports
                 .iter()
                 .filter_map(|r| r.checkpoint_read_at)
                 .min()
                 .map(|at| at.elapsed());
+            // Quiet partitions' checkpoints ride on their renewal (under the epoch held; not
+            // those being handed over, whose final checkpoint is the router's).
+            let settled: HashMap<u16, Position> = reports
+                .into_iter()
+                .filter(|r| self.owned.get(&r.partition) == Some(&r.epoch))
+                .filter(|r| !self.releasing.contains(&r.partition))
+                .filter_map(|r| Some((r.partition, r.settled?)))
+                .collect();
+            // Before the beat: every lease this member holds is held until a lease period
+            // after a moment that precedes its latest beat. So once the beat stands still for
+            // a lease period, all of its leases have expired, whichever slice of its renewal
+            // they were in (see `owner_is_dead`).
+            renewing_since = Some(Instant::now());
             leases::heartbeat(
                 &self.db,
                 &Heartbeat {
@@ -333,8 +372,7 @@ impl Coordinator {
             )
             .await?;
             let held: Vec<(u16, u64)> = self.owned.iter().map(|(p, e)| (*p, *e)).collect();
-            renewing_since = Some(Instant::now());
-            leases::renew(&self.db, &me, &held, ttl).await?;
+            leases::renew(&self.db, &me, &held, &settled, ttl).await?;
         }
         let all_leases = leases::leases(&self.db).await?;
         let all_members = leases::members(&self.db).await?;
@@ -478,6 +516,11 @@ impl Coordinator {
                     since: now,
                 });
             observe(seen, vec![member.raw_beat.clone()], now);
+            if member.holds_before_beat {
+                self.holds_before_beat.insert(member.id.clone());
+            } else {
+                self.holds_before_beat.remove(&member.id);
+            }
             let silent = now.duration_since(seen.since);
             if silent < ttl {
                 live.push(member.id.clone());
@@ -489,6 +532,8 @@ impl Coordinator {
             }
         }
         self.members.retain(|id, _| all.iter().any(|m| &m.id == id));
+        self.holds_before_beat
+            .retain(|id| all.iter().any(|m| &m.id == id));
         live.sort();
         live
     }
@@ -541,22 +586,25 @@ impl Coordinator {
     async fn take(&mut self, live: &[String], all: &[Lease], now: Instant) -> Vec<Grant> {
         let me = self.options.member_id.clone();
         let ttl = self.options.lease_ttl;
-        let mut grants = Vec::new();
-        let mut server_time = None;
-        let mut taken_over: HashSet<String> = HashSet::new();
+        // The leases to take, and whether their owner is dead.
+        let mut wanted: Vec<(&Lease, bool)> = Vec::new();
         for lease in all {
             let partition = lease.partition;
             if self.owned.contains_key(&partition) {
                 continue;
             }
-            let silent = self
-                .leases
-                .get(&partition)
-                .map_or(Duration::ZERO, |seen| now.duration_since(seen.since));
-            // An owner that is this member's own id but not held here: an earlier process
-            // with the same --member-id, gone.
-            let dead_owner = lease.owner.is_some()
-                && (silent >= ttl || lease.owner.as_deref() == Some(me.as_str()));
+            let dead_owner = lease.owner.as_deref().is_some_and(|owner| {
+                owner_is_dead(
+                    owner,
+                    &me,
+                    self.leases.get(&partition),
+                    self.members
+                        .get(owner)
+                        .filter(|_| self.holds_before_beat.contains(owner)),
+                    ttl,
+                    now,
+                )
+            });
             if lease.owner.is_some() && !dead_owner {
                 self.free_since.remove(&partition);
                 continue;
@@ -565,13 +613,27 @@ impl Coordinator {
             if desired(live, partition) != me && free_for < ttl * 2 {
                 continue;
             }
-            let taken = match leases::acquire(&self.db, &me, lease, ttl).await {
-                Ok(Some(taken)) => taken,
-                Ok(None) => continue,
-                Err(e) => {
-                    warn!(partition, error = %one_line(&e.to_string()), "cannot take a lease");
-                    continue;
-                }
+            wanted.push((lease, dead_owner));
+        }
+        let observed: Vec<&Lease> = wanted.iter().map(|(lease, _)| *lease).collect();
+        let mut taken: HashMap<u16, Lease> = match leases::acquire_all(
+            &self.db, &me, &observed, ttl,
+        )
+        .await
+        {
+            Ok(taken) => taken.into_iter().map(|l| (l.partition, l)).collect(),
+            Err(e) => {
+                warn!(partitions = ?observed.iter().map(|l| l.partition).collect::<Vec<_>>(), error = %one_line(&e.to_string()), "cannot take leases");
+                return Vec::new();
+            }
+        };
+        let mut grants = Vec::new();
+        let mut server_time = None;
+        let mut taken_over: HashSet<String> = HashSet::new();
+        for (lease, dead_owner) in wanted {
+            let partition = lease.partition;
+            let Some(taken) = taken.remove(&partition) else {
+                continue;
             };
             self.free_since.remove(&partition);
             // Owned before (its owner died, or handed it over): what it sent after the
@@ -696,6 +758,31 @@ mod tests {
             None,
             "verdicts already due are not waited for"
         );
+    }
+
+    #[test]
+    fn a_lease_expires_with_its_own_beat_or_with_the_beat_of_an_owner_that_holds_from_before_it() {
+        let ttl = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let since = |secs: u64| Observed {
+            value: vec![Bson::Int64(1)],
+            since: t0 + Duration::from_secs(secs),
+        };
+        let now = t0 + Duration::from_secs(4);
+        let dead = |lease: Option<&Observed>, member: Option<&Observed>| {
+            owner_is_dead("b", "a", lease, member, ttl, now)
+        };
+        // The lease's beat was seen changing 3 s ago or more: expired.
+        assert!(dead(Some(&since(1)), None));
+        assert!(!dead(Some(&since(2)), None));
+        // Its later renewal slice was seen a look after the owner's beat: the owner's beat
+        // decides (for an owner that holds from before its beat).
+        assert!(dead(Some(&since(2)), Some(&since(1))));
+        assert!(!dead(Some(&since(2)), Some(&since(2))));
+        // Never seen: not judged.
+        assert!(!dead(None, None));
+        // This member's own id, not held here: an earlier process, gone.
+        assert!(owner_is_dead("a", "a", Some(&since(4)), None, ttl, now));
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! type is reported and handled as well as can be (its owner as unknown, its checkpoint as
 //! unreadable), never a crash.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
-use herald_actors::{PartitionCheckpoint, PARTITIONS};
+use herald_actors::{PartitionCheckpoint, Position, PARTITIONS};
 use mongodb::bson::{doc, Bson, Document, Timestamp};
 use mongodb::Database;
 use tracing::warn;
@@ -53,6 +54,10 @@ pub struct Lease {
 pub struct Member {
     pub id: String,
     pub raw_beat: Bson,
+    /// It holds every lease from before its latest beat (`holds_before_beat: true`, written
+    /// since this version): once its beat stands still for a lease period, all of its leases
+    /// have expired. Members of earlier versions beat first, then start the hold.
+    pub holds_before_beat: bool,
 }
 
 /// What a member says about itself at every heartbeat.
@@ -221,7 +226,7 @@ pub async fn members(db: &Database) -> mongodb::error::Result<Vec<Member>> {
     let docs: Vec<Document> = db
         .collection::<Document>(MEMBERS)
         .find(doc! {})
-        .projection(doc! {"beat": 1})
+        .projection(doc! {"beat": 1, "holds_before_beat": 1})
         .await?
         .try_collect()
         .await?;
@@ -231,6 +236,7 @@ pub async fn members(db: &Database) -> mongodb::error::Result<Vec<Member>> {
             Some(Bson::String(id)) => Some(Member {
                 id: id.clone(),
                 raw_beat: d.get("beat").cloned().unwrap_or(Bson::Null),
+                holds_before_beat: d.get_bool("holds_before_beat").unwrap_or(false),
             }),
             _ => None,
         })
@@ -255,6 +261,7 @@ pub async fn heartbeat(db: &Database, beat: &Heartbeat<'_>) -> mongodb::error::R
                     "partitions": beat.partitions.iter().map(|p| i32::from(*p)).collect::<Vec<_>>(),
                     "feed_lag_ms": optional(beat.feed_lag_ms),
                     "checkpoint_age_ms": optional(beat.checkpoint_age_ms),
+                    "holds_before_beat": true,
                 },
             },
         )
@@ -265,35 +272,59 @@ pub async fn heartbeat(db: &Database, beat: &Heartbeat<'_>) -> mongodb::error::R
 
 /// Renews this member's leases: one more `beat` on each partition it still holds under the
 /// given epoch (a command per [`DOCUMENTS_PER_COMMAND`] partitions). Which ones it still
-/// holds is read back by the caller.
+/// holds is read back by the caller. A partition with a position in `settled` (a quiet one:
+/// nothing in flight, every delivery before that position durable) has it stored as its
+/// checkpoint in the same write: the renewal writes the document anyway, and a quiet
+/// partition taken over is then re-read from at most a round back.
 pub async fn renew(
     db: &Database,
     member_id: &str,
     owned: &[(u16, u64)],
+    settled: &HashMap<u16, Position>,
     ttl: Duration,
 ) -> mongodb::error::Result<()> {
     if owned.is_empty() {
         return Ok(());
     }
     let now = SystemTime::now();
-    let update = doc! {
-        "$inc": {"beat": 1i64},
-        "$set": {"renewed_at": bson_date(now), "expires_at": bson_date(now + ttl)},
+    let update = |settled: Option<&Position>| {
+        let mut set = doc! {"renewed_at": bson_date(now), "expires_at": bson_date(now + ttl)};
+        if let Some(position) = settled {
+            set.extend(checkpoint_fields(position, now));
+        }
+        doc! {"$inc": {"beat": 1i64}, "$set": set}
     };
-    let statements: Vec<(usize, Document)> = grouped(owned.iter().map(|&(p, epoch)| (p, epoch)))
-        .flat_map(|(epoch, partitions)| {
-            statements(
-                partitions,
-                doc! {"owner": member_id, "epoch": epoch as i64},
-                update.clone(),
-            )
-        })
-        .collect();
+    let statements: Vec<(usize, Document)> = grouped(
+        owned
+            .iter()
+            .map(|&(p, epoch)| (p, (epoch, settled.get(&p)))),
+    )
+    .flat_map(|((epoch, settled), partitions)| {
+        statements(
+            partitions,
+            doc! {"owner": member_id, "epoch": epoch as i64},
+            update(settled),
+        )
+    })
+    .collect();
     // At the shortest lease accepted (1 s), seven pauses of 10 ms: a renewal still ends
     // far inside the third of the lease it has.
     update_in_slices(db, statements, SLICE_PAUSE.min(ttl / 100))
         .await
         .map(|_| ())
+}
+
+/// The fields of a partition document that hold its checkpoint.
+fn checkpoint_fields(position: &Position, now: SystemTime) -> Document {
+    doc! {
+        "checkpoint": binary(&position.checkpoint),
+        "checkpoint_at": bson_date(now),
+        "checkpoint_time": if position.time > 0 {
+            Bson::Timestamp(timestamp(position.time))
+        } else {
+            Bson::Null
+        },
+    }
 }
 
 /// Most partition documents one `update` command writes. The dev server runs one command
@@ -396,30 +427,73 @@ pub async fn acquire(
     observed: &Lease,
     ttl: Duration,
 ) -> mongodb::error::Result<Option<Lease>> {
+    Ok(acquire_all(db, member_id, &[observed], ttl).await?.pop())
+}
+
+/// Takes over each of `observed` that is still exactly as observed (same owner, epoch and
+/// beat), one epoch up: the leases taken. One conditional statement per partition, in
+/// [`DOCUMENTS_PER_COMMAND`] per command, then one read of what they became. A busy dev
+/// server answered a dozen takes one by one in 160–200 ms (each waiting its turn behind the
+/// delivery records); a dead member's share is taken in a few commands instead.
+pub async fn acquire_all(
+    db: &Database,
+    member_id: &str,
+    observed: &[&Lease],
+    ttl: Duration,
+) -> mongodb::error::Result<Vec<Lease>> {
+    if observed.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = SystemTime::now();
-    let filter = doc! {
-        "_id": i32::from(observed.partition),
-        "owner": observed.raw_owner.clone(),
-        "epoch": observed.raw_epoch.clone(),
-        "beat": observed.raw_beat.clone(),
-    };
-    let taken = db
-        .collection::<Document>(PARTITION_LEASES)
-        .find_one_and_update(
-            filter,
-            doc! {"$set": {
+    let statements: Vec<(usize, Document)> = observed
+        .iter()
+        .map(|lease| {
+            let filter = doc! {
+                "_id": i32::from(lease.partition),
+                "owner": lease.raw_owner.clone(),
+                "epoch": lease.raw_epoch.clone(),
+                "beat": lease.raw_beat.clone(),
+            };
+            let update = doc! {"$set": {
                 "owner": member_id,
-                "epoch": (observed.epoch + 1) as i64,
+                "epoch": (lease.epoch + 1) as i64,
                 "beat": 0i64,
                 "renewed_at": bson_date(now),
                 "expires_at": bson_date(now + ttl),
                 "taken_at": bson_date(now),
-                "previous_owner": observed.raw_owner.clone(),
-            }},
-        )
-        .return_document(mongodb::options::ReturnDocument::After)
-        .await?;
-    Ok(taken.as_ref().and_then(lease_from))
+                "previous_owner": lease.raw_owner.clone(),
+            }};
+            (1, doc! {"q": filter, "u": update})
+        })
+        .collect();
+    // Read back even when a command failed: the slices before it may have taken some.
+    let written = update_in_slices(db, statements, Duration::ZERO).await;
+    let ids: Vec<i32> = observed.iter().map(|l| i32::from(l.partition)).collect();
+    let now_stored: Vec<Lease> = db
+        .collection::<Document>(PARTITION_LEASES)
+        .find(doc! {"_id": {"$in": ids}, "owner": member_id})
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await?
+        .iter()
+        .filter_map(lease_from)
+        .collect();
+    let taken: Vec<Lease> = now_stored
+        .into_iter()
+        .filter(|stored| {
+            observed
+                .iter()
+                .any(|o| o.partition == stored.partition && o.epoch + 1 == stored.epoch)
+        })
+        .collect();
+    match written {
+        Err(e) if taken.is_empty() => Err(e),
+        Err(e) => {
+            warn!(error = %crate::text::one_line(&e.to_string()), taken = taken.len(), "some leases could not be taken");
+            Ok(taken)
+        }
+        Ok(_) => Ok(taken),
+    }
 }
 
 /// Gives a partition up (after its final checkpoint): anyone may take it at once.
@@ -483,7 +557,7 @@ pub async fn store_checkpoints(
     db: &Database,
     checkpoints: &[PartitionCheckpoint],
 ) -> mongodb::error::Result<Vec<u16>> {
-    let now = bson_date(SystemTime::now());
+    let now = SystemTime::now();
     // Partitions of one epoch moving to one position (most of them, when few are busy)
     // share one statement: a statement costs the server more than the documents it writes.
     let statements: Vec<(usize, Document)> = grouped(
@@ -492,19 +566,11 @@ pub async fn store_checkpoints(
             .map(|c| (c.partition, (c.epoch, &c.position))),
     )
     .flat_map(|((epoch, position), partitions)| {
-        let mut set = doc! {
-            "checkpoint": binary(&position.checkpoint),
-            "checkpoint_at": now,
-        };
-        set.insert(
-            "checkpoint_time",
-            if position.time > 0 {
-                Bson::Timestamp(timestamp(position.time))
-            } else {
-                Bson::Null
-            },
-        );
-        statements(partitions, doc! {"epoch": epoch as i64}, doc! {"$set": set})
+        statements(
+            partitions,
+            doc! {"epoch": epoch as i64},
+            doc! {"$set": checkpoint_fields(position, now)},
+        )
     })
     .collect();
     let matched = update_in_slices(db, statements, SLICE_PAUSE).await?;

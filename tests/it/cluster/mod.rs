@@ -19,6 +19,7 @@ mod harness;
 mod leases;
 mod load;
 
+mod dead_owner;
 mod disable_mid_burst;
 mod kill_loop;
 mod kill_one;
