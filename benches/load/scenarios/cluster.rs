@@ -536,6 +536,11 @@ struct KillRun {
     /// own feed lag and catch-up take under this load, beside the takeover. `None` when one
     /// of them had not yet received such an event when the orphaned ones all had.
     others: Option<Duration>,
+    /// The victim's last heartbeat (its member document's `heartbeat_at`; the daemons run on
+    /// this machine's clock) to the first receipt of a post-kill event at the last of its
+    /// webhooks: the takeover without the luck of where the kill fell in the victim's round
+    /// (a lease period, a look, the take and the catch-up). `None` if it could not be read.
+    since_beat: Option<Duration>,
     /// The victim's webhooks, of [`WEBHOOKS`].
     orphaned: usize,
     deliveries: u64,
@@ -595,6 +600,15 @@ async fn kill_run(ctx: &Ctx, rate: f64, kill: usize, logs: &Path) -> KillRun {
         .expect("the webhooks have owners");
     let killed_at = now_ns();
     cluster.kill(&victim);
+    let last_beat: Option<u64> = db
+        .collection::<Document>("herald_members")
+        .find_one(doc! {"_id": &victim})
+        .await
+        .ok()
+        .flatten()
+        .and_then(|d| d.get_datetime("heartbeat_at").ok().copied())
+        .and_then(|at| u64::try_from(at.timestamp_millis()).ok())
+        .map(|ms| ms * 1_000_000);
 
     let until = Instant::now() + Duration::from_secs(120);
     let (resumed, others): (Vec<u64>, Vec<u64>) = loop {
@@ -621,6 +635,8 @@ async fn kill_run(ctx: &Ctx, rate: f64, kill: usize, logs: &Path) -> KillRun {
     let since_kill = |t: u64| Duration::from_nanos(t.saturating_sub(killed_at));
     let takeover = since_kill(*resumed.iter().max().unwrap());
     let first = since_kill(*resumed.iter().min().unwrap());
+    let since_beat = last_beat
+        .map(|beat| Duration::from_nanos(resumed.iter().max().unwrap().saturating_sub(beat)));
     let others = (others.len() == WEBHOOKS - orphaned.len())
         .then(|| others.iter().max().map(|t| since_kill(*t)))
         .flatten();
@@ -665,6 +681,7 @@ async fn kill_run(ctx: &Ctx, rate: f64, kill: usize, logs: &Path) -> KillRun {
         takeover,
         first,
         others,
+        since_beat,
         orphaned: orphaned.len(),
         deliveries,
         duplicates,
@@ -788,11 +805,13 @@ pub async fn cluster(ctx: &Ctx) -> Vec<Outcome> {
         let k = kill_run(ctx, load, kill, &logs).await;
         eprintln!(
             "  kill {kill}: {} webhooks orphaned, received again after {:.2}–{:.2} s (the \
-             others by {}); {} duplicates ({} to them) of {} deliveries",
+             others by {}; since the victim's last heartbeat {}); {} duplicates ({} to them) \
+             of {} deliveries",
             k.orphaned,
             k.first.as_secs_f64(),
             k.takeover.as_secs_f64(),
             seconds(k.others),
+            seconds(k.since_beat),
             k.duplicates,
             k.duplicates_orphaned,
             k.deliveries
@@ -819,13 +838,19 @@ pub async fn cluster(ctx: &Ctx) -> Vec<Outcome> {
         "--lease-ttl {} s, 3 daemons, {load:.0} events/s × {WEBHOOKS} webhooks; the owner of \
          the most webhooks killed; kill → the last of its webhooks receiving an event inserted \
          after the kill, per kill, s: {} (the first of them: {}; the other webhooks, whose \
-         owners lived, by {}); webhooks orphaned: {}",
+         owners lived, by {}; the last of the victim's, since its last heartbeat: {}); \
+         webhooks orphaned: {}",
         LEASE_TTL.as_secs(),
         listed(&takeovers, 2),
         listed(&firsts, 2),
         killed
             .iter()
             .map(|k| seconds(k.others))
+            .collect::<Vec<_>>()
+            .join(", "),
+        killed
+            .iter()
+            .map(|k| seconds(k.since_beat))
             .collect::<Vec<_>>()
             .join(", "),
         listed(&orphaned, 0),
