@@ -2,7 +2,7 @@
 //!
 //! Every daemon sharing a database is a *member*. Every third of `--lease-ttl` a member
 //! 1. notes when its renewal starts, beats (its member document) and renews the leases it
-//!    holds; a quiet partition's checkpoint rides on its renewal.
+//!    holds.
 //!
 //! Four times as often (a *look*: its reads are cheap, its writes are not), and in the
 //! rounds that renew, it
@@ -337,22 +337,17 @@ impl Coordinator {
         let mut renewing_since = None;
         let mut checkpoint_age = None;
         if renew {
-            // Asked of the engine's router once a round, not at every look: only the renewal,
-            // the heartbeat and the checkpoint-age gauge and warning (below) use it.
-            let reports = self.engine.partitions().await.unwrap_or_default();
-            checkpoint_age = reports
+            // Asked of the engine's router once a round, not at every look: only the heartbeat
+            // and the checkpoint-age gauge and warning (below) use it.
+            checkpoint_age = self
+                .engine
+                .partitions()
+                .await
+                .unwrap_or_default()
                 .iter()
                 .filter_map(|r| r.checkpoint_read_at)
                 .min()
                 .map(|at| at.elapsed());
-            // Quiet partitions' checkpoints ride on their renewal (under the epoch held; not
-            // those being handed over, whose final checkpoint is the router's).
-            let settled: HashMap<u16, Position> = reports
-                .into_iter()
-                .filter(|r| self.owned.get(&r.partition) == Some(&r.epoch))
-                .filter(|r| !self.releasing.contains(&r.partition))
-                .filter_map(|r| Some((r.partition, r.settled?)))
-                .collect();
             // Before the beat: every lease this member holds is held until a lease period
             // after a moment that precedes its latest beat. So once the beat stands still for
             // a lease period, all of its leases have expired, whichever slice of its renewal
@@ -372,7 +367,7 @@ impl Coordinator {
             )
             .await?;
             let held: Vec<(u16, u64)> = self.owned.iter().map(|(p, e)| (*p, *e)).collect();
-            leases::renew(&self.db, &me, &held, &settled, ttl).await?;
+            leases::renew(&self.db, &me, &held, ttl).await?;
         }
         let all_leases = leases::leases(&self.db).await?;
         let all_members = leases::members(&self.db).await?;

@@ -127,12 +127,6 @@ pub struct PartitionReport {
     pub checkpoint_read_at: Option<Instant>,
     /// Still re-reading the feed up to where it was taken over from.
     pub catching_up: bool,
-    /// The checkpoint the partition could store now, when it has no delivery in flight (it
-    /// is quiet): the newest position read, below which all of its deliveries are durable.
-    /// The lease renewal writes it at no extra cost, so that a quiet partition taken over
-    /// is re-read from a round back, not from its last checkpoint write. `None` while it
-    /// has deliveries in flight, is catching up or is being handed over.
-    pub settled: Option<Position>,
 }
 
 #[cfg(test)]

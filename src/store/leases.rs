@@ -13,7 +13,6 @@
 //! type is reported and handled as well as can be (its owner as unknown, its checkpoint as
 //! unreadable), never a crash.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
@@ -272,41 +271,30 @@ pub async fn heartbeat(db: &Database, beat: &Heartbeat<'_>) -> mongodb::error::R
 
 /// Renews this member's leases: one more `beat` on each partition it still holds under the
 /// given epoch (a command per [`DOCUMENTS_PER_COMMAND`] partitions). Which ones it still
-/// holds is read back by the caller. A partition with a position in `settled` (a quiet one:
-/// nothing in flight, every delivery before that position durable) has it stored as its
-/// checkpoint in the same write: the renewal writes the document anyway, and a quiet
-/// partition taken over is then re-read from at most a round back.
+/// holds is read back by the caller.
 pub async fn renew(
     db: &Database,
     member_id: &str,
     owned: &[(u16, u64)],
-    settled: &HashMap<u16, Position>,
     ttl: Duration,
 ) -> mongodb::error::Result<()> {
     if owned.is_empty() {
         return Ok(());
     }
     let now = SystemTime::now();
-    let update = |settled: Option<&Position>| {
-        let mut set = doc! {"renewed_at": bson_date(now), "expires_at": bson_date(now + ttl)};
-        if let Some(position) = settled {
-            set.extend(checkpoint_fields(position, now));
-        }
-        doc! {"$inc": {"beat": 1i64}, "$set": set}
+    let update = doc! {
+        "$inc": {"beat": 1i64},
+        "$set": {"renewed_at": bson_date(now), "expires_at": bson_date(now + ttl)},
     };
-    let statements: Vec<(usize, Document)> = grouped(
-        owned
-            .iter()
-            .map(|&(p, epoch)| (p, (epoch, settled.get(&p)))),
-    )
-    .flat_map(|((epoch, settled), partitions)| {
-        statements(
-            partitions,
-            doc! {"owner": member_id, "epoch": epoch as i64},
-            update(settled),
-        )
-    })
-    .collect();
+    let statements: Vec<(usize, Document)> = grouped(owned.iter().map(|&(p, epoch)| (p, epoch)))
+        .flat_map(|(epoch, partitions)| {
+            statements(
+                partitions,
+                doc! {"owner": member_id, "epoch": epoch as i64},
+                update.clone(),
+            )
+        })
+        .collect();
     // At the shortest lease accepted (1 s), seven pauses of 10 ms: a renewal still ends
     // far inside the third of the lease it has.
     update_in_slices(db, statements, SLICE_PAUSE.min(ttl / 100))

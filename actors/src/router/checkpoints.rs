@@ -180,15 +180,6 @@ pub(super) fn due_checkpoint(state: &State, partition: u16, final_write: bool) -
     })
 }
 
-/// The newest position a quiet `part` (no delivery in flight, not being handed over) may
-/// store, for the lease renewal to carry.
-pub(super) fn settled(state: &State, part: &Part) -> Option<Position> {
-    if !part.unsettled.is_empty() || part.releasing {
-        return None;
-    }
-    candidate(state, part).map(|seen| seen.position.clone())
-}
-
 /// The newest position `part` may store: below its oldest unsettled event and below the
 /// start of its hand-over, not before it became this engine's, and only once its gate is
 /// passed.

@@ -430,7 +430,6 @@ impl Actor for Router {
                         unsettled_events: part.unsettled.len(),
                         checkpoint_read_at: part.written_read_at,
                         catching_up: part.gate.is_some(),
-                        settled: checkpoints::settled(state, part),
                     })
                     .collect();
                 let _ = reply.send(reports);

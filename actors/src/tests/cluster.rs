@@ -233,48 +233,6 @@ async fn a_refused_checkpoint_drops_the_partition() {
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
-/// What the engine reports a partition may store now (for the lease renewal to carry).
-async fn settled(handle: &EngineHandle, partition: u16) -> Option<Position> {
-    handle
-        .partitions()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.partition == partition)
-        .and_then(|r| r.settled)
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_quiet_partition_reports_the_newest_position_and_one_with_a_delivery_in_flight_none() {
-    let (a, _) = two_partitions();
-    let (engine, transport, ledger) = member(MemoryLedger::default()).await;
-    let handle = engine.handle();
-    owning(&handle, a).await;
-    transport.set_default(
-        "https://a.example/hook",
-        Answer::Slow(Duration::from_millis(100)),
-    );
-    handle
-        .submit(event("evt_1", "x"), Some(at("t1", 1)))
-        .await
-        .unwrap();
-    until("the attempt under way", || {
-        transport.sent_to("https://a.example/hook") == 1
-    })
-    .await;
-    assert_eq!(settled(&handle, partition_of(a)).await, None, "in flight");
-    until("evt_1 recorded", || ledger.delivery("evt_1:a").is_some()).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while settled(&handle, partition_of(a)).await != Some(at("t1", 1)) {
-        assert!(tokio::time::Instant::now() < deadline, "t1 never settled");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // A quiet feed's mark moves it on, with nothing to send.
-    handle.mark(at("t2", 2)).await.unwrap();
-    assert_eq!(settled(&handle, partition_of(a)).await, Some(at("t2", 2)));
-    engine.shutdown(Duration::from_secs(1)).await.unwrap();
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_released_partition_records_what_was_under_way_and_its_checkpoint_stops_before_the_rest()
 {
