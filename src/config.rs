@@ -462,10 +462,12 @@ impl Config {
             // Each write is one command for every partition that moved: a few a second.
             checkpoint_interval: Duration::from_millis(250),
             // A partition nothing was routed to since its last write has nothing to lose by
-            // an older checkpoint (a taker replays events that have no deliveries in it):
-            // written every 5 s, the dev server's checkpoint work fell sixfold
-            // (BENCHMARKS.md, "2f521c0 → f48476c").
-            quiet_checkpoint_interval: Duration::from_secs(5),
+            // an older checkpoint but a longer replay when it is taken over: written every 5 s
+            // instead of 4 times a second, the dev server's checkpoint work fell sixfold
+            // (BENCHMARKS.md, "2f521c0 → f48476c"); every 1 s, a take-over after a kill came
+            // 0.2-0.3 s sooner with no cost to the latency tail that pairs could see
+            // (BENCHMARKS.md, "d49e128 → e2c01e5").
+            quiet_checkpoint_interval: Duration::from_secs(1),
             health: herald_actors::HealthPolicy {
                 failing_after: self.endpoint_failing_after,
                 disable_after: (self.endpoint_disable_after_secs > 0)
