@@ -456,16 +456,12 @@ pub async fn acquire_all(
         .collect();
     // Read back even when a command failed: the slices before it may have taken some.
     let written = update_in_slices(db, statements, Duration::ZERO).await;
-    let ids: Vec<i32> = observed.iter().map(|l| i32::from(l.partition)).collect();
-    let now_stored: Vec<Lease> = db
-        .collection::<Document>(PARTITION_LEASES)
-        .find(doc! {"_id": {"$in": ids}, "owner": member_id})
-        .await?
-        .try_collect::<Vec<Document>>()
-        .await?
-        .iter()
-        .filter_map(lease_from)
-        .collect();
+    let now_stored = leases_among(
+        db,
+        observed.iter().map(|l| l.partition),
+        doc! {"owner": member_id},
+    )
+    .await?;
     let taken: Vec<Lease> = now_stored
         .into_iter()
         .filter(|stored| {
@@ -482,6 +478,24 @@ pub async fn acquire_all(
         }
         Ok(_) => Ok(taken),
     }
+}
+
+/// The partition documents of `partitions` that also match `filter`, as read back after a
+/// write (unreadable ones are left out).
+async fn leases_among(
+    db: &Database,
+    partitions: impl Iterator<Item = u16>,
+    mut filter: Document,
+) -> mongodb::error::Result<Vec<Lease>> {
+    let ids: Vec<i32> = partitions.map(i32::from).collect();
+    filter.insert("_id", doc! {"$in": ids});
+    let docs: Vec<Document> = db
+        .collection::<Document>(PARTITION_LEASES)
+        .find(filter)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(docs.iter().filter_map(lease_from).collect())
 }
 
 /// Gives a partition up (after its final checkpoint): anyone may take it at once.
@@ -566,16 +580,7 @@ pub async fn store_checkpoints(
         return Ok(Vec::new());
     }
     // Some were refused: find out which (their epoch is not ours any more).
-    let ids: Vec<i32> = checkpoints.iter().map(|c| i32::from(c.partition)).collect();
-    let now_held: Vec<Lease> = db
-        .collection::<Document>(PARTITION_LEASES)
-        .find(doc! {"_id": {"$in": ids}})
-        .await?
-        .try_collect::<Vec<Document>>()
-        .await?
-        .iter()
-        .filter_map(lease_from)
-        .collect();
+    let now_held = leases_among(db, checkpoints.iter().map(|c| c.partition), doc! {}).await?;
     Ok(checkpoints
         .iter()
         .filter(|c| {
