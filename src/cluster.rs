@@ -110,9 +110,9 @@ fn observe(seen: &mut Observed, value: Vec<Bson>, now: Instant) {
 
 /// When the quietest beat a member watches — another member's (`members`), or a lease held
 /// by someone else — reaches a lease period unchanged, if that is still to come.
-fn next_verdict(
-    members: &HashMap<String, Observed>,
-    leases: &HashMap<u16, Observed>,
+fn next_verdict<'a>(
+    members: impl Iterator<Item = &'a Observed>,
+    leases: &'a HashMap<u16, Observed>,
     owned: &BTreeMap<u16, u64>,
     ttl: Duration,
     now: Instant,
@@ -122,7 +122,6 @@ fn next_verdict(
             && seen.value.first().is_some_and(|owner| *owner != Bson::Null)
     });
     members
-        .values()
         .chain(held_by_others.map(|(_, seen)| seen))
         .map(|seen| seen.since + ttl)
         .filter(|due| *due > now)
@@ -152,6 +151,15 @@ fn owner_is_dead(
     owner == me || lease.is_some_and(silent) || member.is_some_and(silent)
 }
 
+/// Another member, as watched: its beat, and whether every lease it holds is held from before
+/// its latest beat (it says so in its member document), so that its beat's verdict is its
+/// leases'.
+#[derive(Debug, Clone)]
+struct Watched {
+    beat: Observed,
+    holds_before_beat: bool,
+}
+
 /// A finished hand-over: the partitions and whether their leases were freed.
 type Released = Vec<(u16, u64)>;
 
@@ -169,10 +177,7 @@ pub struct Coordinator {
     released_rx: mpsc::UnboundedReceiver<Released>,
     /// The `nudge` counter of each held lease, as last seen.
     nudges: HashMap<u16, i64>,
-    members: HashMap<String, Observed>,
-    /// Members whose every lease is held from before their latest beat (they say so in their
-    /// member document): their beat's verdict is their leases'.
-    holds_before_beat: HashSet<String>,
+    members: HashMap<String, Watched>,
     leases: HashMap<u16, Observed>,
     /// Since when each partition has been free (no owner, or a dead one).
     free_since: HashMap<u16, Instant>,
@@ -225,7 +230,6 @@ impl Coordinator {
             released_rx,
             nudges: HashMap::new(),
             members: HashMap::new(),
-            holds_before_beat: HashSet::new(),
             leases: HashMap::new(),
             free_since: HashMap::new(),
             floor: None,
@@ -265,7 +269,13 @@ impl Coordinator {
             let wake = [
                 Some(renew_due),
                 Some(now + look_every),
-                next_verdict(&self.members, &self.leases, &self.owned, ttl, now),
+                next_verdict(
+                    self.members.values().map(|m| &m.beat),
+                    &self.leases,
+                    &self.owned,
+                    ttl,
+                    now,
+                ),
             ]
             .into_iter()
             .flatten()
@@ -503,20 +513,19 @@ impl Coordinator {
             if member.id == self.options.member_id {
                 continue;
             }
-            let seen = self
+            let watched = self
                 .members
                 .entry(member.id.clone())
-                .or_insert_with(|| Observed {
-                    value: vec![member.raw_beat.clone()],
-                    since: now,
+                .or_insert_with(|| Watched {
+                    beat: Observed {
+                        value: vec![member.raw_beat.clone()],
+                        since: now,
+                    },
+                    holds_before_beat: member.holds_before_beat,
                 });
-            observe(seen, vec![member.raw_beat.clone()], now);
-            if member.holds_before_beat {
-                self.holds_before_beat.insert(member.id.clone());
-            } else {
-                self.holds_before_beat.remove(&member.id);
-            }
-            let silent = now.duration_since(seen.since);
+            observe(&mut watched.beat, vec![member.raw_beat.clone()], now);
+            watched.holds_before_beat = member.holds_before_beat;
+            let silent = now.duration_since(watched.beat.since);
             if silent < ttl {
                 live.push(member.id.clone());
             } else if silent > ttl * 10 {
@@ -527,8 +536,6 @@ impl Coordinator {
             }
         }
         self.members.retain(|id, _| all.iter().any(|m| &m.id == id));
-        self.holds_before_beat
-            .retain(|id| all.iter().any(|m| &m.id == id));
         live.sort();
         live
     }
@@ -595,7 +602,8 @@ impl Coordinator {
                     self.leases.get(&partition),
                     self.members
                         .get(owner)
-                        .filter(|_| self.holds_before_beat.contains(owner)),
+                        .filter(|m| m.holds_before_beat)
+                        .map(|m| &m.beat),
                     ttl,
                     now,
                 )
@@ -741,7 +749,7 @@ mod tests {
         ]);
         let owned = BTreeMap::from([(3, 1)]);
         let at = |offset_ms: u64| t0 + Duration::from_millis(offset_ms);
-        let verdict = |now| next_verdict(&members, &leases, &owned, ttl, now);
+        let verdict = |now| next_verdict(members.values(), &leases, &owned, ttl, now);
         assert_eq!(
             verdict(at(500)),
             Some(at(3_000)),
