@@ -10,6 +10,13 @@ use ractor::ActorRef;
 use super::{Endpoint, Job, Msg, State, FAILING_STREAK};
 
 impl Endpoint {
+    /// Takes in every delivery offered so far, in the order offered.
+    pub(super) fn take_offered(&self, myself: &ActorRef<Msg>, state: &mut State) {
+        for job in state.backlog.take_offered() {
+            self.admit(myself, state, job);
+        }
+    }
+
     /// Takes a delivery in: queued (due now) or scheduled (due later) if it fits and no
     /// spilled delivery waits before it, else spilled to the ledger (recorded first if the
     /// ledger has not seen it).

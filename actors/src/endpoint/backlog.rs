@@ -43,6 +43,14 @@ struct Shared {
     /// attempt of it starts any more, whatever the lease clock says. Outside the lock: the
     /// attempts task reads it before every attempt it starts.
     fenced: AtomicBool,
+    /// Deliveries the router handed over that the actor has not taken in yet
+    /// ([`offer`](Backlog::offer)). Kept here, not in the actor's mailbox, so that a
+    /// successor after a crash takes them in; behind a lock of its own, so that the router
+    /// never waits for the actor's turn.
+    offered: Mutex<Vec<Job>>,
+    /// A wake (`Msg::Fed`) is on its way to the actor: what is offered meanwhile rides on
+    /// it.
+    woken: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -87,19 +95,49 @@ impl Backlog {
         self.0.fenced.load(Ordering::Acquire)
     }
 
-    /// Feed sequence numbers of deliveries whose first record is not yet written: the
-    /// router retires them itself when the endpoint goes away.
+    /// Hands a delivery to the endpoint; `true` when its actor must be woken for it (no
+    /// wake is on its way). Under load an actor takes many deliveries in one turn, not one
+    /// turn each.
+    pub fn offer(&self, job: Job) -> bool {
+        self.offered().push(job);
+        !self.0.woken.swap(true, Ordering::SeqCst)
+    }
+
+    /// Takes in everything offered; what is offered from now on wakes the actor again.
+    pub(super) fn take_offered(&self) -> Vec<Job> {
+        self.0.woken.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *self.offered())
+    }
+
+    /// Whether a wake is on its way to the actor. A successor after a crash wakes itself
+    /// if so: the wake went to its predecessor and died with it.
+    pub(super) fn woken(&self) -> bool {
+        self.0.woken.load(Ordering::SeqCst)
+    }
+
+    fn offered(&self) -> MutexGuard<'_, Vec<Job>> {
+        self.0
+            .offered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Feed sequence numbers of deliveries whose first record is not yet written, offered
+    /// ones included: the router retires them itself when the endpoint goes away.
     pub fn unrecorded_seqs(&self) -> Vec<u64> {
+        let offered = self.offered();
         let work = self.work();
         work.queue
             .iter()
             .chain(work.in_flight.values())
+            .chain(offered.iter())
             .filter(|job| !job.persisted)
             .filter_map(|job| job.seq)
             .collect()
     }
 
-    /// Counts by state.
+    /// Counts by state (deliveries offered and not yet taken in are on their way, as
+    /// messages in a mailbox would be, and not counted).
     pub fn stats(&self) -> Stats {
         let work = self.work();
         Stats {

@@ -17,7 +17,10 @@
 //!
 //! The work lives in a [`Backlog`] that the router keeps across restarts of this actor:
 //! if the actor crashes, its successor starts from the same queue, re-queues what was in
-//! flight and re-arms the retry timers.
+//! flight and re-arms the retry timers. New deliveries come the same way: the router
+//! [offers](Backlog::offer) them to the backlog and wakes the actor ([`Msg::Fed`]) only if
+//! no wake is on its way, so under load one turn takes many in, and a delivery routed
+//! while the actor crashes waits for its successor instead of dying in its mailbox.
 //!
 //! No endpoint holds the feed: what it holds unrecorded is at most what it can send within
 //! its [horizon](pace) (two seconds of its rate limit or of its measured pace; nothing while
@@ -79,8 +82,9 @@ pub use self::keeping::{HEALTH_IO_TIMEOUT, HEALTH_SAVE_EVERY};
 pub use self::pace::{HOLD_FEED_FOR, HORIZON};
 
 pub enum Msg {
-    /// A new delivery (or a re-loaded one, when `job.due_at` is set).
-    Deliver(Job),
+    /// Deliveries were [offered](Backlog::offer): new ones, or re-loaded ones (when
+    /// `job.due_at` is set).
+    Fed,
     /// A retry timer fired.
     Due(u64),
     /// Attempts ended.
@@ -230,6 +234,10 @@ impl Actor for Endpoint {
             myself.send_after(wait, move || Msg::Due(key));
         }
         let _ = myself.cast(Msg::Pump);
+        // The router waits for this start: it offers nothing meanwhile.
+        if args.backlog.woken() {
+            let _ = myself.cast(Msg::Fed);
+        }
         let reports = myself.clone();
         let report = move |report| {
             reports
@@ -300,7 +308,7 @@ impl Actor for Endpoint {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            Msg::Deliver(job) => self.admit(&myself, state, job),
+            Msg::Fed => self.take_offered(&myself, state),
             Msg::Due(key) => {
                 if state.draining.is_none() {
                     state.backlog.due(key);
@@ -386,6 +394,7 @@ impl Actor for Endpoint {
             Msg::Pace => state.pace.looked(),
             Msg::IdleCheck => state.idle_check_armed = false,
             Msg::Retire => {
+                self.take_offered(&myself, state);
                 self.record_all_held(state);
                 // What changed since the last write, kept without waiting for it.
                 self.save_health_on_retire(&myself, state);

@@ -63,8 +63,8 @@ pub(super) fn looked_up(
             continue;
         }
         match state.endpoints.get(&webhook_id) {
-            Some(entry) if entry.actor.cast(endpoint::Msg::Deliver(job)).is_ok() => {}
-            _ => done.extend(ticket),
+            Some(entry) => entry.offer(job),
+            None => done.extend(ticket),
         }
     }
     if skipped > 0 {

@@ -178,6 +178,19 @@ struct EndpointEntry {
     backlog: Backlog,
     restarts: RestartWindow,
 }
+
+impl EndpointEntry {
+    /// Hands a delivery to the endpoint, waking its actor unless a wake is on its way. It
+    /// stays with the endpoint's backlog even if the actor has just failed: the successor
+    /// takes it in, or it is retired with the rest of the backlog if the endpoint is given
+    /// up on.
+    fn offer(&self, job: Job) {
+        if self.backlog.offer(job) {
+            let _ = self.actor.cast(endpoint::Msg::Fed);
+        }
+    }
+}
+
 pub struct State {
     ledger_writer: ActorRef<ledger_writer::Msg>,
     /// The wiring every endpoint actor is spawned with.
@@ -512,9 +525,7 @@ fn resume(state: &mut State, pending: PendingDelivery) {
         // ledger (the owner is nudged by whoever re-queued it).
         return;
     };
-    let _ = entry
-        .actor
-        .cast(endpoint::Msg::Deliver(Job::from_pending(pending)));
+    entry.offer(Job::from_pending(pending));
 }
 /// Asks each endpoint to drain, one after the other (each answers once its in-flight
 /// attempts have ended and their records are handed to the ledger writer).

@@ -107,12 +107,8 @@ impl Router {
                         webhook_id: entry.spec.id.clone(),
                         job,
                     });
-                } else if entry.actor.cast(endpoint::Msg::Deliver(job)).is_err() {
-                    // Gone: a restart or a retirement settles it; count it as never sent.
-                    if let Some(t) = tickets.iter_mut().find(|t| t.0 == entry.partition) {
-                        t.2 -= 1;
-                    }
-                    sent -= 1;
+                } else {
+                    entry.offer(job);
                 }
             });
             if let Some(span) = span {

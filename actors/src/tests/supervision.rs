@@ -42,6 +42,42 @@ async fn a_crashed_endpoint_is_restarted_with_its_backlog() {
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+/// Deliveries routed to an endpoint while its actor crashes, queued behind the crash or
+/// sent to the actor already gone, reach its successor: none is dropped, none is counted
+/// as settled without a record.
+#[tokio::test(start_paused = true)]
+async fn deliveries_routed_while_an_endpoint_crashes_reach_its_successor() {
+    let (engine, transport, ledger) = start(config()).await;
+    let handle = engine.handle();
+    let url = "https://a.example/hook";
+    handle.upsert_webhook(webhook("a", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    handle.crash_endpoint("a");
+    for i in 0..20 {
+        handle
+            .submit(
+                event(&format!("evt_{i}"), "x"),
+                Some(pos(format!("t{i:02}"))),
+            )
+            .await
+            .unwrap();
+        if i % 5 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    until("every delivery made after the restart", || {
+        ledger.count_with(DeliveryStatus::Succeeded) == 20
+    })
+    .await;
+    assert!(transport.sent_to(url) >= 20);
+    until("checkpoint at the last event", || {
+        ledger.everywhere_at(b"t19".as_ref())
+    })
+    .await;
+    assert_eq!(handle.stats().await.unwrap().endpoint_restarts, 1);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failing_endpoint_is_probed_with_few_attempts_until_it_recovers() {
     let mut config = config();
