@@ -466,7 +466,8 @@ impl Config {
             // instead of 4 times a second, the dev server's checkpoint work fell sixfold
             // (BENCHMARKS.md, "2f521c0 → f48476c"); every 1 s, a take-over after a kill came
             // 0.2-0.3 s sooner with no cost to the latency tail that pairs could see
-            // (BENCHMARKS.md, "d49e128 → c948297").
+            // (BENCHMARKS.md, "d49e128 → c948297"), but `e2e`'s rates about 8 % lower in six
+            // pairs (BENCHMARKS.md, "6bf2d1d → 1f184f2").
             quiet_checkpoint_interval: Duration::from_secs(1),
             health: herald_actors::HealthPolicy {
                 failing_after: self.endpoint_failing_after,
