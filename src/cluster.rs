@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use herald_actors::{EngineHandle, Grant, Position};
+use herald_actors::{EngineHandle, Grant, Position, QuietMark};
 use mongodb::bson::Bson;
 use mongodb::Database;
 use sha2::{Digest, Sha256};
@@ -471,7 +471,7 @@ impl Coordinator {
         }
 
         self.hand_over(&live);
-        let grants = self.take(&live, &all_leases, now).await;
+        let grants = self.take(&live, &all_leases, &all_members, now).await;
         if !grants.is_empty() {
             info!(
                 partitions = ?grants.iter().map(|g| g.partition).collect::<Vec<_>>(),
@@ -585,7 +585,13 @@ impl Coordinator {
 
     /// Takes the free partitions that belong to this member (or that nobody has taken for
     /// two lease periods); answers their grants.
-    async fn take(&mut self, live: &[String], all: &[Lease], now: Instant) -> Vec<Grant> {
+    async fn take(
+        &mut self,
+        live: &[String],
+        all: &[Lease],
+        members: &[Member],
+        now: Instant,
+    ) -> Vec<Grant> {
         let me = self.options.member_id.clone();
         let ttl = self.options.lease_ttl;
         // The leases to take, and whether their owner is dead.
@@ -633,6 +639,7 @@ impl Coordinator {
         let mut grants = Vec::new();
         let mut server_time = None;
         let mut taken_over: HashSet<String> = HashSet::new();
+        let mut from_marks = 0;
         for (lease, dead_owner) in wanted {
             let partition = lease.partition;
             let Some(taken) = taken.remove(&partition) else {
@@ -655,7 +662,14 @@ impl Coordinator {
                 debug!(partition, previous_owner = ?lease.owner, epoch = taken.epoch, "taking over a partition whose owner stopped renewing");
                 taken_over.insert(lease.owner.clone().unwrap_or_default());
             }
-            let from = self.checkpoint_of(&taken);
+            let mark = lease
+                .owner
+                .as_deref()
+                .and_then(|owner| members.iter().find(|m| m.id == owner))
+                .and_then(|m| m.quiet.as_ref());
+            let (from, marked) =
+                resume_point(self.checkpoint_of(&taken), partition, lease.epoch, mark);
+            from_marks += usize::from(marked);
             self.owned.insert(partition, taken.epoch);
             self.nudges.insert(partition, taken.nudge);
             grants.push(Grant {
@@ -666,7 +680,7 @@ impl Coordinator {
             });
         }
         if !taken_over.is_empty() {
-            info!(previous_owners = ?taken_over, "taking over partitions whose owner stopped renewing its leases");
+            info!(previous_owners = ?taken_over, from_quiet_marks = from_marks, "taking over partitions whose owner stopped renewing its leases");
         }
         grants
     }
@@ -686,6 +700,32 @@ impl Coordinator {
             "the partition's checkpoint is missing or unreadable; resuming from the oldest checkpoint seen at start (deliveries already recorded are not sent again)"
         );
         self.floor.clone()
+    }
+}
+
+/// Where `partition`, taken from a lease of epoch `taken_from`, resumes: its stored
+/// checkpoint, or its owner's quiet mark when that names it under that very epoch and is
+/// strictly later (by cluster time; two positions at one time cannot be ordered, so the
+/// stored one is kept). Whether the mark was used.
+///
+/// Safe whoever wrote the mark and whenever: it states that every delivery of the partition
+/// up to its position was durable while the partition was held under that epoch, which stays
+/// true; a take in between would have moved the epoch on. The partition's stored checkpoint
+/// is not written back: the new owner's first checkpoint moves it forward.
+fn resume_point(
+    stored: Option<Position>,
+    partition: u16,
+    taken_from: u64,
+    mark: Option<&QuietMark>,
+) -> (Option<Position>, bool) {
+    match mark {
+        Some(mark)
+            if mark.covers(partition, taken_from)
+                && stored.as_ref().is_none_or(|s| mark.position.time > s.time) =>
+        {
+            (Some(mark.position.clone()), true)
+        }
+        _ => (stored, false),
     }
 }
 
@@ -792,5 +832,44 @@ mod tests {
     fn a_default_member_id_names_the_process() {
         let id = default_member_id();
         assert!(id.contains(&std::process::id().to_string()), "{id}");
+    }
+
+    #[test]
+    fn a_quiet_mark_is_taken_only_under_the_epoch_it_names_and_only_when_later() {
+        let stored = Some(Position::new(&b"stored"[..], 100));
+        let mark = QuietMark {
+            position: Position::new(&b"mark"[..], 200),
+            partitions: vec![(3, 7), (9, 2)],
+        };
+        let from = |stored: Option<Position>, partition, epoch, mark| {
+            let (position, marked) = resume_point(stored, partition, epoch, mark);
+            (position.map(|p| p.checkpoint), marked)
+        };
+        let at = |bytes: &'static [u8]| Some(bytes::Bytes::from_static(bytes));
+        assert_eq!(from(stored.clone(), 3, 7, Some(&mark)), (at(b"mark"), true));
+        assert_eq!(
+            from(stored.clone(), 3, 6, Some(&mark)),
+            (at(b"stored"), false),
+            "a mark of another epoch says nothing of this one"
+        );
+        assert_eq!(
+            from(stored.clone(), 4, 7, Some(&mark)),
+            (at(b"stored"), false),
+            "nor of a partition it does not name"
+        );
+        assert_eq!(from(stored.clone(), 3, 7, None), (at(b"stored"), false));
+        let later = Some(Position::new(&b"later"[..], 300));
+        assert_eq!(
+            from(later, 3, 7, Some(&mark)),
+            (at(b"later"), false),
+            "a checkpoint written after the mark wins"
+        );
+        let same_time = Some(Position::new(&b"same"[..], 200));
+        assert_eq!(
+            from(same_time, 3, 7, Some(&mark)),
+            (at(b"same"), false),
+            "positions of one cluster time cannot be ordered: the stored one stays"
+        );
+        assert_eq!(from(None, 9, 2, Some(&mark)), (at(b"mark"), true));
     }
 }

@@ -462,13 +462,16 @@ impl Config {
             // Each write is one command for every partition that moved: a few a second.
             checkpoint_interval: Duration::from_millis(250),
             // A partition nothing was routed to since its last write has nothing to lose by
-            // an older checkpoint but a longer replay when it is taken over: written every 5 s
-            // instead of 4 times a second, the dev server's checkpoint work fell sixfold
-            // (BENCHMARKS.md, "2f521c0 → f48476c"); every 1 s, a take-over after a kill came
-            // 0.2-0.3 s sooner with no cost to the latency tail that pairs could see
-            // (BENCHMARKS.md, "d49e128 → c948297"), but `e2e`'s rates about 8 % lower in six
-            // pairs (BENCHMARKS.md, "6bf2d1d → 1f184f2").
-            quiet_checkpoint_interval: Duration::from_secs(1),
+            // an older checkpoint but a longer re-read when it is taken over: written every
+            // 5 s instead of 4 times a second, the dev server's checkpoint work fell sixfold
+            // (BENCHMARKS.md, "2f521c0 → f48476c"). Every 1 s, a take-over after a kill came
+            // 0.2-0.3 s sooner (BENCHMARKS.md, "d49e128 → c948297") but `e2e`'s rates were
+            // about 8 % lower (BENCHMARKS.md, "6bf2d1d → 1f184f2"): 63 documents a second.
+            // The quiet mark below keeps the take-over's re-read as short with one.
+            quiet_checkpoint_interval: Duration::from_secs(5),
+            // One write a second, in the member document, for all the quiet partitions:
+            // a taker resumes them from there (`crate::cluster`, `resume_point`).
+            quiet_mark_interval: Some(Duration::from_secs(1)),
             health: herald_actors::HealthPolicy {
                 failing_after: self.endpoint_failing_after,
                 disable_after: (self.endpoint_disable_after_secs > 0)

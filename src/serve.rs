@@ -157,7 +157,11 @@ async fn serve(
         addr: config.listen,
         source,
     })?;
-    let ledger = MongoLedger::new(&db);
+    let member_id = config
+        .member_id
+        .clone()
+        .unwrap_or_else(cluster::default_member_id);
+    let ledger = MongoLedger::new(&db).for_member(&member_id);
     // Traces, if a collector is named: the engine reports to it through its tracer port.
     let telemetry = config
         .otlp
@@ -205,10 +209,7 @@ async fn serve(
         handle.clone(),
         grants_tx,
         cluster::Options {
-            member_id: config
-                .member_id
-                .clone()
-                .unwrap_or_else(cluster::default_member_id),
+            member_id,
             lease_ttl: Duration::from_millis(config.lease_ttl_ms),
             listen: addr,
             grace: Duration::from_millis(config.shutdown_grace_ms),

@@ -46,6 +46,13 @@ pub struct EngineConfig {
     /// serving the change stream pays for each; with 64 partitions and a handful of busy
     /// webhooks, most partitions are quiet.
     pub quiet_checkpoint_interval: Duration,
+    /// How often the newest position below which the quiet partitions have nothing
+    /// unsettled is stored as one [`QuietMark`](crate::partition::QuietMark) (through
+    /// [`Ledger::mark_quiet`](crate::ports::Ledger::mark_quiet)), at most; only when it
+    /// moved. One write for all quiet partitions keeps a take-over's re-read short while
+    /// their own checkpoints are written at `quiet_checkpoint_interval`. `None` (the
+    /// default): no marks.
+    pub quiet_mark_interval: Option<Duration>,
     /// When an endpoint counts as failing, and whether it is disabled after a while.
     pub health: HealthPolicy,
     /// Deliveries one endpoint holds in memory (queued, in flight and waiting for a retry
@@ -81,6 +88,7 @@ impl Default for EngineConfig {
             max_restarts_per_minute: 10,
             checkpoint_interval: Duration::from_millis(100),
             quiet_checkpoint_interval: Duration::from_secs(1),
+            quiet_mark_interval: None,
             health: HealthPolicy::default(),
             max_held_per_endpoint: 10_000,
             max_held_total: 100_000,

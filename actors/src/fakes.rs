@@ -211,6 +211,12 @@ struct MemoryInner {
     deliveries: HashMap<String, Box<StoredDelivery>>,
     /// Every checkpoint written, in order, by partition.
     checkpoints: Vec<(u16, Bytes)>,
+    /// Every quiet mark stored, in order, with (when auditing) the deliveries recorded
+    /// when it was.
+    marks: Vec<(
+        crate::partition::QuietMark,
+        std::collections::HashSet<String>,
+    )>,
     /// Per partition, the lowest epoch whose checkpoints are still accepted.
     epochs: HashMap<u16, u64>,
     writes: usize,
@@ -244,8 +250,9 @@ pub struct StoredDelivery {
 }
 
 impl MemoryLedger {
-    /// A ledger that also remembers, for every checkpoint written, which deliveries were
-    /// recorded at that moment (to test that the checkpoint never passes an unrecorded one).
+    /// A ledger that also remembers, for every checkpoint and quiet mark written, which
+    /// deliveries were recorded at that moment (to test that neither ever passes an
+    /// unrecorded one).
     pub fn auditing_checkpoints() -> Self {
         let ledger = Self::default();
         ledger.inner.lock().unwrap().audit = Some(Vec::new());
@@ -280,6 +287,17 @@ impl MemoryLedger {
             .values()
             .filter(|d| d.record.status == status)
             .count()
+    }
+
+    /// Every quiet mark stored, in order, with the delivery ids recorded when it was
+    /// (empty unless auditing).
+    pub fn quiet_marks(
+        &self,
+    ) -> Vec<(
+        crate::partition::QuietMark,
+        std::collections::HashSet<String>,
+    )> {
+        self.inner.lock().unwrap().marks.clone()
     }
 
     /// Every checkpoint written, in order: (partition, position).
@@ -509,6 +527,19 @@ impl Ledger for MemoryLedger {
             inner.checkpoints.push((checkpoint.partition, bytes));
         }
         futures::future::ready(Ok(fenced)).boxed()
+    }
+
+    fn mark_quiet(
+        &self,
+        mark: crate::partition::QuietMark,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let mut inner = self.inner.lock().unwrap();
+        let recorded = match inner.audit {
+            Some(_) => inner.deliveries.keys().cloned().collect(),
+            None => Default::default(),
+        };
+        inner.marks.push((mark, recorded));
+        futures::future::ready(Ok(())).boxed()
     }
 
     fn recorded(

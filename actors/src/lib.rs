@@ -59,7 +59,7 @@ pub use delivery::{AttemptResponse, AttemptResult, DeliveryError, DeliveryRecord
 pub use event::{Event, Payload};
 pub use health::{Alert, EndpointHealth, HealthPolicy, HealthSnapshot, StoredHealth};
 pub use partition::{
-    partition_of, Grant, PartitionCheckpoint, PartitionReport, Position, PARTITIONS,
+    partition_of, Grant, PartitionCheckpoint, PartitionReport, Position, QuietMark, PARTITIONS,
 };
 pub use ports::{
     AttemptSpan, AttemptTrace, Ledger, LedgerError, OutboundRequest, RoutingSpan, Tracer, Transport,

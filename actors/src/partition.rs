@@ -113,6 +113,30 @@ pub struct PartitionCheckpoint {
     pub position: Position,
 }
 
+/// Where a member's quiet partitions may resume: the newest feed position it has read, and
+/// the partitions it holds with nothing unsettled there (each under the epoch it holds it
+/// by). Every delivery of those partitions for events up to `position` is durable, so a
+/// member that takes one of them over *from that very epoch* may resume from `position`
+/// instead of the partition's own checkpoint, which a quiet partition writes seldom.
+///
+/// Each entry is a fact about records already made, true whoever reads it later: a taker
+/// needs no fence, only the epoch (a partition taken in between has another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuietMark {
+    pub position: Position,
+    /// `(partition, epoch)`, in partition order.
+    pub partitions: Vec<(u16, u64)>,
+}
+
+impl QuietMark {
+    /// Whether the mark speaks for `partition` as held under `epoch`.
+    pub fn covers(&self, partition: u16, epoch: u64) -> bool {
+        self.partitions
+            .binary_search_by_key(&partition, |&(p, _)| p)
+            .is_ok_and(|i| self.partitions[i].1 == epoch)
+    }
+}
+
 /// One owned partition, as the coordinator and `/v1/cluster` show it.
 #[derive(Debug, Clone)]
 pub struct PartitionReport {

@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use crate::delivery::{AttemptResult, DeliveryRecord, PendingDelivery};
 use crate::event::Event;
 use crate::health::{Alert, StoredHealth};
-use crate::partition::PartitionCheckpoint;
+use crate::partition::{PartitionCheckpoint, QuietMark};
 use crate::trace::TraceParent;
 
 /// One signed POST, ready to send. Everything is pre-built: the transport only dials.
@@ -88,6 +88,16 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         checkpoints: Vec<PartitionCheckpoint>,
     ) -> BoxFuture<'static, Result<Vec<u16>, LedgerError>>;
+
+    /// Stores where this member's quiet partitions may resume (one small write, in place
+    /// of a checkpoint per quiet partition), replacing the mark stored before. Only for
+    /// take-overs: a taker may resume a partition from it if the partition is still held
+    /// under the epoch the mark names. Without it (the default, which stores nothing),
+    /// takers resume from the partitions' own checkpoints.
+    fn mark_quiet(&self, mark: QuietMark) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let _ = mark;
+        Box::pin(std::future::ready(Ok(())))
+    }
 
     /// Which of these deliveries the ledger has a record of, in any state (one query per
     /// batch): those need not be sent again when a partition is taken over.

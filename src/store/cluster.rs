@@ -241,6 +241,8 @@ fn partitions_collection(db: &Database) -> Collection<Document> {
 pub async fn members(db: &Database) -> mongodb::error::Result<Vec<Member>> {
     let documents: Vec<Document> = members_collection(db)
         .find(doc! {})
+        // Where its quiet partitions may resume is for takers, not shown.
+        .projection(doc! {"quiet": 0})
         .sort(doc! {"_id": 1})
         .limit(MAX_MEMBERS)
         .await?

@@ -58,6 +58,8 @@ pub struct MongoLedger {
     /// The kept endpoint health, read and written in batches; started by the first use
     /// (within the runtime that uses it), shared by every clone.
     health: Arc<OnceLock<BatchedHealth>>,
+    /// The cluster member this ledger writes quiet marks for (`None`: it writes none).
+    member_id: Option<Arc<str>>,
 }
 
 impl MongoLedger {
@@ -69,6 +71,15 @@ impl MongoLedger {
             alerts: super::alerts::AlertPublisher::new(db),
             stored: payloads::StoredRecently::default(),
             health: Arc::new(OnceLock::new()),
+            member_id: None,
+        }
+    }
+
+    /// A ledger that stores quiet marks in `member_id`'s member document.
+    pub fn for_member(self, member_id: &str) -> Self {
+        Self {
+            member_id: Some(member_id.into()),
+            ..self
         }
     }
 
@@ -404,6 +415,22 @@ impl Ledger for MongoLedger {
         let db = self.db.clone();
         async move {
             super::leases::store_checkpoints(&db, &checkpoints)
+                .await
+                .map_err(|e| ledger_error(&e))
+        }
+        .boxed()
+    }
+
+    fn mark_quiet(
+        &self,
+        mark: herald_actors::QuietMark,
+    ) -> BoxFuture<'static, Result<(), LedgerError>> {
+        let (db, member_id) = (self.db.clone(), self.member_id.clone());
+        async move {
+            let Some(member_id) = member_id else {
+                return Ok(());
+            };
+            super::leases::mark_quiet(&db, &member_id, &mark)
                 .await
                 .map_err(|e| ledger_error(&e))
         }

@@ -16,7 +16,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
-use herald_actors::{PartitionCheckpoint, Position, PARTITIONS};
+use herald_actors::{PartitionCheckpoint, Position, QuietMark, PARTITIONS};
 use mongodb::bson::{doc, Bson, Document, Timestamp};
 use mongodb::Database;
 use tracing::warn;
@@ -57,6 +57,9 @@ pub struct Member {
     /// since this version): once its beat stands still for a lease period, all of its leases
     /// have expired. Members of earlier versions beat first, then start the hold.
     pub holds_before_beat: bool,
+    /// Where its quiet partitions may resume (`quiet`, written since this version), if the
+    /// field is there and readable; members of earlier versions write none.
+    pub quiet: Option<QuietMark>,
 }
 
 /// What a member says about itself at every heartbeat.
@@ -225,7 +228,7 @@ pub async fn members(db: &Database) -> mongodb::error::Result<Vec<Member>> {
     let docs: Vec<Document> = db
         .collection::<Document>(MEMBERS)
         .find(doc! {})
-        .projection(doc! {"beat": 1, "holds_before_beat": 1})
+        .projection(doc! {"beat": 1, "holds_before_beat": 1, "quiet": 1})
         .await?
         .try_collect()
         .await?;
@@ -236,10 +239,68 @@ pub async fn members(db: &Database) -> mongodb::error::Result<Vec<Member>> {
                 id: id.clone(),
                 raw_beat: d.get("beat").cloned().unwrap_or(Bson::Null),
                 holds_before_beat: d.get_bool("holds_before_beat").unwrap_or(false),
+                quiet: d.get_document("quiet").ok().and_then(quiet_from),
             }),
             _ => None,
         })
         .collect())
+}
+
+/// A member's `quiet` field as written by [`mark_quiet`]; `None` when anything in it is not
+/// what herald writes (then takers resume from the partitions' own checkpoints).
+fn quiet_from(d: &Document) -> Option<QuietMark> {
+    let Some(Bson::Binary(checkpoint)) = d.get("checkpoint") else {
+        return None;
+    };
+    // The time comes from the position itself, as a partition checkpoint's does.
+    let time = crate::store::events::decode_position(&checkpoint.bytes)?.time;
+    let mut partitions = Vec::new();
+    for entry in d.get_array("partitions").ok()? {
+        let Bson::Array(pair) = entry else {
+            return None;
+        };
+        let [partition, epoch] = &pair[..] else {
+            return None;
+        };
+        let partition = as_u64(Some(partition)).filter(|p| *p < u64::from(PARTITIONS))?;
+        partitions.push((partition as u16, as_u64(Some(epoch))?));
+    }
+    partitions.sort_unstable();
+    Some(QuietMark {
+        position: Position::new(checkpoint.bytes.clone(), time),
+        partitions,
+    })
+}
+
+/// Stores where this member's quiet partitions may resume, in its member document (field
+/// `quiet`), replacing the mark stored before: one small write, whatever the number of
+/// partitions. Not created if the document is gone (the member left, or was forgotten).
+pub async fn mark_quiet(
+    db: &Database,
+    member_id: &str,
+    mark: &QuietMark,
+) -> mongodb::error::Result<()> {
+    db.collection::<Document>(MEMBERS)
+        .update_one(
+            doc! {"_id": member_id},
+            doc! {"$set": {"quiet": quiet_doc(mark, SystemTime::now())}},
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The `quiet` field of a member document: the position as a partition document holds its
+/// checkpoint (`checkpoint`, `checkpoint_at`, `checkpoint_time`), and `partitions`, pairs of
+/// `[partition, epoch]`.
+fn quiet_doc(mark: &QuietMark, now: SystemTime) -> Document {
+    let partitions: Vec<Bson> = mark
+        .partitions
+        .iter()
+        .map(|&(p, epoch)| Bson::Array(vec![Bson::Int32(i32::from(p)), Bson::Int64(epoch as i64)]))
+        .collect();
+    let mut quiet = checkpoint_fields(&mark.position, now);
+    quiet.insert("partitions", partitions);
+    quiet
 }
 
 /// Writes this member's heartbeat (one more `beat`).
@@ -590,4 +651,58 @@ pub async fn store_checkpoints(
         })
         .map(|c| c.partition)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(time: u32) -> Position {
+        let stored = doc! {
+            "token": {"_data": "8200000001"},
+            "at": Bson::Null,
+            "time": Timestamp { time, increment: 1 },
+        };
+        let bytes = mongodb::bson::to_vec(&stored).unwrap();
+        Position::new(bytes, time_key(Timestamp { time, increment: 1 }))
+    }
+
+    #[test]
+    fn a_quiet_mark_reads_back_as_written() {
+        let mark = QuietMark {
+            position: position(1_700_000_000),
+            partitions: vec![(0, 3), (17, 1), (63, 12)],
+        };
+        let written = quiet_doc(&mark, SystemTime::now());
+        assert_eq!(quiet_from(&written), Some(mark));
+    }
+
+    #[test]
+    fn a_quiet_mark_edited_into_something_else_is_not_used() {
+        let mark = QuietMark {
+            position: position(1_700_000_000),
+            partitions: vec![(5, 2)],
+        };
+        let written = quiet_doc(&mark, SystemTime::now());
+        let edited = |field: &str, value: Bson| {
+            let mut d = written.clone();
+            d.insert(field, value);
+            quiet_from(&d)
+        };
+        assert_eq!(edited("checkpoint", Bson::String("x".into())), None);
+        assert_eq!(edited("partitions", Bson::Int32(5)), None);
+        assert_eq!(
+            edited("partitions", Bson::Array(vec![Bson::Int32(5)])),
+            None
+        );
+        let out_of_range = Bson::Array(vec![Bson::Array(vec![Bson::Int32(64), Bson::Int64(2)])]);
+        assert_eq!(edited("partitions", out_of_range), None);
+        let negative = Bson::Array(vec![Bson::Array(vec![Bson::Int32(5), Bson::Int64(-1)])]);
+        assert_eq!(edited("partitions", negative), None);
+        let not_a_position = Bson::Binary(mongodb::bson::Binary {
+            subtype: mongodb::bson::spec::BinarySubtype::Generic,
+            bytes: b"not bson".to_vec(),
+        });
+        assert_eq!(edited("checkpoint", not_a_position), None);
+    }
 }

@@ -100,6 +100,42 @@ impl Router {
         });
     }
 
+    /// Stores, at most every `quiet_mark_interval` and only when it moved, the newest
+    /// position read and the partitions with nothing unsettled there: one write that lets a
+    /// taker resume all of them from there, while their own checkpoints are written at
+    /// `quiet_checkpoint_interval`.
+    pub(super) fn write_quiet_mark(&self, myself: &ActorRef<Msg>, state: &mut State) {
+        let Some(every) = self.config.quiet_mark_interval else {
+            return;
+        };
+        if state.mark_writing {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(due) = state
+            .mark_taken_at
+            .map(|at| at + every)
+            .filter(|due| *due > now)
+        {
+            arm_tick(myself, state, due);
+            return;
+        }
+        let Some(mark) = quiet_mark(state) else {
+            return;
+        };
+        if state.mark_stored.as_ref() == Some(&mark) {
+            return;
+        }
+        state.mark_taken_at = Some(now);
+        state.mark_writing = true;
+        let write = self.ledger.mark_quiet(mark.clone());
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = write.await;
+            let _ = myself.cast(Msg::QuietMarked(mark, result));
+        });
+    }
+
     pub(super) fn checkpoints_saved(
         &self,
         state: &mut State,
@@ -184,6 +220,15 @@ pub(super) fn due_checkpoint(state: &State, partition: u16, final_write: bool) -
 /// start of its hand-over, not before it became this engine's, and only once its gate is
 /// passed.
 fn candidate<'s>(state: &'s State, part: &Part) -> Option<&'s Seen> {
+    candidate_entry(state, part).map(|(_, seen)| seen)
+}
+
+/// The sequence number of [`candidate`]'s position.
+fn candidate_seq(state: &State, part: &Part) -> Option<u64> {
+    candidate_entry(state, part).map(|(&seq, _)| seq)
+}
+
+fn candidate_entry<'s>(state: &'s State, part: &Part) -> Option<(&'s u64, &'s Seen)> {
     if part.gate.is_some() {
         return None;
     }
@@ -197,11 +242,25 @@ fn candidate<'s>(state: &'s State, part: &Part) -> Option<&'s Seen> {
     if bound <= part.min_seq {
         return None;
     }
-    state
-        .positions
-        .range(part.min_seq..bound)
-        .next_back()
-        .map(|(_, seen)| seen)
+    state.positions.range(part.min_seq..bound).next_back()
+}
+
+/// The newest position read, with every partition (not being handed over) that may store
+/// it as its checkpoint: nothing of theirs is unsettled up to there. `None` when there is
+/// no such partition.
+fn quiet_mark(state: &State) -> Option<QuietMark> {
+    let (&newest, seen) = state.positions.iter().next_back()?;
+    let partitions: Vec<(u16, u64)> = state
+        .parts
+        .iter()
+        .filter(|(_, part)| !part.releasing)
+        .filter(|(_, part)| candidate_seq(state, part) == Some(newest))
+        .map(|(&partition, part)| (partition, part.epoch))
+        .collect();
+    (!partitions.is_empty()).then(|| QuietMark {
+        position: seen.position.clone(),
+        partitions,
+    })
 }
 
 /// A partition whose stored checkpoint is the newest position it may store is as current

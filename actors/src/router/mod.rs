@@ -46,7 +46,9 @@ use crate::event::Event;
 use crate::health::HealthSnapshot;
 use crate::ledger_writer::{self, LedgerWriter};
 use crate::metrics::EngineMetrics;
-use crate::partition::{partition_of, Grant, PartitionCheckpoint, PartitionReport, Position};
+use crate::partition::{
+    partition_of, Grant, PartitionCheckpoint, PartitionReport, Position, QuietMark,
+};
 use crate::ports::{Ledger, LedgerError, Transport};
 use crate::restart::RestartWindow;
 use crate::webhook::{SubscriptionIndex, WebhookSpec};
@@ -127,6 +129,8 @@ pub enum Msg {
     CheckpointsSaved(Vec<Due>, Result<Vec<u16>, LedgerError>),
     /// The checkpoint interval has passed: write what is due.
     CheckpointTick,
+    /// A quiet mark's write ended.
+    QuietMarked(QuietMark, Result<(), LedgerError>),
     /// Shutdown, step 1: endpoints start no new attempts; reply when none is in flight.
     Drain(RpcReplyPort<()>),
     /// Shutdown, step 2 (after the ledger writer synced): write every checkpoint now.
@@ -226,6 +230,11 @@ pub struct State {
     /// On tokio's clock, like the timer that spaces the writes.
     last_checkpoint_check: Option<Instant>,
     checkpoint_tick_at: Option<Instant>,
+    /// A quiet mark is being written.
+    mark_writing: bool,
+    /// When the last quiet mark was taken (stored or not), and the last one stored.
+    mark_taken_at: Option<Instant>,
+    mark_stored: Option<QuietMark>,
     /// Waiting for the in-flight checkpoint write before writing final ones.
     deferred_finals: Vec<Final>,
     draining: bool,
@@ -304,6 +313,9 @@ impl Actor for Router {
             checkpoint_writing: false,
             last_checkpoint_check: None,
             checkpoint_tick_at: None,
+            mark_writing: false,
+            mark_taken_at: None,
+            mark_stored: None,
             deferred_finals: Vec::new(),
             draining: false,
             events_settled: 0,
@@ -382,6 +394,14 @@ impl Actor for Router {
                 self.ask_pending(&myself, state);
             }
             Msg::CheckpointTick => state.checkpoint_tick_at = None,
+            Msg::QuietMarked(mark, result) => {
+                state.mark_writing = false;
+                match result {
+                    Ok(()) => state.mark_stored = Some(mark),
+                    // Taken again at the next interval.
+                    Err(error) => debug!(%error, "quiet mark not stored; trying again"),
+                }
+            }
             Msg::CheckpointsSaved(written, result) => {
                 state.checkpoint_writing = false;
                 self.checkpoints_saved(state, written, result);
@@ -463,6 +483,7 @@ impl Actor for Router {
         }
         if state.deferred_finals.is_empty() {
             self.write_checkpoints(&myself, state);
+            self.write_quiet_mark(&myself, state);
         }
         report_in_flight(state);
         Ok(())

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::{config, event, pos, settle_webhooks, start, until, webhook};
-use crate::fakes::Answer;
-use crate::partition::partition_of;
+use super::{config, event, pos, quiet_for, settle_webhooks, start, start_with, until, webhook};
+use crate::fakes::{Answer, MemoryLedger};
+use crate::partition::{partition_of, QuietMark};
 
 #[tokio::test(start_paused = true)]
 async fn checkpoint_waits_for_every_earlier_delivery() {
@@ -167,5 +167,97 @@ async fn quiet_partitions_are_written_at_the_quiet_interval_busy_ones_at_every_i
         ledger.everywhere_at(format!("t{last:03}").as_bytes())
     })
     .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// A quiet mark (one write for all the partitions with nothing unsettled) names a partition
+/// only once every delivery of it up to the mark's position is recorded, under the epoch the
+/// partition is held by; and nothing is written again while nothing moves.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_mark_names_only_partitions_whose_deliveries_are_all_recorded() {
+    let mut config = config();
+    config.quiet_mark_interval = Some(Duration::from_millis(100));
+    config.attempt_timeout = Duration::from_secs(2);
+    config.retry.max_attempts = 1;
+    let (engine, transport, ledger) =
+        start_with(config, MemoryLedger::auditing_checkpoints()).await;
+    let handle = engine.handle();
+    handle.upsert_webhook(webhook("stuck", &["*"])).unwrap();
+    handle.upsert_webhook(webhook("fine", &["*"])).unwrap();
+    settle_webhooks(&handle).await;
+    let (stuck, fine) = (partition_of("stuck"), partition_of("fine"));
+    assert_ne!(
+        stuck, fine,
+        "the two webhooks must fall in different partitions"
+    );
+    transport.set_default("https://stuck.example/hook", Answer::Hang);
+
+    for i in 0..20 {
+        handle
+            .submit(
+                event(&format!("evt_{i:02}"), "x"),
+                Some(pos(format!("t{i:02}"))),
+            )
+            .await
+            .unwrap();
+    }
+    let names = |partition: u16| {
+        move |(mark, _): &(QuietMark, _)| {
+            mark.position.checkpoint.as_ref() == b"t19"
+                && mark.partitions.iter().any(|(p, _)| *p == partition)
+        }
+    };
+    until(
+        "a mark at the last event naming the answering endpoint's partition",
+        || ledger.quiet_marks().iter().any(names(fine)),
+    )
+    .await;
+    assert!(
+        !ledger.quiet_marks().iter().any(names(stuck)),
+        "a mark named a partition whose first delivery hangs unrecorded"
+    );
+
+    // Once the hanging attempt times out, its failure is recorded and the partition is quiet.
+    until(
+        "a mark at the last event naming the stuck endpoint's partition",
+        || ledger.quiet_marks().iter().any(names(stuck)),
+    )
+    .await;
+    let marks = ledger.quiet_marks();
+    let held: Vec<(u16, u64)> = engine
+        .handle()
+        .partitions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.partition, r.epoch))
+        .collect();
+    for (mark, recorded) in &marks {
+        let last: usize = std::str::from_utf8(&mark.position.checkpoint[1..])
+            .unwrap()
+            .parse()
+            .unwrap();
+        for (partition, epoch) in &mark.partitions {
+            assert!(
+                held.contains(&(*partition, *epoch)),
+                "a mark names partition {partition} under epoch {epoch}, not the one held"
+            );
+            for webhook in ["stuck", "fine"] {
+                if partition_of(webhook) != *partition {
+                    continue;
+                }
+                for i in 0..=last {
+                    let id = format!("evt_{i:02}:{webhook}");
+                    assert!(
+                        recorded.contains(&id),
+                        "a mark at t{last:02} named partition {partition} before {id} was recorded"
+                    );
+                }
+            }
+        }
+    }
+    // Nothing moves: nothing is written again.
+    quiet_for(Duration::from_secs(2)).await;
+    assert_eq!(ledger.quiet_marks().len(), marks.len());
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }

@@ -23,6 +23,7 @@ mod dead_owner;
 mod disable_mid_burst;
 mod kill_loop;
 mod kill_one;
+mod quiet_mark;
 mod rate_limit;
 mod rolling_restart;
 mod slices;
