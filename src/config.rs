@@ -467,7 +467,8 @@ impl Config {
             // (BENCHMARKS.md, "2f521c0 → f48476c"). Every 1 s, a take-over after a kill came
             // 0.2-0.3 s sooner (BENCHMARKS.md, "d49e128 → c948297") but `e2e`'s rates were
             // about 8 % lower (BENCHMARKS.md, "6bf2d1d → 1f184f2"): 63 documents a second.
-            // The quiet mark below keeps the take-over's re-read as short with one.
+            // The quiet mark below keeps the take-over's re-read as short with one write
+            // (BENCHMARKS.md, "1f184f2 → d8cef43").
             quiet_checkpoint_interval: Duration::from_secs(5),
             // One write a second, in the member document, for all the quiet partitions:
             // a taker resumes them from there (`crate::cluster`, `resume_point`).
