@@ -24,9 +24,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use herald_actors::{EngineHandle, Event, Grant, Payload, Position, Rewind, TraceParent};
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
+use mongodb::change_stream::event::ChangeStreamEvent;
 use mongodb::Database;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -52,46 +51,7 @@ pub enum BadEvent {
     TooLarge(usize),
 }
 
-/// Where the feed stands: the resume token of a change, and that change's time (used to
-/// scan `events` when the token has fallen out of the change-stream history).
-#[derive(Debug, Clone)]
-pub struct FeedPosition {
-    pub token: ResumeToken,
-    pub at: Option<DateTime>,
-    /// The change's cluster time as [`leases::time_key`](super::leases::time_key) orders it;
-    /// 0 when unknown (checkpoints written before positions carried it).
-    pub time: u64,
-}
-
-/// The checkpoint as stored: the engine's opaque bytes. `time` is absent from checkpoints
-/// written by versions before cluster mode; they still decode.
-#[derive(Serialize, Deserialize)]
-struct Checkpoint {
-    token: ResumeToken,
-    #[serde(default)]
-    at: Option<DateTime>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    time: Option<mongodb::bson::Timestamp>,
-}
-
-pub fn encode_position(position: &FeedPosition) -> Option<Bytes> {
-    let checkpoint = Checkpoint {
-        token: position.token.clone(),
-        at: position.at,
-        time: (position.time > 0).then(|| super::leases::timestamp(position.time)),
-    };
-    mongodb::bson::to_vec(&checkpoint).ok().map(Bytes::from)
-}
-
-pub fn decode_position(bytes: &[u8]) -> Option<FeedPosition> {
-    mongodb::bson::from_slice::<Checkpoint>(bytes)
-        .ok()
-        .map(|c| FeedPosition {
-            token: c.token,
-            at: c.at,
-            time: c.time.map_or(0, super::leases::time_key),
-        })
-}
+pub use super::position::{decode_position, encode_position, FeedPosition};
 
 /// How far before the checkpoint's time the fallback scan starts, for clock skew between
 /// producers' `occurred_at` and the server.
@@ -294,7 +254,7 @@ pub async fn present_position(db: &Database) -> mongodb::error::Result<Option<By
     let mut watch = db.watch().pipeline(feed_pipeline());
     let time = super::leases::server_time(db).await.unwrap_or(0);
     if time > 0 {
-        watch = watch.start_at_operation_time(super::leases::timestamp(time));
+        watch = watch.start_at_operation_time(super::position::timestamp(time));
     }
     let stream = watch.await?;
     Ok(stream.resume_token().and_then(|token| {
@@ -310,7 +270,7 @@ pub async fn present_position(db: &Database) -> mongodb::error::Result<Option<By
 fn time_of(change: &ChangeStreamEvent<Document>) -> u64 {
     change
         .cluster_time
-        .map(super::leases::time_key)
+        .map(super::position::time_key)
         .unwrap_or(0)
 }
 
@@ -426,11 +386,13 @@ pub async fn run_feed(
             Start::Now => {
                 if let Some(t) = super::leases::server_time(&db).await {
                     now_time = t;
-                    watch = watch.start_at_operation_time(super::leases::timestamp(t));
+                    watch = watch.start_at_operation_time(super::position::timestamp(t));
                 }
             }
             Start::After(p) => watch = watch.resume_after(p.token.clone()),
-            Start::At(t, _) => watch = watch.start_at_operation_time(super::leases::timestamp(*t)),
+            Start::At(t, _) => {
+                watch = watch.start_at_operation_time(super::position::timestamp(*t))
+            }
         }
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -755,22 +717,5 @@ mod tests {
             .map(|n| reopen_backoff(n).as_millis() as u64)
             .collect();
         assert_eq!(waits, [200, 400, 800, 1_600, 3_200, 6_400, 6_400, 6_400]);
-    }
-
-    #[test]
-    fn checkpoints_round_trip() {
-        let token: ResumeToken =
-            mongodb::bson::from_bson(Bson::Document(doc! {"_data": "abc"})).unwrap();
-        let at = DateTime::from_millis(1_767_225_600_000);
-        let bytes = encode_position(&FeedPosition {
-            token: token.clone(),
-            at: Some(at),
-            time: 7 << 32 | 3,
-        })
-        .unwrap();
-        let back = decode_position(&bytes).unwrap();
-        assert_eq!(format!("{:?}", back.token), format!("{token:?}"));
-        assert_eq!(back.at, Some(at));
-        assert_eq!(back.time, 7 << 32 | 3);
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
 use herald_actors::{PartitionCheckpoint, Position, QuietMark, PARTITIONS};
-use mongodb::bson::{doc, Bson, Document, Timestamp};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::Database;
 use tracing::warn;
 
@@ -83,18 +83,7 @@ fn as_u64(value: Option<&Bson>) -> Option<u64> {
     }
 }
 
-/// A cluster time as the engine orders positions: seconds in the high half.
-pub fn time_key(t: Timestamp) -> u64 {
-    (u64::from(t.time) << 32) | u64::from(t.increment)
-}
-
-/// The cluster time of a [`time_key`].
-pub fn timestamp(key: u64) -> Timestamp {
-    Timestamp {
-        time: (key >> 32) as u32,
-        increment: key as u32,
-    }
-}
+pub use super::position::{time_key, timestamp};
 
 fn lease_from(d: &Document) -> Option<Lease> {
     let partition = match d.get("_id") {
@@ -253,7 +242,7 @@ fn quiet_from(d: &Document) -> Option<QuietMark> {
         return None;
     };
     // The time comes from the position itself, as a partition checkpoint's does.
-    let time = crate::store::events::decode_position(&checkpoint.bytes)?.time;
+    let time = super::position::decode_position(&checkpoint.bytes)?.time;
     let mut partitions = Vec::new();
     for entry in d.get_array("partitions").ok()? {
         let Bson::Array(pair) = entry else {
@@ -656,6 +645,7 @@ pub async fn store_checkpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mongodb::bson::Timestamp;
 
     fn position(time: u32) -> Position {
         let stored = doc! {

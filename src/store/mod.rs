@@ -36,6 +36,7 @@ pub mod leases;
 pub mod objects;
 pub mod page;
 pub mod payloads;
+pub mod position;
 pub mod retention;
 pub mod webhooks;
 
