@@ -120,13 +120,16 @@ impl Router {
             arm_tick(myself, state, due);
             return;
         }
+        // Looked at once per interval at most, written or not: with every partition busy
+        // there is no mark to take, and looking again at every event would cost the hot
+        // path a walk over the partitions.
+        state.mark_taken_at = Some(now);
         let Some(mark) = quiet_mark(state) else {
             return;
         };
         if state.mark_stored.as_ref() == Some(&mark) {
             return;
         }
-        state.mark_taken_at = Some(now);
         state.mark_writing = true;
         let write = self.ledger.mark_quiet(mark.clone());
         let myself = myself.clone();

@@ -232,7 +232,8 @@ pub struct State {
     checkpoint_tick_at: Option<Instant>,
     /// A quiet mark is being written.
     mark_writing: bool,
-    /// When the last quiet mark was taken (stored or not), and the last one stored.
+    /// When a quiet mark was last looked for (found, stored or not), and the last one
+    /// stored.
     mark_taken_at: Option<Instant>,
     mark_stored: Option<QuietMark>,
     /// Waiting for the in-flight checkpoint write before writing final ones.
