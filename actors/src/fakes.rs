@@ -240,6 +240,15 @@ struct MemoryInner {
     sweep_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
+impl MemoryInner {
+    /// When auditing, the ids of the deliveries recorded now.
+    fn recorded_if_auditing(&self) -> Option<std::collections::HashSet<String>> {
+        self.audit
+            .is_some()
+            .then(|| self.deliveries.keys().cloned().collect())
+    }
+}
+
 /// A delivery as the memory ledger keeps it.
 #[derive(Debug, Clone)]
 pub struct StoredDelivery {
@@ -517,10 +526,7 @@ impl Ledger for MemoryLedger {
                 continue;
             }
             let bytes = checkpoint.position.checkpoint;
-            let recorded = inner
-                .audit
-                .is_some()
-                .then(|| inner.deliveries.keys().cloned().collect());
+            let recorded = inner.recorded_if_auditing();
             if let (Some(audit), Some(recorded)) = (inner.audit.as_mut(), recorded) {
                 audit.push((checkpoint.partition, bytes.clone(), recorded));
             }
@@ -534,10 +540,7 @@ impl Ledger for MemoryLedger {
         mark: crate::partition::QuietMark,
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
         let mut inner = self.inner.lock().unwrap();
-        let recorded = match inner.audit {
-            Some(_) => inner.deliveries.keys().cloned().collect(),
-            None => Default::default(),
-        };
+        let recorded = inner.recorded_if_auditing().unwrap_or_default();
         inner.marks.push((mark, recorded));
         futures::future::ready(Ok(())).boxed()
     }

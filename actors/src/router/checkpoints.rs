@@ -226,11 +226,7 @@ fn candidate<'s>(state: &'s State, part: &Part) -> Option<&'s Seen> {
     candidate_entry(state, part).map(|(_, seen)| seen)
 }
 
-/// The sequence number of [`candidate`]'s position.
-fn candidate_seq(state: &State, part: &Part) -> Option<u64> {
-    candidate_entry(state, part).map(|(&seq, _)| seq)
-}
-
+/// [`candidate`] with its sequence number.
 fn candidate_entry<'s>(state: &'s State, part: &Part) -> Option<(&'s u64, &'s Seen)> {
     if part.gate.is_some() {
         return None;
@@ -257,7 +253,7 @@ fn quiet_mark(state: &State) -> Option<QuietMark> {
         .parts
         .iter()
         .filter(|(_, part)| !part.releasing)
-        .filter(|(_, part)| candidate_seq(state, part) == Some(newest))
+        .filter(|(_, part)| candidate_entry(state, part).is_some_and(|(&seq, _)| seq == newest))
         .map(|(&partition, part)| (partition, part.epoch))
         .collect();
     (!partitions.is_empty()).then(|| QuietMark {

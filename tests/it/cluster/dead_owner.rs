@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::daemon::test_config;
-use crate::fixtures::database;
+use crate::fixtures::{database, insert_member};
 
 const GONE: &str = "gone-member";
 const EARLIER: &str = "earlier-version-member";
@@ -38,15 +38,12 @@ async fn two_silent_members(db: &Database) {
             .await
             .unwrap();
     }
-    let members = db.collection::<Document>("herald_members");
-    members
-        .insert_one(doc! {"_id": GONE, "beat": 9i64, "holds_before_beat": true})
-        .await
-        .unwrap();
-    members
-        .insert_one(doc! {"_id": EARLIER, "beat": 9i64})
-        .await
-        .unwrap();
+    insert_member(
+        db,
+        doc! {"_id": GONE, "beat": 9i64, "holds_before_beat": true},
+    )
+    .await;
+    insert_member(db, doc! {"_id": EARLIER, "beat": 9i64}).await;
 }
 
 /// Bumps the `beat` of `partition`'s lease every 150 ms, as long as `owner` holds it, until

@@ -15,7 +15,7 @@ use mongodb::Database;
 
 use super::*;
 use crate::daemon::test_config;
-use crate::fixtures::{database, insert_event};
+use crate::fixtures::{database, insert_event, insert_member};
 
 /// Held every partition, wrote a quiet mark, then stopped beating.
 const GONE: &str = "gone-member";
@@ -121,21 +121,18 @@ async fn a_dead_members_quiet_partitions_resume_from_its_mark_under_the_epoch_it
     // `earlier` (which EARLIER holds: not GONE's to speak for).
     let named =
         |e: &Endpoint, epoch: i64| Bson::Array(vec![Bson::Int32(partition(e)), Bson::Int64(epoch)]);
-    let members = db.collection::<Document>("herald_members");
-    members
-        .insert_one(doc! {
+    insert_member(
+        &db,
+        doc! {
             "_id": GONE, "beat": 9i64, "holds_before_beat": true,
             "quiet": {
                 "checkpoint": Binary { subtype: mongodb::bson::spec::BinarySubtype::Generic, bytes: mark },
                 "partitions": [named(marked, 1), named(stale, 0), named(earlier, 1)],
             },
-        })
-        .await
-        .unwrap();
-    members
-        .insert_one(doc! {"_id": EARLIER, "beat": 9i64})
-        .await
-        .unwrap();
+        },
+    )
+    .await;
+    insert_member(&db, doc! {"_id": EARLIER, "beat": 9i64}).await;
 
     let config = test_config(&uri, &name, crate::support::test_ca_pem_path());
     let mut cluster = Cluster::start(&config, 1, &[]).await;
